@@ -1,0 +1,388 @@
+// DataStream<T>, KeyedStream<K, T> and DataStreamSink<T>: the typed, Flink-style API.
+//
+//   auto counts = env.FromSource(sluice::TextFileSource("book.txt"))
+//                     .FlatMap([](const std::string& line, sluice::Collector<std::string>& out) {
+//                       for (auto w : absl::StrSplit(line, ' ', absl::SkipEmpty()))
+//                         out.Collect(std::string(w));
+//                     })
+//                     .Map([](const std::string& w) { return std::pair(w, int64_t{1}); })
+//                     .KeyBy([](const auto& p) { return p.first; })
+//                     .Reduce([](const auto& a, const auto& b) {
+//                       return std::pair(a.first, a.second + b.second); });
+//   counts.SinkTo(sluice::PrintSink<std::pair<std::string, int64_t>>());
+//
+// Streams are cheap value handles onto the job graph of their environment. Operators apply to all
+// parallel subtasks; each subtask gets its own copy of the user function.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+#include <sluice/api/concepts.h>
+#include <sluice/api/functions.h>
+#include <sluice/api/stream_environment.h>
+#include <sluice/connectors/collection_source.h>
+#include <sluice/connectors/sink.h>
+#include <sluice/connectors/source.h>
+#include <sluice/core/output_tag.h>
+#include <sluice/internal/exchange.h>
+#include <sluice/internal/graph.h>
+#include <sluice/internal/operators.h>
+
+namespace sluice {
+
+namespace internal {
+
+// A key selector behind a std::function: what KeyedStream<K, T> (the type spelled without its
+// selector) holds. KeyBy returns KeyedStream<K, T, F> with the lambda's own type, which inlines.
+template <typename K, typename T>
+struct ErasedKeySelector {
+  std::function<K(const T&)> fn;
+  K operator()(const T& v) const { return fn(v); }
+};
+
+}  // namespace internal
+
+template <typename K, typename T, typename KS = internal::ErasedKeySelector<K, T>>
+class KeyedStream;
+template <typename T>
+class DataStreamSink;
+
+namespace internal {
+
+// One upstream output that feeds a stream: the main output ("" tag) or a side output of a node.
+struct StreamPort {
+  int node;
+  std::string tag;
+};
+
+}  // namespace internal
+
+template <typename T>
+class DataStream {
+ public:
+  using value_type = T;
+
+  DataStream(StreamEnvironment* env, std::vector<internal::StreamPort> ports,
+             internal::Partitioning partitioning = internal::Partitioning::kDefault,
+             internal::WriterFactory make_writer = nullptr)
+      : env_(env),
+        ports_(std::move(ports)),
+        partitioning_(partitioning),
+        make_writer_(make_writer ? std::move(make_writer) : internal::WriterFactory(
+                                                                &internal::MakeWriter<T>)) {}
+
+  // --- Transformations -------------------------------------------------------------------------
+
+  // One output per input: `fn(value) -> Out`.
+  template <typename F>
+    requires MapFunction<F, T>
+  auto Map(F fn) const {
+    using Out = std::remove_cvref_t<std::invoke_result_t<F&, T&&>>;
+    return Transform<Out>("Map", [fn](internal::OperatorSetup& s) {
+      return Made(std::make_unique<internal::MapOperator<T, Out, F>>(s, fn));
+    });
+  }
+
+  // Keeps the records for which `fn(value)` is true.
+  template <typename F>
+    requires FilterFunction<F, T>
+  DataStream<T> Filter(F fn) const {
+    return Transform<T>("Filter", [fn](internal::OperatorSetup& s) {
+      return Made(std::make_unique<internal::FilterOperator<T, F>>(s, fn));
+    });
+  }
+
+  // Zero or more outputs per input: `fn(value, Collector<Out>& out)`. Out is deduced from the
+  // collector parameter of a non-generic lambda, or given: `FlatMap<std::string>(fn)`.
+  template <typename Out = internal::Deduce, typename F>
+  auto FlatMap(F fn) const {
+    using O = std::conditional_t<std::is_same_v<Out, internal::Deduce>,
+                                 internal::DeducedOutput<F, 1>, Out>;
+    static_assert(FlatMapFunction<F, T, O>,
+                  "FlatMap needs a function (const T&, sluice::Collector<Out>&)");
+    return Transform<O>("Flat Map", [fn](internal::OperatorSetup& s) {
+      return Made(std::make_unique<internal::FlatMapOperator<T, O, F>>(s, fn));
+    });
+  }
+
+  // A process function: a class derived from ProcessFunction<T, Out>, or a lambda
+  // `(const T&, ProcessContext&, Collector<Out>&)`. Side outputs go through ctx.Output(tag, v).
+  template <typename Out = internal::Deduce, typename F>
+  auto Process(F fn) const {
+    using O = typename ProcessOutput<Out, F>::type;
+    static_assert(std::copy_constructible<F>, "a process function must be copyable");
+    return Transform<O>("Process", [fn](internal::OperatorSetup& s) {
+      return Made(std::make_unique<internal::ProcessOperator<T, O, F>>(s, fn));
+    });
+  }
+
+  // Partitions by key: every record with the same key goes to the same subtask.
+  template <typename F>
+    requires KeySelector<F, T>
+  KeyedStream<KeyOf<F, T>, T, F> KeyBy(F key_selector) const {
+    return KeyedStream<KeyOf<F, T>, T, F>(*this, std::move(key_selector));
+  }
+
+  // The records of this stream and of `others` (same type) as one stream.
+  template <typename... Others>
+    requires(std::same_as<Others, DataStream<T>> && ...)
+  DataStream<T> Union(const Others&... others) const {
+    DataStream<T> result = *this;
+    (result.ports_.insert(result.ports_.end(), others.ports_.begin(), others.ports_.end()), ...);
+    return result;
+  }
+
+  // --- Partitioning (apply to the edge into the next operator) -----------------------------------
+  DataStream<T> Rebalance() const { return Partitioned(internal::Partitioning::kRebalance); }
+  DataStream<T> Shuffle() const { return Partitioned(internal::Partitioning::kShuffle); }
+  DataStream<T> Broadcast() const { return Partitioned(internal::Partitioning::kBroadcast); }
+  DataStream<T> Forward() const { return Partitioned(internal::Partitioning::kForward); }
+
+  // --- Properties of the operator that produced this stream -------------------------------------
+  DataStream<T> SetParallelism(int parallelism) const {
+    if (internal::StreamNode* n = ProducerNode("SetParallelism")) {
+      if (parallelism < 1) {
+        env_->RecordError(absl::InvalidArgumentError(absl::StrCat(
+            "operator '", n->name, "': parallelism must be >= 1, got ", parallelism)));
+      } else {
+        n->parallelism = parallelism;
+      }
+    }
+    return *this;
+  }
+  DataStream<T> Name(std::string name) const {
+    if (internal::StreamNode* n = ProducerNode("Name")) n->name = std::move(name);
+    return *this;
+  }
+
+  // The side output `tag` of the operator that produced this stream.
+  template <typename S>
+  DataStream<S> GetSideOutput(const OutputTag<S>& tag) const {
+    internal::StreamNode* n = ProducerNode("GetSideOutput");
+    if (n == nullptr) return DataStream<S>(env_, {});
+    if (n->is_source) {
+      env_->RecordError(absl::InvalidArgumentError(
+          absl::StrCat("GetSideOutput('", tag.id(), "'): source '", n->name,
+                       "' has no side outputs")));
+      return DataStream<S>(env_, {});
+    }
+    const std::type_info* existing = n->SideOutputType(tag.id());
+    if (existing == nullptr) {
+      n->side_outputs.emplace_back(tag.id(), [](size_t batch_size) {
+        return std::unique_ptr<internal::CollectorBase>(new Collector<S>(batch_size));
+      });
+    } else if (*existing != typeid(S)) {
+      env_->RecordError(absl::InvalidArgumentError(
+          absl::StrCat("operator '", n->name, "': side output '", tag.id(),
+                       "' is requested with two different types")));
+    }
+    return DataStream<S>(env_, {{n->id, tag.id()}});
+  }
+
+  // --- Sinks ----------------------------------------------------------------------------------
+  template <typename S>
+    requires std::derived_from<S, Sink<T>>
+  DataStreamSink<T> SinkTo(S sink) const;
+
+  // --- Internal ---------------------------------------------------------------------------------
+  StreamEnvironment* env() const { return env_; }
+  const std::vector<internal::StreamPort>& ports() const { return ports_; }
+
+  // Adds an operator fed by this stream and returns its output stream.
+  template <typename Out>
+  DataStream<Out> Transform(std::string name, internal::OperatorFactory factory) const {
+    int id = AddNode(std::move(name), std::move(factory), &typeid(Out));
+    return DataStream<Out>(env_, {{id, ""}});
+  }
+
+  int AddNode(std::string name, internal::OperatorFactory factory,
+              const std::type_info* output_type) const {
+    internal::StreamGraph& g = env_->graph();
+    internal::StreamNode node;
+    node.id = static_cast<int>(g.nodes.size());
+    node.name = std::move(name);
+    node.output_type = output_type;
+    node.make_operator = std::move(factory);
+    g.nodes.push_back(std::move(node));
+    for (const internal::StreamPort& p : ports_) {
+      g.edges.push_back({p.node, p.tag, g.nodes.back().id, 0, partitioning_, make_writer_});
+    }
+    return g.nodes.back().id;
+  }
+
+ protected:
+  template <typename Op>
+  static absl::StatusOr<std::unique_ptr<internal::OperatorBase>> Made(std::unique_ptr<Op> op) {
+    return std::unique_ptr<internal::OperatorBase>(std::move(op));
+  }
+
+  template <typename Out, typename F>
+  struct ProcessOutput {
+    using type = Out;
+  };
+  template <typename F>
+    requires requires { typename F::OutputType; }
+  struct ProcessOutput<internal::Deduce, F> {
+    using type = typename F::OutputType;
+  };
+  template <typename F>
+    requires(!requires { typename F::OutputType; })
+  struct ProcessOutput<internal::Deduce, F> {
+    using type = internal::DeducedOutput<F, 2>;
+  };
+
+  DataStream<T> Partitioned(internal::Partitioning p) const {
+    return DataStream<T>(env_, ports_, p, &internal::MakeWriter<T>);
+  }
+
+  internal::StreamNode* ProducerNode(const char* what) const {
+    if (ports_.size() != 1 || !ports_[0].tag.empty()) {
+      env_->RecordError(absl::InvalidArgumentError(absl::StrCat(
+          what, "() applies to the output of one operator, not to a union or a side output")));
+      return nullptr;
+    }
+    return &env_->graph().nodes[static_cast<size_t>(ports_[0].node)];
+  }
+
+  template <typename U>
+  friend class DataStream;
+
+  StreamEnvironment* env_;
+  std::vector<internal::StreamPort> ports_;
+  internal::Partitioning partitioning_;
+  internal::WriterFactory make_writer_;
+};
+
+// A stream partitioned by key. Keyed operators see every record of a key in one subtask.
+// `KS` is the key selector's type (a lambda inlines); KeyedStream<K, T> erases it.
+template <typename K, typename T, typename KS>
+class KeyedStream : public DataStream<T> {
+ public:
+  using key_type = K;
+
+  KeyedStream(const DataStream<T>& input, KS key_selector)
+      : DataStream<T>(input.env(), input.ports(), internal::Partitioning::kHash,
+                      [key_selector](const internal::WriterSetup& setup) {
+                        return internal::MakeHashWriter<T>(setup, key_selector);
+                      }),
+        key_selector_(std::move(key_selector)) {}
+
+  // Erases the selector type: KeyedStream<K, T> keyed = stream.KeyBy(...);
+  template <typename Other>
+    requires(!std::same_as<Other, KS> && std::same_as<KS, internal::ErasedKeySelector<K, T>>)
+  KeyedStream(const KeyedStream<K, T, Other>& other)  // NOLINT: implicit by design
+      : DataStream<T>(other), key_selector_{other.key_selector()} {}
+
+  // Rolling reduce per key: `fn(accumulator, value) -> new accumulator`. In streaming mode emits
+  // the new accumulator for every record; in batch mode the final one per key.
+  template <typename F>
+    requires ReduceFunction<F, T>
+  DataStream<T> Reduce(F fn) const {
+    KS ks = key_selector_;
+    return this->template Transform<T>("Keyed Reduce", [ks, fn](internal::OperatorSetup& s) {
+      return DataStream<T>::Made(
+          std::make_unique<internal::KeyedReduceOperator<K, T, KS, F>>(s, ks, fn));
+    });
+  }
+
+  // A keyed process function: a class derived from KeyedProcessFunction<K, T, Out>, or a lambda
+  // `(const T&, KeyedProcessContext<K>&, Collector<Out>&)`.
+  template <typename Out = internal::Deduce, typename F>
+  auto Process(F fn) const {
+    using O = typename DataStream<T>::template ProcessOutput<Out, F>::type;
+    KS ks = key_selector_;
+    return this->template Transform<O>("Keyed Process", [ks, fn](internal::OperatorSetup& s) {
+      return DataStream<T>::Made(
+          std::make_unique<internal::KeyedProcessOperator<K, T, O, KS, F>>(s, ks, fn));
+    });
+  }
+
+  const KS& key_selector() const { return key_selector_; }
+
+ private:
+  KS key_selector_;
+};
+
+// The handle of a sink: set its parallelism and name.
+template <typename T>
+class DataStreamSink {
+ public:
+  DataStreamSink(StreamEnvironment* env, int node) : env_(env), node_(node) {}
+  DataStreamSink SetParallelism(int parallelism) const {
+    auto& n = env_->graph().nodes[static_cast<size_t>(node_)];
+    if (parallelism < 1) {
+      env_->RecordError(absl::InvalidArgumentError(
+          absl::StrCat("sink '", n.name, "': parallelism must be >= 1, got ", parallelism)));
+    } else {
+      n.parallelism = parallelism;
+    }
+    return *this;
+  }
+  DataStreamSink Name(std::string name) const {
+    env_->graph().nodes[static_cast<size_t>(node_)].name = std::move(name);
+    return *this;
+  }
+
+ private:
+  StreamEnvironment* env_;
+  int node_;
+};
+
+template <typename T>
+template <typename S>
+  requires std::derived_from<S, Sink<T>>
+DataStreamSink<T> DataStream<T>::SinkTo(S sink) const {
+  auto shared = std::make_shared<S>(std::move(sink));
+  int id = AddNode(
+      absl::StrCat("Sink: ", shared->Describe()),
+      [shared](internal::OperatorSetup& s) -> absl::StatusOr<std::unique_ptr<internal::OperatorBase>> {
+        absl::StatusOr<std::unique_ptr<SinkWriter<T>>> writer = shared->CreateWriter(s.runtime);
+        if (!writer.ok()) return internal::Annotate(writer.status(), s.runtime.operator_name);
+        return Made(std::make_unique<internal::SinkOperator<T>>(s, std::move(*writer)));
+      },
+      nullptr);
+  auto& node = env_->graph().nodes[static_cast<size_t>(id)];
+  node.is_sink = true;
+  node.max_source_parallelism = shared->MaxParallelism();
+  return DataStreamSink<T>(env_, id);
+}
+
+// --- StreamEnvironment templates -----------------------------------------------------------------
+
+template <typename S>
+  requires std::derived_from<S, Source<typename S::value_type>>
+DataStream<typename S::value_type> StreamEnvironment::FromSource(S source, std::string name) {
+  using T = typename S::value_type;
+  auto shared = std::make_shared<S>(std::move(source));
+  internal::StreamNode node;
+  node.id = static_cast<int>(graph_->nodes.size());
+  node.name = name.empty() ? absl::StrCat("Source: ", shared->Describe()) : std::move(name);
+  node.is_source = true;
+  node.bounded = shared->IsBounded();
+  node.max_source_parallelism = shared->MaxParallelism();
+  node.output_type = &typeid(T);
+  node.make_operator =
+      [shared](internal::OperatorSetup& s) -> absl::StatusOr<std::unique_ptr<internal::OperatorBase>> {
+    absl::StatusOr<std::unique_ptr<SourceReader<T>>> reader =
+        shared->CreateReader(SourceContext(s.runtime, s.services));
+    if (!reader.ok()) return internal::Annotate(reader.status(), s.runtime.operator_name);
+    return std::unique_ptr<internal::OperatorBase>(
+        std::make_unique<internal::SourceOperator<T>>(s, std::move(*reader)));
+  };
+  graph_->nodes.push_back(std::move(node));
+  return DataStream<T>(this, {{graph_->nodes.back().id, ""}});
+}
+
+template <typename T>
+DataStream<T> StreamEnvironment::FromCollection(std::vector<T> values) {
+  return FromSource(CollectionSource<T>(std::move(values)), "Source: Collection Source");
+}
+
+}  // namespace sluice

@@ -1,0 +1,45 @@
+// JobHandle: a job started with StreamEnvironment::ExecuteAsync.
+//
+//   absl::StatusOr<sluice::JobHandle> job = env.ExecuteAsync("clicks");
+//   ...
+//   job->Cancel();
+//   absl::Status status = job->Wait();   // absl::CancelledError after Cancel()
+//
+// Thread-safe. Destroying the handle of a running job cancels it and waits for it, so a job never
+// outlives its handle and never leaks a thread.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+
+namespace sluice {
+namespace internal {
+class Job;
+}  // namespace internal
+
+class JobHandle {
+ public:
+  explicit JobHandle(std::shared_ptr<internal::Job> job);
+  JobHandle(JobHandle&&) noexcept;
+  JobHandle& operator=(JobHandle&&) noexcept;
+  ~JobHandle();
+
+  // Blocks until the job has ended and every worker thread has stopped; returns OK when every
+  // source was exhausted and every record reached the sinks, the failure otherwise.
+  // Must not be called from inside the job (a user function).
+  absl::Status Wait();
+  // Waits at most `timeout`; true when the job has ended.
+  bool WaitFor(absl::Duration timeout);
+  // Asks the job to stop; returns at once. Wait() then returns CancelledError.
+  void Cancel();
+  bool IsDone() const;
+  const std::string& name() const;
+
+ private:
+  std::shared_ptr<internal::Job> job_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,47 @@
+// The sink interface: a Sink<T> creates one SinkWriter<T> per parallel subtask; the runtime hands
+// each writer whole batches.
+//
+//   class Stdout : public sluice::Sink<int> {
+//     absl::StatusOr<std::unique_ptr<sluice::SinkWriter<int>>> CreateWriter(
+//         const sluice::RuntimeContext& ctx) override { ... }
+//   };
+//   stream.SinkTo(Stdout());
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+#include <sluice/core/runtime_context.h>
+
+namespace sluice {
+
+// One parallel instance of a sink. Used by a single thread at a time.
+template <typename T>
+class SinkWriter {
+ public:
+  virtual ~SinkWriter() = default;
+  // Writes a batch; may move from the records. An error fails the job with that status.
+  virtual absl::Status Write(std::vector<T>& records) = 0;
+  // All input has arrived: make everything written durable/visible.
+  virtual absl::Status Finish() { return absl::OkStatus(); }
+  // Releases resources; called after Finish(), or instead of it when the job fails or is cancelled.
+  virtual void Close() {}
+};
+
+template <typename T>
+class Sink {
+ public:
+  using value_type = T;
+  virtual ~Sink() = default;
+  virtual absl::StatusOr<std::unique_ptr<SinkWriter<T>>> CreateWriter(
+      const RuntimeContext& ctx) = 0;
+  // The largest parallelism this sink supports.
+  virtual int MaxParallelism() const { return 1 << 15; }
+  // A short description used in the default operator name ("Sink: <description>").
+  virtual std::string Describe() const { return "custom"; }
+};
+
+}  // namespace sluice

@@ -1,0 +1,95 @@
+// The source interface: a Source<T> is a serializable-in-spirit factory that the runtime asks for
+// one SourceReader<T> per parallel subtask. Readers are polled cooperatively by worker threads: they
+// never block for long, and say when they have nothing to give.
+//
+//   class Countdown : public sluice::Source<int> {
+//     bool IsBounded() const override { return true; }
+//     absl::StatusOr<std::unique_ptr<sluice::SourceReader<int>>> CreateReader(
+//         const sluice::SourceContext& ctx) override { ... }
+//   };
+//   env.FromSource(Countdown(), "countdown");
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+#include <sluice/core/collector.h>
+#include <sluice/core/runtime_context.h>
+
+namespace sluice {
+namespace internal {
+class TaskServices;  // runtime services for readers implemented inside Sluice (src/)
+}  // namespace internal
+
+// Handed to Source::CreateReader. Thread-safe: Wake() may be called from any thread.
+class SourceContext {
+ public:
+  SourceContext(RuntimeContext runtime, internal::TaskServices* services)
+      : runtime_(std::move(runtime)), services_(services) {}
+
+  const RuntimeContext& runtime() const { return runtime_; }
+  int subtask_index() const { return runtime_.subtask_index; }
+  int parallelism() const { return runtime_.parallelism; }
+
+  // Asks the runtime to poll the reader again soon. For readers fed by another thread or by I/O
+  // completions after they answered kNothingAvailable.
+  void Wake() const;
+
+  internal::TaskServices* services() const { return services_; }
+
+ private:
+  RuntimeContext runtime_;
+  internal::TaskServices* services_;
+};
+
+struct PollResult {
+  enum class Kind {
+    kMoreAvailable,     // poll again right away
+    kNothingAvailable,  // poll again after `retry_after`, or earlier when the reader calls Wake()
+    kEndOfInput,        // this reader is exhausted; it is not polled again
+  };
+  Kind kind = Kind::kMoreAvailable;
+  absl::Duration retry_after = absl::InfiniteDuration();
+
+  static PollResult More() { return {Kind::kMoreAvailable, absl::ZeroDuration()}; }
+  static PollResult NothingUntil(absl::Duration retry_after) {
+    return {Kind::kNothingAvailable, retry_after};
+  }
+  static PollResult WaitForWake() { return {Kind::kNothingAvailable, absl::InfiniteDuration()}; }
+  static PollResult End() { return {Kind::kEndOfInput, absl::ZeroDuration()}; }
+};
+
+// One parallel instance of a source. Used by a single thread at a time.
+template <typename T>
+class SourceReader {
+ public:
+  virtual ~SourceReader() = default;
+  // Emits at most about `max_records` records into `out` and says what to do next. An error
+  // fails the job with that status.
+  virtual absl::StatusOr<PollResult> PollNext(Collector<T>& out, int max_records) = 0;
+  // Called once when the reader will not be polled again (end of input, failure or cancellation).
+  // Must release blocking resources promptly.
+  virtual void Close() {}
+};
+
+template <typename T>
+class Source {
+ public:
+  using value_type = T;
+  virtual ~Source() = default;
+  // A bounded source ends by itself; a job whose sources are all bounded can run in batch mode.
+  virtual bool IsBounded() const = 0;
+  // The largest parallelism this source supports (1 for non-parallel sources).
+  virtual int MaxParallelism() const { return 1 << 15; }
+  // Creates the reader of subtask `ctx.subtask_index()`. Called on a worker thread when the job
+  // starts; errors (a missing file, a refused connection) fail the job.
+  virtual absl::StatusOr<std::unique_ptr<SourceReader<T>>> CreateReader(
+      const SourceContext& ctx) = 0;
+  // A short description used in the default operator name ("Source: <description>").
+  virtual std::string Describe() const { return "custom"; }
+};
+
+}  // namespace sluice

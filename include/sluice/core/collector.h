@@ -1,0 +1,96 @@
+// Collector<T>: where an operator, a source or a user function emits records.
+//
+//   stream.FlatMap([](const std::string& line, sluice::Collector<std::string>& out) {
+//     for (std::string_view word : absl::StrSplit(line, ' ')) out.Collect(std::string(word));
+//   });
+//
+// Collect() appends to a batch in place; the batch goes downstream when it is full or when the
+// operator finishes its input batch. Not thread-safe: a collector belongs to one subtask.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <sluice/core/status.h>
+#include <sluice/internal/batch.h>
+
+namespace sluice {
+namespace internal {
+
+// Type-erased face of a collector, for lists of outputs of different types.
+class CollectorBase {
+ public:
+  virtual ~CollectorBase() = default;
+  virtual const std::type_info& record_type() const = 0;
+  virtual void AddConsumer(BatchConsumerBase* consumer) = 0;
+  virtual void Flush() = 0;
+  virtual void EndInput() = 0;
+};
+
+}  // namespace internal
+
+template <typename T>
+class Collector final : public internal::CollectorBase {
+ public:
+  explicit Collector(size_t batch_size = 1024) : batch_size_(batch_size == 0 ? 1 : batch_size) {
+    buffer_.reserve(batch_size_);
+  }
+  Collector(const Collector&) = delete;
+  Collector& operator=(const Collector&) = delete;
+
+  void Collect(const T& value) {
+    if (consumers_.empty()) return;
+    buffer_.push_back(value);
+    if (buffer_.size() >= batch_size_) Flush();
+  }
+  void Collect(T&& value) {
+    if (consumers_.empty()) return;
+    buffer_.push_back(std::move(value));
+    if (buffer_.size() >= batch_size_) Flush();
+  }
+  template <typename... Args>
+  void Emplace(Args&&... args) {
+    if (consumers_.empty()) return;
+    buffer_.emplace_back(std::forward<Args>(args)...);
+    if (buffer_.size() >= batch_size_) Flush();
+  }
+
+  // --- Runtime side -----------------------------------------------------------------------------
+  const std::type_info& record_type() const override { return typeid(T); }
+
+  void AddConsumer(internal::BatchConsumerBase* consumer) override {
+    SLUICE_CHECK(consumer->record_type() == typeid(T));
+    consumers_.push_back(static_cast<internal::BatchConsumer<T>*>(consumer));
+  }
+
+  bool has_consumers() const { return !consumers_.empty(); }
+
+  // Pushes the buffered records to every consumer (copies for all but the last).
+  void Flush() override {
+    if (buffer_.empty()) return;
+    for (size_t i = 0; i + 1 < consumers_.size(); ++i) {
+      scratch_.assign(buffer_.begin(), buffer_.end());
+      consumers_[i]->Consume(scratch_);
+      scratch_.clear();
+    }
+    consumers_.back()->Consume(buffer_);
+    buffer_.clear();
+  }
+
+  // Flushes, then tells every consumer that this output has ended.
+  void EndInput() override {
+    Flush();
+    for (auto* consumer : consumers_) consumer->OnEndOfInput();
+  }
+
+ private:
+  size_t batch_size_;
+  std::vector<T> buffer_;
+  std::vector<T> scratch_;
+  std::vector<internal::BatchConsumer<T>*> consumers_;
+};
+
+}  // namespace sluice

@@ -1,0 +1,160 @@
+// Exchange writers: the typed end of an edge between two tasks. They pick a channel per record
+// (inline, no virtual call per record) and ship full batches. Internal.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include <sluice/core/key.h>
+#include <sluice/core/status.h>
+#include <sluice/internal/batch.h>
+#include <sluice/internal/graph.h>
+
+namespace sluice::internal {
+
+template <typename T, typename Selector>
+class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> {
+ public:
+  ExchangeWriter(const WriterSetup& setup, Selector selector)
+      : channels_(setup.channels),
+        batch_size_(static_cast<size_t>(setup.batch_size)),
+        selector_(std::move(selector)) {
+    SLUICE_CHECK(!channels_.empty());
+    buffers_.resize(channels_.size());
+    for (auto& b : buffers_) b = NewBatch();
+  }
+
+  BatchConsumerBase* consumer() override { return this; }
+
+  void Consume(std::vector<T>& records) override {
+    const size_t n = channels_.size();
+    if constexpr (Selector::kBroadcast) {
+      for (size_t c = 0; c + 1 < n; ++c) {
+        for (const T& r : records) Append(c, T(r));
+      }
+      for (T& r : records) Append(n - 1, std::move(r));
+    } else {
+      if (n == 1) {
+        for (T& r : records) Append(0, std::move(r));
+        return;
+      }
+      for (T& r : records) Append(selector_.Select(r, n), std::move(r));
+    }
+  }
+
+  void OnEndOfInput() override {
+    FlushBuffers();
+    for (auto* ch : channels_) ch->PushEndOfInput();
+  }
+
+  void FlushBuffers() override {
+    for (size_t c = 0; c < channels_.size(); ++c) {
+      if (!buffers_[c]->records.empty()) Ship(c);
+    }
+  }
+
+  bool HasCapacity() override {
+    bool ok = true;
+    for (auto* ch : channels_) ok = ch->HasCapacity() && ok;
+    return ok;
+  }
+
+ private:
+  std::unique_ptr<Batch<T>> NewBatch() {
+    auto b = std::make_unique<Batch<T>>();
+    b->records.reserve(batch_size_);
+    return b;
+  }
+  void Append(size_t c, T&& r) {
+    auto& recs = buffers_[c]->records;
+    recs.push_back(std::move(r));
+    if (recs.size() >= batch_size_) Ship(c);
+  }
+  void Ship(size_t c) {
+    channels_[c]->PushBatch(std::move(buffers_[c]));
+    buffers_[c] = NewBatch();
+  }
+
+  std::vector<OutputChannel*> channels_;
+  std::vector<std::unique_ptr<Batch<T>>> buffers_;
+  size_t batch_size_;
+  Selector selector_;
+};
+
+struct ForwardSelector {
+  static constexpr bool kBroadcast = false;
+  template <typename T>
+  size_t Select(const T&, size_t) { return 0; }
+};
+
+struct RebalanceSelector {
+  static constexpr bool kBroadcast = false;
+  size_t next;
+  template <typename T>
+  size_t Select(const T&, size_t n) {
+    size_t c = next;
+    next = next + 1 == n ? 0 : next + 1;
+    return c;
+  }
+};
+
+struct ShuffleSelector {
+  static constexpr bool kBroadcast = false;
+  uint64_t state;
+  template <typename T>
+  size_t Select(const T&, size_t n) {
+    // xorshift64*: cheap, and seeded per producer so runs are reproducible.
+    state ^= state >> 12;
+    state ^= state << 25;
+    state ^= state >> 27;
+    return static_cast<size_t>((state * 0x2545F4914F6CDD1DULL) % n);
+  }
+};
+
+struct BroadcastSelector {
+  static constexpr bool kBroadcast = true;
+  template <typename T>
+  size_t Select(const T&, size_t) { return 0; }
+};
+
+template <typename KeySelector>
+struct HashSelector {
+  static constexpr bool kBroadcast = false;
+  KeySelector key_selector;
+  int max_parallelism;
+  template <typename T>
+  size_t Select(const T& r, size_t n) {
+    int group = KeyGroupFor(key_selector(r), max_parallelism);
+    return static_cast<size_t>(OperatorIndexForKeyGroup(group, max_parallelism, static_cast<int>(n)));
+  }
+};
+
+// A writer for every partitioning but kHash.
+template <typename T>
+std::unique_ptr<ExchangeWriterBase> MakeWriter(const WriterSetup& setup) {
+  switch (setup.partitioning) {
+    case Partitioning::kRebalance:
+      return std::make_unique<ExchangeWriter<T, RebalanceSelector>>(
+          setup, RebalanceSelector{static_cast<size_t>(setup.producer_subtask) %
+                                   setup.channels.size()});
+    case Partitioning::kShuffle:
+      return std::make_unique<ExchangeWriter<T, ShuffleSelector>>(
+          setup, ShuffleSelector{0x9E3779B97F4A7C15ULL * (setup.producer_subtask + 1)});
+    case Partitioning::kBroadcast:
+      return std::make_unique<ExchangeWriter<T, BroadcastSelector>>(setup, BroadcastSelector{});
+    case Partitioning::kForward:
+    default:
+      SLUICE_CHECK(setup.channels.size() == 1);
+      return std::make_unique<ExchangeWriter<T, ForwardSelector>>(setup, ForwardSelector{});
+  }
+}
+
+template <typename T, typename KeySelector>
+std::unique_ptr<ExchangeWriterBase> MakeHashWriter(const WriterSetup& setup, KeySelector ks) {
+  return std::make_unique<ExchangeWriter<T, HashSelector<KeySelector>>>(
+      setup, HashSelector<KeySelector>{std::move(ks), setup.max_parallelism});
+}
+
+}  // namespace sluice::internal

@@ -1,0 +1,128 @@
+// The logical stream graph that the typed API builds and the runtime compiles into tasks. Internal.
+//
+// Every typed piece of a job (operators, exchange writers, side-output collectors) is captured here
+// as a factory closure created in a typed context, so the runtime that wires and schedules them is
+// not a template. Factories run once per subtask when the job starts, never per record.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+#include <sluice/core/collector.h>
+#include <sluice/core/runtime_context.h>
+#include <sluice/internal/batch.h>
+
+namespace sluice::internal {
+
+class TaskServices;
+
+// How records of an edge are distributed over the subtasks of the consumer.
+enum class Partitioning {
+  kDefault,    // kForward when both sides have the same parallelism, else kRebalance (as Flink)
+  kForward,    // subtask i → subtask i; requires equal parallelism
+  kRebalance,  // round-robin per record
+  kShuffle,    // uniformly random per record
+  kBroadcast,  // every record to every subtask
+  kHash,       // by key group of the record's key
+};
+
+const char* PartitioningName(Partitioning p);
+
+// The producer side of a channel between two tasks. Implemented by the runtime. One producer
+// thread at a time.
+class OutputChannel {
+ public:
+  virtual ~OutputChannel() = default;
+  virtual void PushBatch(std::unique_ptr<AnyBatch> batch) = 0;
+  virtual void PushEndOfInput() = 0;
+  // True when the channel has room; when it has none, the producing task is woken once it has.
+  virtual bool HasCapacity() = 0;
+};
+
+// Distributes one stream over the channels of an edge. Buffers a batch per channel.
+class ExchangeWriterBase {
+ public:
+  virtual ~ExchangeWriterBase() = default;
+  virtual BatchConsumerBase* consumer() = 0;
+  // Pushes partially filled batches.
+  virtual void FlushBuffers() = 0;
+  virtual bool HasCapacity() = 0;
+};
+
+struct WriterSetup {
+  Partitioning partitioning;          // resolved: never kDefault
+  std::vector<OutputChannel*> channels;  // one per consumer subtask (one for kForward)
+  int batch_size;
+  int max_parallelism;
+  int producer_subtask;
+};
+
+using WriterFactory = std::function<std::unique_ptr<ExchangeWriterBase>(const WriterSetup&)>;
+using CollectorFactory = std::function<std::unique_ptr<CollectorBase>(size_t batch_size)>;
+
+// One output of an operator instance: the main output (tag "") or a side output.
+struct OutputSetup {
+  std::string tag;
+  CollectorFactory make_collector;          // side outputs only
+  std::vector<BatchConsumerBase*> consumers;
+};
+
+class OperatorBase;
+
+struct OperatorSetup {
+  RuntimeContext runtime;
+  int batch_size = 1024;
+  std::vector<OutputSetup> outputs;
+  TaskServices* services = nullptr;
+
+  // Consumers of the output `tag` ("" = main output). Empty when nobody consumes it.
+  std::vector<BatchConsumerBase*> ConsumersOf(const std::string& tag) const {
+    for (const auto& o : outputs) {
+      if (o.tag == tag) return o.consumers;
+    }
+    return {};
+  }
+};
+
+using OperatorFactory = std::function<absl::StatusOr<std::unique_ptr<OperatorBase>>(OperatorSetup&)>;
+
+struct StreamNode {
+  int id = 0;
+  std::string name;
+  int parallelism = 0;             // 0 = the environment's default
+  int max_source_parallelism = 0;  // > 0 caps the parallelism (non-parallel sources, sinks)
+  bool is_source = false;
+  bool is_sink = false;
+  bool bounded = true;  // sources only
+  const std::type_info* output_type = nullptr;
+  OperatorFactory make_operator;
+  // Side outputs requested through GetSideOutput: tag id → collector factory.
+  std::vector<std::pair<std::string, CollectorFactory>> side_outputs;
+  const std::type_info* SideOutputType(const std::string& tag) const;
+};
+
+struct StreamEdge {
+  int from = 0;
+  std::string tag;  // "" = main output of `from`
+  int to = 0;
+  int gate = 0;     // input gate of `to` (0 for one-input operators)
+  Partitioning partitioning = Partitioning::kDefault;
+  WriterFactory make_writer;
+};
+
+struct StreamGraph {
+  std::vector<StreamNode> nodes;
+  std::vector<StreamEdge> edges;
+  // Misuse detected while the job was described; Execute() reports the first one.
+  std::vector<absl::Status> errors;
+};
+
+}  // namespace sluice::internal

@@ -1,0 +1,346 @@
+// Operator templates: the typed code that runs per record. Internal.
+//
+// Each operator consumes a whole batch in one (virtual) call and runs the user function over it in
+// a plain loop, where the function's concrete type is a template parameter and inlines.
+#pragma once
+
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+#include <sluice/api/functions.h>
+#include <sluice/connectors/sink.h>
+#include <sluice/connectors/source.h>
+#include <sluice/core/collector.h>
+#include <sluice/core/key.h>
+#include <sluice/core/status.h>
+#include <sluice/internal/batch.h>
+#include <sluice/internal/graph.h>
+#include <sluice/internal/side_outputs.h>
+
+namespace sluice::internal {
+
+// Thrown inside a task to fail the job with `status`; caught at the task boundary, never escapes
+// to user code.
+class JobFailure : public std::exception {
+ public:
+  explicit JobFailure(absl::Status status) : status_(std::move(status)) {}
+  const char* what() const noexcept override { return "sluice job failure"; }
+  const absl::Status& status() const { return status_; }
+
+ private:
+  absl::Status status_;
+};
+
+// Prefixes a status message with where it happened.
+inline absl::Status Annotate(const absl::Status& status, absl::string_view where) {
+  return absl::Status(status.code(), absl::StrCat(where, ": ", status.message()));
+}
+
+// Call inside a catch block: turns the in-flight exception into a JobFailure naming `op`.
+[[noreturn]] inline void RethrowAsJobFailure(const std::string& op) {
+  try {
+    throw;
+  } catch (const JobFailure&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw JobFailure(absl::UnknownError(absl::StrCat("operator '", op, "' threw: ", e.what())));
+  } catch (...) {
+    throw JobFailure(absl::UnknownError(absl::StrCat("operator '", op, "' threw an exception")));
+  }
+}
+
+// Runs `body`, converting any exception into a JobFailure that names operator `op`.
+template <typename Body>
+void GuardUserCode(const std::string& op, Body&& body) {
+  try {
+    body();
+  } catch (...) {
+    RethrowAsJobFailure(op);
+  }
+}
+
+class OperatorBase {
+ public:
+  explicit OperatorBase(RuntimeContext ctx) : ctx_(std::move(ctx)) {}
+  virtual ~OperatorBase() = default;
+
+  const RuntimeContext& runtime() const { return ctx_; }
+  const std::string& name() const { return ctx_.operator_name; }
+
+  // Called once before the first record, downstream operators first. Throws JobFailure.
+  virtual void Open() {}
+  // Called once at the end, after end of input or on cancellation. Must not throw.
+  virtual void Close() {}
+
+  // The consumer a chained predecessor pushes into (single-input operators).
+  virtual BatchConsumerBase* Input() { return nullptr; }
+  // A batch that arrived through a channel on input `gate`.
+  virtual void ProcessBatch(int gate, AnyBatch& batch) = 0;
+  // Every channel of input `gate` has ended.
+  virtual void EndOfInput(int gate) = 0;
+  virtual int num_gates() const { return 1; }
+
+ protected:
+  RuntimeContext ctx_;
+};
+
+class SourceOperatorBase : public OperatorBase {
+ public:
+  using OperatorBase::OperatorBase;
+  void ProcessBatch(int, AnyBatch&) override { SLUICE_CHECK(false); }
+  void EndOfInput(int) override { EndInput(); }
+  // Polls the reader once. Throws JobFailure.
+  virtual PollResult Poll(int max_records) = 0;
+  // The reader is exhausted: flush and end every output.
+  virtual void EndInput() = 0;
+};
+
+template <typename In>
+class OneInputOperator : public OperatorBase, public BatchConsumer<In> {
+ public:
+  using OperatorBase::OperatorBase;
+  BatchConsumerBase* Input() final { return this; }
+  void ProcessBatch(int, AnyBatch& batch) final { this->Consume(static_cast<Batch<In>&>(batch).records); }
+  void EndOfInput(int) final { this->OnEndOfInput(); }
+};
+
+// Wires a collector to the consumers of output `tag` of an operator instance.
+template <typename T>
+void WireCollector(Collector<T>& collector, const OperatorSetup& setup, const std::string& tag = "") {
+  for (BatchConsumerBase* c : setup.ConsumersOf(tag)) collector.AddConsumer(c);
+}
+
+// Calls an optional Open(const RuntimeContext&) / Close() of a user function object.
+template <typename F>
+void OpenUserFunction(F& fn, const RuntimeContext& ctx) {
+  if constexpr (requires { fn.Open(ctx); }) {
+    GuardUserCode(ctx.operator_name, [&] { fn.Open(ctx); });
+  }
+}
+template <typename F>
+void CloseUserFunction(F& fn) {
+  if constexpr (requires { fn.Close(); }) {
+    try {
+      fn.Close();
+    } catch (...) {
+      // Close runs during teardown; its failure cannot change the job's outcome.
+    }
+  }
+}
+
+// Base of operators with one typed main output and optional side outputs.
+template <typename In, typename Out, typename F>
+class UserFunctionOperator : public OneInputOperator<In> {
+ public:
+  UserFunctionOperator(const OperatorSetup& setup, F fn)
+      : OneInputOperator<In>(setup.runtime), fn_(std::move(fn)), out_(setup.batch_size) {
+    WireCollector(out_, setup);
+    side_.Init(setup);
+  }
+  void Open() override { OpenUserFunction(fn_, this->ctx_); }
+  void Close() override { CloseUserFunction(fn_); }
+  void OnEndOfInput() override {
+    out_.EndInput();
+    side_.EndInput();
+  }
+
+ protected:
+  void FlushOutputs() {
+    out_.Flush();
+    side_.Flush();
+  }
+  F fn_;
+  Collector<Out> out_;
+  SideOutputs side_;
+};
+
+template <typename In, typename Out, typename F>
+class MapOperator final : public UserFunctionOperator<In, Out, F> {
+ public:
+  using UserFunctionOperator<In, Out, F>::UserFunctionOperator;
+  void Consume(std::vector<In>& records) override {
+    GuardUserCode(this->name(), [&] {
+      for (In& r : records) this->out_.Collect(std::invoke(this->fn_, std::move(r)));
+    });
+    this->out_.Flush();
+  }
+};
+
+template <typename In, typename F>
+class FilterOperator final : public UserFunctionOperator<In, In, F> {
+ public:
+  using UserFunctionOperator<In, In, F>::UserFunctionOperator;
+  void Consume(std::vector<In>& records) override {
+    GuardUserCode(this->name(), [&] {
+      for (In& r : records) {
+        if (std::invoke(this->fn_, std::as_const(r))) this->out_.Collect(std::move(r));
+      }
+    });
+    this->out_.Flush();
+  }
+};
+
+template <typename In, typename Out, typename F>
+class FlatMapOperator final : public UserFunctionOperator<In, Out, F> {
+ public:
+  using UserFunctionOperator<In, Out, F>::UserFunctionOperator;
+  void Consume(std::vector<In>& records) override {
+    GuardUserCode(this->name(), [&] {
+      for (In& r : records) std::invoke(this->fn_, std::as_const(r), this->out_);
+    });
+    this->out_.Flush();
+  }
+};
+
+template <typename In, typename Out, typename F>
+class ProcessOperator final : public UserFunctionOperator<In, Out, F> {
+ public:
+  ProcessOperator(const OperatorSetup& setup, F fn)
+      : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
+        context_(&this->ctx_, &this->side_) {}
+  void Consume(std::vector<In>& records) override {
+    GuardUserCode(this->name(), [&] {
+      for (In& r : records) {
+        if constexpr (requires { this->fn_.ProcessElement(r, context_, this->out_); }) {
+          this->fn_.ProcessElement(std::as_const(r), context_, this->out_);
+        } else {
+          std::invoke(this->fn_, std::as_const(r), context_, this->out_);
+        }
+      }
+    });
+    this->FlushOutputs();
+  }
+
+ private:
+  ProcessContext context_;
+};
+
+template <typename K, typename In, typename Out, typename KeySelector, typename F>
+class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
+ public:
+  KeyedProcessOperator(const OperatorSetup& setup, KeySelector ks, F fn)
+      : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
+        key_selector_(std::move(ks)),
+        context_(&this->ctx_, &this->side_) {}
+  void Consume(std::vector<In>& records) override {
+    GuardUserCode(this->name(), [&] {
+      for (In& r : records) {
+        context_.SetCurrentKey(key_selector_(std::as_const(r)));
+        if constexpr (requires { this->fn_.ProcessElement(r, context_, this->out_); }) {
+          this->fn_.ProcessElement(std::as_const(r), context_, this->out_);
+        } else {
+          std::invoke(this->fn_, std::as_const(r), context_, this->out_);
+        }
+      }
+    });
+    this->FlushOutputs();
+  }
+
+ private:
+  KeySelector key_selector_;
+  KeyedProcessContext<K> context_;
+};
+
+// Rolling reduce per key. Streaming: emits the updated value for every record, as Flink does.
+// Batch: emits only the final value of each key when the input ends.
+template <typename K, typename T, typename KeySelector, typename F>
+class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
+ public:
+  KeyedReduceOperator(const OperatorSetup& setup, KeySelector ks, F fn)
+      : UserFunctionOperator<T, T, F>(setup, std::move(fn)), key_selector_(std::move(ks)) {}
+
+  void Consume(std::vector<T>& records) override {
+    const bool emit = !this->ctx_.batch_mode;
+    GuardUserCode(this->name(), [&] {
+      for (T& r : records) {
+        K key = key_selector_(std::as_const(r));
+        auto it = state_.find(key);
+        if (it == state_.end()) {
+          it = state_.emplace(std::move(key), std::move(r)).first;
+        } else {
+          it->second = std::invoke(this->fn_, std::as_const(it->second), std::as_const(r));
+        }
+        if (emit) this->out_.Collect(it->second);
+      }
+    });
+    this->out_.Flush();
+  }
+
+  void OnEndOfInput() override {
+    if (this->ctx_.batch_mode) {
+      for (auto& [key, value] : state_) this->out_.Collect(std::move(value));
+      state_.clear();
+    }
+    UserFunctionOperator<T, T, F>::OnEndOfInput();
+  }
+
+ private:
+  KeySelector key_selector_;
+  absl::flat_hash_map<K, T> state_;
+};
+
+template <typename T>
+class SinkOperator final : public OneInputOperator<T> {
+ public:
+  SinkOperator(const OperatorSetup& setup, std::unique_ptr<SinkWriter<T>> writer)
+      : OneInputOperator<T>(setup.runtime), writer_(std::move(writer)) {}
+
+  void Consume(std::vector<T>& records) override {
+    absl::Status status;
+    GuardUserCode(this->name(), [&] { status = writer_->Write(records); });
+    if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
+  }
+  void OnEndOfInput() override {
+    absl::Status status;
+    GuardUserCode(this->name(), [&] { status = writer_->Finish(); });
+    if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
+  }
+  void Close() override {
+    try {
+      writer_->Close();
+    } catch (...) {
+    }
+  }
+
+ private:
+  std::unique_ptr<SinkWriter<T>> writer_;
+};
+
+template <typename T>
+class SourceOperator final : public SourceOperatorBase {
+ public:
+  SourceOperator(const OperatorSetup& setup, std::unique_ptr<SourceReader<T>> reader)
+      : SourceOperatorBase(setup.runtime), reader_(std::move(reader)), out_(setup.batch_size) {
+    WireCollector(out_, setup);
+  }
+
+  PollResult Poll(int max_records) override {
+    absl::StatusOr<PollResult> result;
+    GuardUserCode(name(), [&] { result = reader_->PollNext(out_, max_records); });
+    out_.Flush();
+    if (!result.ok()) throw JobFailure(Annotate(result.status(), name()));
+    return *result;
+  }
+  void EndInput() override { out_.EndInput(); }
+  void Close() override {
+    try {
+      reader_->Close();
+    } catch (...) {
+    }
+  }
+
+ private:
+  std::unique_ptr<SourceReader<T>> reader_;
+  Collector<T> out_;
+};
+
+}  // namespace sluice::internal

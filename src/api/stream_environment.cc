@@ -1,0 +1,143 @@
+#include <sluice/api/stream_environment.h>
+
+#include <cstdio>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+#include <sluice/api/data_stream.h>
+#include <sluice/connectors/sinks.h>
+
+#include "runtime/job.h"
+#include "runtime/task_services.h"
+
+namespace sluice {
+
+const char* ExecutionModeName(ExecutionMode mode) {
+  switch (mode) {
+    case ExecutionMode::kStreaming:
+      return "STREAMING";
+    case ExecutionMode::kBatch:
+      return "BATCH";
+    case ExecutionMode::kAutomatic:
+      return "AUTOMATIC";
+  }
+  return "?";
+}
+
+absl::Status RuntimeOptions::Validate() const {
+  if (parallelism < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.parallelism must be >= 0 (0 = hardware threads), got ",
+                     parallelism));
+  }
+  if (max_parallelism < 1 || max_parallelism > 32768) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeOptions.max_parallelism must be in [1, 32768], got ", max_parallelism));
+  }
+  if (batch_size < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.batch_size must be >= 1, got ", batch_size));
+  }
+  if (channel_capacity < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.channel_capacity must be >= 1, got ", channel_capacity));
+  }
+  if (worker_threads < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeOptions.worker_threads must be >= 0 (0 = hardware threads), got ", worker_threads));
+  }
+  return absl::OkStatus();
+}
+
+void SourceContext::Wake() const {
+  if (services_ != nullptr) services_->Wake();
+}
+
+namespace internal {
+
+const char* PartitioningName(Partitioning p) {
+  switch (p) {
+    case Partitioning::kDefault:
+      return "DEFAULT";
+    case Partitioning::kForward:
+      return "FORWARD";
+    case Partitioning::kRebalance:
+      return "REBALANCE";
+    case Partitioning::kShuffle:
+      return "SHUFFLE";
+    case Partitioning::kBroadcast:
+      return "BROADCAST";
+    case Partitioning::kHash:
+      return "HASH";
+  }
+  return "?";
+}
+
+const std::type_info* StreamNode::SideOutputType(const std::string& tag) const {
+  for (const auto& [id, factory] : side_outputs) {
+    if (id == tag) return &factory(1)->record_type();
+  }
+  return nullptr;
+}
+
+void WriteToStandardStream(std::string_view text, bool to_stderr) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  std::FILE* f = to_stderr ? stderr : stdout;
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fflush(f);
+}
+
+}  // namespace internal
+
+StreamEnvironment::StreamEnvironment(RuntimeOptions options)
+    : options_(options), graph_(std::make_unique<internal::StreamGraph>()) {}
+
+StreamEnvironment::~StreamEnvironment() = default;
+
+DataStream<int64_t> StreamEnvironment::FromSequence(int64_t from, int64_t to) {
+  return FromSource(SequenceSource(from, to));
+}
+
+absl::StatusOr<JobHandle> StreamEnvironment::ExecuteAsync(std::string job_name) {
+  internal::StreamGraph graph = std::move(*graph_);
+  *graph_ = internal::StreamGraph();
+  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<internal::Job> job,
+                          internal::Job::Build(std::move(graph), options_, std::move(job_name)));
+  job->Start();
+  return JobHandle(std::move(job));
+}
+
+absl::Status StreamEnvironment::Execute(std::string job_name) {
+  SLUICE_ASSIGN_OR_RETURN(JobHandle job, ExecuteAsync(std::move(job_name)));
+  return job.Wait();
+}
+
+JobHandle::JobHandle(std::shared_ptr<internal::Job> job) : job_(std::move(job)) {}
+JobHandle::JobHandle(JobHandle&&) noexcept = default;
+JobHandle& JobHandle::operator=(JobHandle&& other) noexcept {
+  if (this != &other) {
+    if (job_) {
+      job_->Cancel();
+      (void)job_->Wait();
+    }
+    job_ = std::move(other.job_);
+  }
+  return *this;
+}
+JobHandle::~JobHandle() {
+  if (job_) {
+    job_->Cancel();
+    (void)job_->Wait();
+  }
+}
+
+absl::Status JobHandle::Wait() { return job_->Wait(); }
+bool JobHandle::WaitFor(absl::Duration timeout) { return job_->WaitFor(timeout); }
+void JobHandle::Cancel() { job_->Cancel(); }
+bool JobHandle::IsDone() const { return job_->IsDone(); }
+const std::string& JobHandle::name() const { return job_->name(); }
+
+}  // namespace sluice

@@ -1,0 +1,55 @@
+// Channel: a bounded single-producer, single-consumer queue of batches and control events between
+// two tasks. Thread-safe. The lock is taken once per batch, never per record.
+#pragma once
+
+#include <cstddef>
+#include <deque>
+#include <memory>
+#include <mutex>
+
+#include <sluice/internal/batch.h>
+#include <sluice/internal/graph.h>
+
+namespace sluice::internal {
+
+class Task;
+
+struct ChannelMessage {
+  enum class Kind { kData, kEndOfInput };
+  Kind kind = Kind::kData;
+  std::unique_ptr<AnyBatch> batch;
+};
+
+class Channel final : public OutputChannel {
+ public:
+  Channel(size_t capacity, Task* producer, Task* consumer)
+      : capacity_(capacity), producer_(producer), consumer_(consumer) {}
+
+  void PushBatch(std::unique_ptr<AnyBatch> batch) override {
+    Push({ChannelMessage::Kind::kData, std::move(batch)});
+  }
+  void PushEndOfInput() override { Push({ChannelMessage::Kind::kEndOfInput, nullptr}); }
+  bool HasCapacity() override;
+
+  // Takes the oldest message; false when the channel is empty.
+  bool Pop(ChannelMessage* message);
+
+  // The most messages this channel has held at once (for tests and metrics).
+  size_t high_watermark() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return high_watermark_;
+  }
+
+ private:
+  void Push(ChannelMessage message);
+
+  const size_t capacity_;
+  Task* const producer_;
+  Task* const consumer_;
+  mutable std::mutex mu_;
+  std::deque<ChannelMessage> queue_;
+  bool producer_waiting_ = false;
+  size_t high_watermark_ = 0;
+};
+
+}  // namespace sluice::internal

@@ -1,0 +1,291 @@
+#include "runtime/job.h"
+
+#include <algorithm>
+#include <map>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+#include <sluice/core/status.h>
+
+namespace sluice::internal {
+namespace {
+
+int HardwareThreads() {
+  unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+
+}  // namespace
+
+absl::StatusOr<std::shared_ptr<Job>> Job::Build(StreamGraph graph, const RuntimeOptions& options,
+                                                std::string name) {
+  std::shared_ptr<Job> job(new Job(std::move(name)));
+  SLUICE_RETURN_IF_ERROR(job->Compile(std::move(graph), options));
+  return job;
+}
+
+absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
+  SLUICE_RETURN_IF_ERROR(options.Validate());
+  if (!graph.errors.empty()) return graph.errors.front();
+  if (graph.nodes.empty()) {
+    return absl::FailedPreconditionError(
+        "the job has no operators: add a source and a sink before Execute()");
+  }
+  bool has_sink = std::any_of(graph.nodes.begin(), graph.nodes.end(),
+                              [](const StreamNode& n) { return n.is_sink; });
+  if (!has_sink) {
+    return absl::FailedPreconditionError(
+        "the job has no sink: records would go nowhere; add one with SinkTo()");
+  }
+
+  // Execution mode.
+  bool all_bounded = true;
+  const StreamNode* unbounded = nullptr;
+  for (const StreamNode& n : graph.nodes) {
+    if (n.is_source && !n.bounded) {
+      all_bounded = false;
+      if (unbounded == nullptr) unbounded = &n;
+    }
+  }
+  bool batch_mode = options.execution_mode == ExecutionMode::kBatch ||
+                    (options.execution_mode == ExecutionMode::kAutomatic && all_bounded);
+  if (options.execution_mode == ExecutionMode::kBatch && !all_bounded) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "execution mode BATCH needs bounded sources, but source '", unbounded->name,
+        "' is unbounded; use STREAMING or AUTOMATIC"));
+  }
+
+  // Parallelism of every node.
+  const int default_parallelism =
+      options.parallelism == 0 ? HardwareThreads() : options.parallelism;
+  const size_t num_nodes = graph.nodes.size();
+  std::vector<int> parallelism(num_nodes);
+  std::vector<std::vector<const StreamEdge*>> in_edges(num_nodes), out_edges(num_nodes);
+  for (const StreamEdge& e : graph.edges) {
+    in_edges[static_cast<size_t>(e.to)].push_back(&e);
+    out_edges[static_cast<size_t>(e.from)].push_back(&e);
+  }
+  for (const StreamNode& n : graph.nodes) {
+    int p = n.parallelism > 0 ? n.parallelism : default_parallelism;
+    if (n.max_source_parallelism > 0 && p > n.max_source_parallelism) {
+      if (n.parallelism > 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("operator '", n.name, "' supports parallelism at most ",
+                         n.max_source_parallelism, ", but parallelism ", n.parallelism,
+                         " was set"));
+      }
+      p = n.max_source_parallelism;
+    }
+    bool keyed = std::any_of(in_edges[static_cast<size_t>(n.id)].begin(),
+                             in_edges[static_cast<size_t>(n.id)].end(),
+                             [](const StreamEdge* e) { return e->partitioning == Partitioning::kHash; });
+    if (keyed && p > options.max_parallelism) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "keyed operator '", n.name, "' has parallelism ", p,
+          " above max_parallelism (the number of key groups) ", options.max_parallelism));
+    }
+    if (!n.is_source && in_edges[static_cast<size_t>(n.id)].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("operator '", n.name, "' has no input (an empty union?)"));
+    }
+    parallelism[static_cast<size_t>(n.id)] = p;
+  }
+
+  // Resolve partitioning; decide which edges are chained (fused into one task).
+  std::vector<Partitioning> resolved(graph.edges.size());
+  std::vector<bool> chained(graph.edges.size(), false);
+  std::vector<int> chain_head(num_nodes);
+  for (size_t i = 0; i < num_nodes; ++i) chain_head[i] = static_cast<int>(i);
+  for (size_t i = 0; i < graph.edges.size(); ++i) {
+    const StreamEdge& e = graph.edges[i];
+    int pf = parallelism[static_cast<size_t>(e.from)];
+    int pt = parallelism[static_cast<size_t>(e.to)];
+    Partitioning p = e.partitioning;
+    if (p == Partitioning::kDefault) p = pf == pt ? Partitioning::kForward : Partitioning::kRebalance;
+    if (p == Partitioning::kForward && pf != pt) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "forward partitioning from '", graph.nodes[static_cast<size_t>(e.from)].name,
+          "' (parallelism ", pf, ") to '", graph.nodes[static_cast<size_t>(e.to)].name,
+          "' (parallelism ", pt, ") needs equal parallelism; use Rebalance()"));
+    }
+    resolved[i] = p;
+  }
+  // Node ids are a topological order: an edge always points to a younger node.
+  for (size_t i = 0; i < graph.edges.size(); ++i) {
+    const StreamEdge& e = graph.edges[i];
+    if (resolved[i] == Partitioning::kForward && in_edges[static_cast<size_t>(e.to)].size() == 1 &&
+        !graph.nodes[static_cast<size_t>(e.to)].is_source) {
+      chained[i] = true;
+      chain_head[static_cast<size_t>(e.to)] = chain_head[static_cast<size_t>(e.from)];
+    }
+  }
+
+  // Tasks: one per (chain, subtask).
+  const int workers = options.worker_threads == 0 ? HardwareThreads() : options.worker_threads;
+  pool_.emplace(static_cast<size_t>(workers));
+  std::map<int, std::vector<int>> chains;  // head → members in topological order
+  for (size_t i = 0; i < num_nodes; ++i) chains[chain_head[i]].push_back(static_cast<int>(i));
+  std::vector<std::vector<Task*>> task_of(num_nodes);  // node → task per subtask
+  for (auto& [head, members] : chains) {
+    int p = parallelism[static_cast<size_t>(head)];
+    std::vector<std::string> names;
+    for (int m : members) names.push_back(graph.nodes[static_cast<size_t>(m)].name);
+    std::string chain_name = absl::StrJoin(names, " -> ");
+    for (int s = 0; s < p; ++s) {
+      tasks_.push_back(std::make_unique<Task>(
+          this, absl::StrCat(chain_name, " (", s + 1, "/", p, ")"), options.batch_size));
+      for (int m : members) task_of[static_cast<size_t>(m)].push_back(tasks_.back().get());
+    }
+  }
+
+  // Channels of every non-chained edge: channels[edge][producer subtask] = one per consumer.
+  std::vector<std::vector<std::vector<Channel*>>> channels(graph.edges.size());
+  for (size_t i = 0; i < graph.edges.size(); ++i) {
+    if (chained[i]) continue;
+    const StreamEdge& e = graph.edges[i];
+    int pf = parallelism[static_cast<size_t>(e.from)];
+    int pt = parallelism[static_cast<size_t>(e.to)];
+    channels[i].resize(static_cast<size_t>(pf));
+    for (int a = 0; a < pf; ++a) {
+      for (int b = 0; b < pt; ++b) {
+        if (resolved[i] == Partitioning::kForward && a != b) continue;
+        Task* producer = task_of[static_cast<size_t>(e.from)][static_cast<size_t>(a)];
+        Task* consumer = task_of[static_cast<size_t>(e.to)][static_cast<size_t>(b)];
+        channels_.push_back(std::make_unique<Channel>(static_cast<size_t>(options.channel_capacity),
+                                                      producer, consumer));
+        channels[i][static_cast<size_t>(a)].push_back(channels_.back().get());
+        consumer->AddInput(channels_.back().get(), e.gate);
+      }
+    }
+  }
+
+  // Operators, built downstream first so each knows the consumers of its outputs.
+  for (auto& [head, members] : chains) {
+    int p = parallelism[static_cast<size_t>(head)];
+    for (int s = 0; s < p; ++s) {
+      Task* task = task_of[static_cast<size_t>(head)][static_cast<size_t>(s)];
+      std::map<int, std::unique_ptr<OperatorBase>> built;
+      for (auto it = members.rbegin(); it != members.rend(); ++it) {
+        const StreamNode& node = graph.nodes[static_cast<size_t>(*it)];
+        OperatorSetup setup;
+        setup.runtime = RuntimeContext{node.name, task->name(), s, p, options.max_parallelism,
+                                       batch_mode};
+        setup.batch_size = options.batch_size;
+        setup.services = task;
+        for (const StreamEdge* e : out_edges[static_cast<size_t>(node.id)]) {
+          size_t edge_index = static_cast<size_t>(e - graph.edges.data());
+          BatchConsumerBase* consumer;
+          if (chained[edge_index]) {
+            consumer = built.at(e->to)->Input();
+          } else {
+            const auto& chans = channels[edge_index][static_cast<size_t>(s)];
+            WriterSetup ws{resolved[edge_index], std::vector<OutputChannel*>(chans.begin(), chans.end()),
+                           options.batch_size, options.max_parallelism, s};
+            std::unique_ptr<ExchangeWriterBase> writer = e->make_writer(ws);
+            consumer = writer->consumer();
+            task->AddWriter(std::move(writer));
+          }
+          auto out = std::find_if(setup.outputs.begin(), setup.outputs.end(),
+                                  [&](const OutputSetup& o) { return o.tag == e->tag; });
+          if (out == setup.outputs.end()) {
+            OutputSetup o;
+            o.tag = e->tag;
+            for (const auto& [tag, factory] : node.side_outputs) {
+              if (tag == e->tag) o.make_collector = factory;
+            }
+            setup.outputs.push_back(std::move(o));
+            out = setup.outputs.end() - 1;
+          }
+          out->consumers.push_back(consumer);
+        }
+        absl::StatusOr<std::unique_ptr<OperatorBase>> op = node.make_operator(setup);
+        if (!op.ok()) return op.status();
+        built[node.id] = std::move(*op);
+      }
+      for (int m : members) task->AddOperator(std::move(built[m]));
+    }
+  }
+  running_tasks_ = tasks_.size();
+  return absl::OkStatus();
+}
+
+Job::~Job() {
+  Cancel();
+  JoinPool();
+}
+
+void Job::Start() {
+  for (auto& t : tasks_) t->Start();
+}
+
+void Job::Fail(absl::Status status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (status_.ok()) status_ = std::move(status);
+  }
+  cancelled_.store(true, std::memory_order_release);
+  WakeAll();
+}
+
+void Job::Cancel() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (done_) return;
+    if (status_.ok()) status_ = absl::CancelledError(absl::StrCat("job '", name_, "' was cancelled"));
+  }
+  cancelled_.store(true, std::memory_order_release);
+  WakeAll();
+}
+
+void Job::WakeAll() {
+  for (auto& t : tasks_) t->Wake();
+}
+
+void Job::TaskFinished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (--running_tasks_ == 0) {
+    done_ = true;
+    done_cv_.notify_all();
+  }
+}
+
+bool Job::IsDone() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+bool Job::WaitFor(absl::Duration timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return done_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return done_; });
+}
+
+absl::Status Job::Wait() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_cv_.wait(lock, [this] { return done_; });
+  }
+  JoinPool();
+  std::lock_guard<std::mutex> lock(mu_);
+  return status_;
+}
+
+void Job::JoinPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (joined_ || !pool_) return;
+    joined_ = true;
+  }
+  pool_->stop();
+  pool_->join();
+}
+
+size_t Job::MaxChannelOccupancy() const {
+  size_t max = 0;
+  for (const auto& c : channels_) max = std::max(max, c->high_watermark());
+  return max;
+}
+
+}  // namespace sluice::internal

