@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Sluice's one entry point for a fresh Debian 12 machine.
+#
+#   ./dev.sh demo    install what is missing, build, run the flagship example (examples/clickstream)
+#   ./dev.sh test    install what is missing, build, run the whole test suite, then the
+#                    concurrency tests again under ThreadSanitizer
+#   ./dev.sh build   install what is missing and build (build/)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(g++ cmake ninja-build libboost-dev libabsl-dev librocksdb-dev libprotobuf-dev
+          protobuf-compiler libgtest-dev libgmock-dev libbenchmark-dev librdkafka-dev)
+JOBS=${JOBS:-$(nproc)}
+
+install_packages() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "== installing: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+build() {  # build DIR [cmake args...]
+  local dir=$1; shift
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
+  ninja -C "$dir" -j "$JOBS"
+}
+
+case "${1:-}" in
+  demo)
+    install_packages
+    build build
+    echo "== running examples/clickstream"
+    ./build/examples/clickstream
+    ;;
+  test)
+    install_packages
+    build build
+    ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 600
+    echo "== concurrency tests under ThreadSanitizer"
+    build build-tsan -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_BENCHMARKS=OFF
+    TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+      ctest --test-dir build-tsan -L concurrency --output-on-failure -j "$JOBS" --timeout 900
+    ;;
+  build)
+    install_packages
+    build build
+    ;;
+  *)
+    sed -n '2,8p' "$0"
+    exit 2
+    ;;
+esac
