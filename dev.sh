@@ -3,7 +3,7 @@
 #
 #   ./dev.sh demo    install what is missing, build, run the flagship example (examples/clickstream)
 #   ./dev.sh test    install what is missing, build, run the whole test suite, then the
-#                    concurrency tests again under ThreadSanitizer
+#                    runtime, integration and connector tests again under ThreadSanitizer
 #   ./dev.sh build   install what is missing and build (build/)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -25,10 +25,13 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-build() {  # build DIR [cmake args...]
+build() {  # build DIR [cmake args...] [-- ninja targets...]
   local dir=$1; shift
-  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@" >/dev/null
-  ninja -C "$dir" -j "$JOBS"
+  local args=() targets=()
+  while [ $# -gt 0 ] && [ "$1" != "--" ]; do args+=("$1"); shift; done
+  [ $# -gt 0 ] && shift && targets=("$@")
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${args[@]}" >/dev/null
+  ninja -C "$dir" -j "$JOBS" "${targets[@]}"
 }
 
 case "${1:-}" in
@@ -42,10 +45,11 @@ case "${1:-}" in
     install_packages
     build build
     ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 600
-    echo "== concurrency tests under ThreadSanitizer"
-    build build-tsan -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_BENCHMARKS=OFF
+    echo "== runtime, integration and connector tests under ThreadSanitizer"
+    build build-tsan -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_BENCHMARKS=OFF \
+      -- runtime_test integration_test connectors_file_test connectors_socket_test
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-      ctest --test-dir build-tsan -L concurrency --output-on-failure -j "$JOBS" --timeout 900
+      ctest --test-dir build-tsan -L 'runtime|integration|connectors' --output-on-failure -j "$JOBS" --timeout 900
     ;;
   build)
     install_packages

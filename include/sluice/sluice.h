@@ -13,8 +13,10 @@
 #include <sluice/api/job_handle.h>
 #include <sluice/api/stream_environment.h>
 #include <sluice/connectors/collection_source.h>
+#include <sluice/connectors/file.h>
 #include <sluice/connectors/sink.h>
 #include <sluice/connectors/sinks.h>
+#include <sluice/connectors/socket.h>
 #include <sluice/connectors/source.h>
 #include <sluice/core/collector.h>
 #include <sluice/core/format.h>

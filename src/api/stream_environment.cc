@@ -104,6 +104,7 @@ DataStream<int64_t> StreamEnvironment::FromSequence(int64_t from, int64_t to) {
 absl::StatusOr<JobHandle> StreamEnvironment::ExecuteAsync(std::string job_name) {
   internal::StreamGraph graph = std::move(*graph_);
   *graph_ = internal::StreamGraph();
+  graph_->generation = graph.generation + 1;
   SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<internal::Job> job,
                           internal::Job::Build(std::move(graph), options_, std::move(job_name)));
   job->Start();
@@ -134,10 +135,19 @@ JobHandle::~JobHandle() {
   }
 }
 
-absl::Status JobHandle::Wait() { return job_->Wait(); }
-bool JobHandle::WaitFor(absl::Duration timeout) { return job_->WaitFor(timeout); }
-void JobHandle::Cancel() { job_->Cancel(); }
-bool JobHandle::IsDone() const { return job_->IsDone(); }
-const std::string& JobHandle::name() const { return job_->name(); }
+// A moved-from handle has no job: it behaves like the handle of a job that ended long ago.
+absl::Status JobHandle::Wait() {
+  if (!job_) return absl::FailedPreconditionError("JobHandle: the handle was moved from");
+  return job_->Wait();
+}
+bool JobHandle::WaitFor(absl::Duration timeout) { return job_ ? job_->WaitFor(timeout) : true; }
+void JobHandle::Cancel() {
+  if (job_) job_->Cancel();
+}
+bool JobHandle::IsDone() const { return job_ ? job_->IsDone() : true; }
+const std::string& JobHandle::name() const {
+  static const std::string* const kNone = new std::string();
+  return job_ ? job_->name() : *kNone;
+}
 
 }  // namespace sluice

@@ -182,8 +182,12 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
             consumer = built.at(e->to)->Input();
           } else {
             const auto& chans = channels[edge_index][static_cast<size_t>(s)];
-            WriterSetup ws{resolved[edge_index], std::vector<OutputChannel*>(chans.begin(), chans.end()),
-                           options.batch_size, options.max_parallelism, s};
+            WriterSetup ws{resolved[edge_index],
+                           std::vector<OutputChannel*>(chans.begin(), chans.end()),
+                           options.batch_size,
+                           options.max_parallelism,
+                           s,
+                           graph.nodes[static_cast<size_t>(e->to)].name};
             std::unique_ptr<ExchangeWriterBase> writer = e->make_writer(ws);
             consumer = writer->consumer();
             task->AddWriter(std::move(writer));
@@ -213,11 +217,30 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
 }
 
 Job::~Job() {
-  Cancel();
+  bool started;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    started = started_;
+  }
+  if (started) {
+    // Normally a no-op: JobHandle cancels and waits before it lets go of the job.
+    Cancel();
+    (void)Wait();
+  } else {
+    // Build() failed or the job was never started: no worker ever touched the tasks.
+    for (auto& t : tasks_) t->CloseUnstarted();
+  }
   JoinPool();
+  // Tasks own timers bound to the pool's services: destroy them while the pool still exists.
+  tasks_.clear();
+  channels_.clear();
 }
 
 void Job::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    started_ = true;
+  }
   for (auto& t : tasks_) t->Start();
 }
 
@@ -259,7 +282,14 @@ bool Job::IsDone() const {
 
 bool Job::WaitFor(absl::Duration timeout) {
   std::unique_lock<std::mutex> lock(mu_);
-  return done_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), [this] { return done_; });
+  auto done = [this] { return done_; };
+  // Beyond a century the deadline would overflow the clock: treat it as no limit.
+  if (timeout >= absl::Hours(24 * 365 * 100)) {
+    done_cv_.wait(lock, done);
+    return true;
+  }
+  if (timeout <= absl::ZeroDuration()) return done_;
+  return done_cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout), done);
 }
 
 absl::Status Job::Wait() {
@@ -273,13 +303,12 @@ absl::Status Job::Wait() {
 }
 
 void Job::JoinPool() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (joined_ || !pool_) return;
-    joined_ = true;
-  }
+  std::lock_guard<std::mutex> lock(join_mu_);
+  if (joined_ || !pool_) return;
+  // Every task has finished (or was never started): nothing queued is needed any more.
   pool_->stop();
   pool_->join();
+  joined_ = true;
 }
 
 size_t Job::MaxChannelOccupancy() const {

@@ -35,7 +35,10 @@ class Job {
   ~Job();
 
   void Start();
+  // Blocks until every task has finished, then joins the worker pool. Any thread but a worker;
+  // concurrent callers all return after the pool is joined.
   absl::Status Wait();
+  // True when every task has finished within `timeout` (InfiniteDuration waits without limit).
   bool WaitFor(absl::Duration timeout);
   void Cancel();
   bool IsDone() const;
@@ -58,6 +61,9 @@ class Job {
   void JoinPool();
 
   const std::string name_;
+  // Declared before the tasks: it must outlive them, since their timers and I/O objects are bound
+  // to it. ~Job() joins it before anything is destroyed, so no handler runs on a dead task.
+  std::optional<boost::asio::thread_pool> pool_;
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<std::unique_ptr<Task>> tasks_;
   std::atomic<bool> cancelled_{false};
@@ -65,12 +71,13 @@ class Job {
   mutable std::mutex mu_;
   std::condition_variable done_cv_;
   size_t running_tasks_ = 0;
+  bool started_ = false;
   bool done_ = false;
-  bool joined_ = false;
   absl::Status status_;
 
-  // Declared last: destroyed first, so no handler outlives the tasks it points to.
-  std::optional<boost::asio::thread_pool> pool_;
+  // Serializes joining the pool; held for the whole join so every Wait() returns after it.
+  std::mutex join_mu_;
+  bool joined_ = false;
 };
 
 }  // namespace sluice::internal

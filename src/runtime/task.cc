@@ -153,6 +153,11 @@ void Task::ArmTimer(absl::Duration delay) {
   });
 }
 
+void Task::CloseUnstarted() {
+  finished_ = true;
+  for (auto& op : operators_) op->Close();
+}
+
 void Task::Finish() {
   finished_ = true;
   for (auto& op : operators_) op->Close();

@@ -39,6 +39,9 @@ class Task final : public TaskServices {
 
   // Schedules the first slice.
   void Start() { Wake(); }
+  // Closes the operators of a task that was never started (its job failed to build). Called on
+  // the thread that built the job, never together with Start().
+  void CloseUnstarted();
 
   // --- TaskServices -------------------------------------------------------------------------------
   void Wake() override;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <concepts>
+#include <cstddef>
 #include <functional>
 #include <tuple>
 #include <type_traits>
@@ -39,19 +40,35 @@ concept ReduceFunction = std::copy_constructible<F> && std::invocable<F&, const 
 
 namespace internal {
 
-// Deduces parameter types of a non-generic callable (lambda, function pointer).
+// Deduces parameter types of a non-generic callable (lambda, function object, function pointer).
+// Has no `Args` for a generic lambda or an overloaded call operator (SFINAE-friendly).
+template <typename F, typename = void>
+struct CallableTraits {};
 template <typename F>
-struct CallableTraits : CallableTraits<decltype(&std::remove_cvref_t<F>::operator())> {};
+struct CallableTraits<F, std::void_t<decltype(&std::remove_cvref_t<F>::operator())>>
+    : CallableTraits<decltype(&std::remove_cvref_t<F>::operator())> {};
 template <typename C, typename R, typename... A>
-struct CallableTraits<R (C::*)(A...) const> {
+struct CallableTraits<R (C::*)(A...) const, void> {
   using Args = std::tuple<A...>;
 };
 template <typename C, typename R, typename... A>
-struct CallableTraits<R (C::*)(A...)> {
+struct CallableTraits<R (C::*)(A...), void> {
+  using Args = std::tuple<A...>;
+};
+template <typename C, typename R, typename... A>
+struct CallableTraits<R (C::*)(A...) const noexcept, void> {
+  using Args = std::tuple<A...>;
+};
+template <typename C, typename R, typename... A>
+struct CallableTraits<R (C::*)(A...) noexcept, void> {
   using Args = std::tuple<A...>;
 };
 template <typename R, typename... A>
-struct CallableTraits<R (*)(A...)> {
+struct CallableTraits<R (*)(A...), void> {
+  using Args = std::tuple<A...>;
+};
+template <typename R, typename... A>
+struct CallableTraits<R (*)(A...) noexcept, void> {
   using Args = std::tuple<A...>;
 };
 
@@ -62,12 +79,33 @@ struct CollectorValue<Collector<T>> {
   using type = T;
 };
 
-// The Out of a callable whose parameter `I` is `Collector<Out>&`.
+// The Out of a callable whose parameter `I` is `Collector<Out>&`; no `type` when it cannot be
+// deduced (a generic lambda, fewer parameters, or a parameter that is not a collector).
+template <typename F, size_t I, typename = void>
+struct DeducedOutputOf {};
 template <typename F, size_t I>
-using DeducedOutput = typename CollectorValue<
-    std::remove_cvref_t<std::tuple_element_t<I, typename CallableTraits<F>::Args>>>::type;
+struct DeducedOutputOf<
+    F, I,
+    std::enable_if_t<(std::tuple_size_v<typename CallableTraits<F>::Args> > I)>>
+    : CollectorValue<std::remove_cvref_t<std::tuple_element_t<I, typename CallableTraits<F>::Args>>> {
+};
+
+template <typename F, size_t I>
+using DeducedOutput = typename DeducedOutputOf<F, I>::type;
 
 struct Deduce {};
+
+// `Out` when given; otherwise deduced from parameter `I` of F. Lazy: a generic lambda with an
+// explicit Out never asks for deduction.
+template <typename Out, typename F, size_t I>
+struct OutputOrDeduced {
+  using type = Out;
+};
+template <typename F, size_t I>
+struct OutputOrDeduced<Deduce, F, I> : DeducedOutputOf<F, I> {};
+
+template <typename Out, typename F, size_t I>
+concept OutputKnown = requires { typename OutputOrDeduced<Out, F, I>::type; };
 
 }  // namespace internal
 }  // namespace sluice

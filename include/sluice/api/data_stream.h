@@ -15,6 +15,7 @@
 // parallel subtasks; each subtask gets its own copy of the user function.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 #include <sluice/api/concepts.h>
 #include <sluice/api/functions.h>
@@ -56,10 +58,13 @@ class DataStreamSink;
 
 namespace internal {
 
-// One upstream output that feeds a stream: the main output ("" tag) or a side output of a node.
+// One upstream output that feeds a stream: the main output ("" tag) or a side output of a node,
+// with the partitioning of the edges into the next operator. Each input of a union keeps its own.
 struct StreamPort {
   int node;
   std::string tag;
+  Partitioning partitioning = Partitioning::kDefault;
+  WriterFactory make_writer;  // null: the stream's MakeWriter<T>
 };
 
 }  // namespace internal
@@ -69,14 +74,12 @@ class DataStream {
  public:
   using value_type = T;
 
-  DataStream(StreamEnvironment* env, std::vector<internal::StreamPort> ports,
-             internal::Partitioning partitioning = internal::Partitioning::kDefault,
-             internal::WriterFactory make_writer = nullptr)
-      : env_(env),
-        ports_(std::move(ports)),
-        partitioning_(partitioning),
-        make_writer_(make_writer ? std::move(make_writer) : internal::WriterFactory(
-                                                                &internal::MakeWriter<T>)) {}
+  DataStream(StreamEnvironment* env, std::vector<internal::StreamPort> ports)
+      : env_(env), ports_(std::move(ports)), generation_(env->graph().generation) {
+    for (internal::StreamPort& p : ports_) {
+      if (!p.make_writer) p.make_writer = &internal::MakeWriter<T>;
+    }
+  }
 
   // --- Transformations -------------------------------------------------------------------------
 
@@ -103,8 +106,10 @@ class DataStream {
   // collector parameter of a non-generic lambda, or given: `FlatMap<std::string>(fn)`.
   template <typename Out = internal::Deduce, typename F>
   auto FlatMap(F fn) const {
-    using O = std::conditional_t<std::is_same_v<Out, internal::Deduce>,
-                                 internal::DeducedOutput<F, 1>, Out>;
+    static_assert(internal::OutputKnown<Out, F, 1>,
+                  "FlatMap cannot deduce Out: the function's second parameter must be "
+                  "sluice::Collector<Out>&; for a generic lambda write FlatMap<Out>(fn)");
+    using O = typename internal::OutputOrDeduced<Out, F, 1>::type;
     static_assert(FlatMapFunction<F, T, O>,
                   "FlatMap needs a function (const T&, sluice::Collector<Out>&)");
     return Transform<O>("Flat Map", [fn](internal::OperatorSetup& s) {
@@ -116,6 +121,9 @@ class DataStream {
   // `(const T&, ProcessContext&, Collector<Out>&)`. Side outputs go through ctx.Output(tag, v).
   template <typename Out = internal::Deduce, typename F>
   auto Process(F fn) const {
+    static_assert(kProcessOutputKnown<Out, F>,
+                  "Process cannot deduce Out: derive from sluice::ProcessFunction<In, Out>, give "
+                  "the lambda a sluice::Collector<Out>& third parameter, or write Process<Out>(fn)");
     using O = typename ProcessOutput<Out, F>::type;
     static_assert(std::copy_constructible<F>, "a process function must be copyable");
     return Transform<O>("Process", [fn](internal::OperatorSetup& s) {
@@ -135,7 +143,15 @@ class DataStream {
     requires(std::same_as<Others, DataStream<T>> && ...)
   DataStream<T> Union(const Others&... others) const {
     DataStream<T> result = *this;
-    (result.ports_.insert(result.ports_.end(), others.ports_.begin(), others.ports_.end()), ...);
+    auto add = [&](const DataStream<T>& other) {
+      if (other.env_ != env_) {
+        env_->RecordError(absl::InvalidArgumentError(
+            "Union(): the streams belong to different StreamEnvironments"));
+      } else if (other.IsCurrent("Union()")) {
+        result.ports_.insert(result.ports_.end(), other.ports_.begin(), other.ports_.end());
+      }
+    };
+    (add(others), ...);
     return result;
   }
 
@@ -165,6 +181,11 @@ class DataStream {
   // The side output `tag` of the operator that produced this stream.
   template <typename S>
   DataStream<S> GetSideOutput(const OutputTag<S>& tag) const {
+    if (tag.id().empty()) {
+      env_->RecordError(absl::InvalidArgumentError(
+          "GetSideOutput(): an OutputTag needs a non-empty id (\"\" is the main output)"));
+      return DataStream<S>(env_, {});
+    }
     internal::StreamNode* n = ProducerNode("GetSideOutput");
     if (n == nullptr) return DataStream<S>(env_, {});
     if (n->is_source) {
@@ -195,6 +216,26 @@ class DataStream {
   StreamEnvironment* env() const { return env_; }
   const std::vector<internal::StreamPort>& ports() const { return ports_; }
 
+  // This stream with every port's edge partitioned by `p`, written by `make_writer`.
+  DataStream<T> Partitioned(internal::Partitioning p,
+                            internal::WriterFactory make_writer = &internal::MakeWriter<T>) const {
+    DataStream<T> result = *this;
+    for (internal::StreamPort& port : result.ports_) {
+      port.partitioning = p;
+      port.make_writer = make_writer;
+    }
+    return result;
+  }
+
+  // True when this stream belongs to the job being described; otherwise records the misuse (the
+  // stream was described for a job that Execute() already consumed).
+  bool IsCurrent(absl::string_view what) const {
+    if (generation_ == env_->graph().generation) return true;
+    env_->RecordError(absl::FailedPreconditionError(
+        absl::StrCat(what, ": the stream belongs to a job that was already executed")));
+    return false;
+  }
+
   // Adds an operator fed by this stream and returns its output stream.
   template <typename Out>
   DataStream<Out> Transform(std::string name, internal::OperatorFactory factory) const {
@@ -211,8 +252,11 @@ class DataStream {
     node.output_type = output_type;
     node.make_operator = std::move(factory);
     g.nodes.push_back(std::move(node));
-    for (const internal::StreamPort& p : ports_) {
-      g.edges.push_back({p.node, p.tag, g.nodes.back().id, 0, partitioning_, make_writer_});
+    if (generation_ == g.generation ||
+        IsCurrent(absl::StrCat("operator '", g.nodes.back().name, "'"))) {
+      for (const internal::StreamPort& p : ports_) {
+        g.edges.push_back({p.node, p.tag, g.nodes.back().id, 0, p.partitioning, p.make_writer});
+      }
     }
     return g.nodes.back().id;
   }
@@ -234,15 +278,12 @@ class DataStream {
   };
   template <typename F>
     requires(!requires { typename F::OutputType; })
-  struct ProcessOutput<internal::Deduce, F> {
-    using type = internal::DeducedOutput<F, 2>;
-  };
-
-  DataStream<T> Partitioned(internal::Partitioning p) const {
-    return DataStream<T>(env_, ports_, p, &internal::MakeWriter<T>);
-  }
+  struct ProcessOutput<internal::Deduce, F> : internal::DeducedOutputOf<F, 2> {};
+  template <typename Out, typename F>
+  static constexpr bool kProcessOutputKnown = requires { typename ProcessOutput<Out, F>::type; };
 
   internal::StreamNode* ProducerNode(const char* what) const {
+    if (!IsCurrent(absl::StrCat(what, "()"))) return nullptr;
     if (ports_.size() != 1 || !ports_[0].tag.empty()) {
       env_->RecordError(absl::InvalidArgumentError(absl::StrCat(
           what, "() applies to the output of one operator, not to a union or a side output")));
@@ -256,8 +297,7 @@ class DataStream {
 
   StreamEnvironment* env_;
   std::vector<internal::StreamPort> ports_;
-  internal::Partitioning partitioning_;
-  internal::WriterFactory make_writer_;
+  uint64_t generation_;  // the StreamGraph::generation this stream was described in
 };
 
 // A stream partitioned by key. Keyed operators see every record of a key in one subtask.
@@ -268,10 +308,10 @@ class KeyedStream : public DataStream<T> {
   using key_type = K;
 
   KeyedStream(const DataStream<T>& input, KS key_selector)
-      : DataStream<T>(input.env(), input.ports(), internal::Partitioning::kHash,
-                      [key_selector](const internal::WriterSetup& setup) {
-                        return internal::MakeHashWriter<T>(setup, key_selector);
-                      }),
+      : DataStream<T>(input.Partitioned(internal::Partitioning::kHash,
+                                        [key_selector](const internal::WriterSetup& setup) {
+                                          return internal::MakeHashWriter<T>(setup, key_selector);
+                                        })),
         key_selector_(std::move(key_selector)) {}
 
   // Erases the selector type: KeyedStream<K, T> keyed = stream.KeyBy(...);
@@ -296,6 +336,10 @@ class KeyedStream : public DataStream<T> {
   // `(const T&, KeyedProcessContext<K>&, Collector<Out>&)`.
   template <typename Out = internal::Deduce, typename F>
   auto Process(F fn) const {
+    static_assert(DataStream<T>::template kProcessOutputKnown<Out, F>,
+                  "Process cannot deduce Out: derive from sluice::KeyedProcessFunction<K, In, Out>, "
+                  "give the lambda a sluice::Collector<Out>& third parameter, or write "
+                  "Process<Out>(fn)");
     using O = typename DataStream<T>::template ProcessOutput<Out, F>::type;
     KS ks = key_selector_;
     return this->template Transform<O>("Keyed Process", [ks, fn](internal::OperatorSetup& s) {
@@ -314,8 +358,10 @@ class KeyedStream : public DataStream<T> {
 template <typename T>
 class DataStreamSink {
  public:
-  DataStreamSink(StreamEnvironment* env, int node) : env_(env), node_(node) {}
+  DataStreamSink(StreamEnvironment* env, int node)
+      : env_(env), node_(node), generation_(env->graph().generation) {}
   DataStreamSink SetParallelism(int parallelism) const {
+    if (!IsCurrent("SetParallelism()")) return *this;
     auto& n = env_->graph().nodes[static_cast<size_t>(node_)];
     if (parallelism < 1) {
       env_->RecordError(absl::InvalidArgumentError(
@@ -326,13 +372,21 @@ class DataStreamSink {
     return *this;
   }
   DataStreamSink Name(std::string name) const {
-    env_->graph().nodes[static_cast<size_t>(node_)].name = std::move(name);
+    if (IsCurrent("Name()")) env_->graph().nodes[static_cast<size_t>(node_)].name = std::move(name);
     return *this;
   }
 
  private:
+  bool IsCurrent(absl::string_view what) const {
+    if (generation_ == env_->graph().generation) return true;
+    env_->RecordError(absl::FailedPreconditionError(
+        absl::StrCat(what, ": the sink belongs to a job that was already executed")));
+    return false;
+  }
+
   StreamEnvironment* env_;
   int node_;
+  uint64_t generation_;
 };
 
 template <typename T>

@@ -6,7 +6,8 @@
 //   absl::Status status = job->Wait();   // absl::CancelledError after Cancel()
 //
 // Thread-safe. Destroying the handle of a running job cancels it and waits for it, so a job never
-// outlives its handle and never leaks a thread.
+// outlives its handle and never leaks a thread. A moved-from handle has no job: Wait() returns
+// FailedPrecondition, WaitFor() and IsDone() return true, Cancel() does nothing.
 #pragma once
 
 #include <memory>

@@ -84,8 +84,10 @@ class Source {
   virtual bool IsBounded() const = 0;
   // The largest parallelism this source supports (1 for non-parallel sources).
   virtual int MaxParallelism() const { return 1 << 15; }
-  // Creates the reader of subtask `ctx.subtask_index()`. Called on a worker thread when the job
-  // starts; errors (a missing file, a refused connection) fail the job.
+  // Creates the reader of subtask `ctx.subtask_index()`. Called on the thread that calls
+  // Execute()/ExecuteAsync(), while the job is wired and before any record flows; an error (a
+  // missing file, a bad option) is returned by Execute(). Must not call ctx.Wake(): do blocking
+  // or asynchronous work (connecting a socket) on the first PollNext instead.
   virtual absl::StatusOr<std::unique_ptr<SourceReader<T>>> CreateReader(
       const SourceContext& ctx) = 0;
   // A short description used in the default operator name ("Source: <description>").

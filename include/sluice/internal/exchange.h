@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include <sluice/core/status.h>
 #include <sluice/internal/batch.h>
 #include <sluice/internal/graph.h>
+#include <sluice/internal/job_failure.h>
 
 namespace sluice::internal {
 
@@ -20,7 +22,8 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   ExchangeWriter(const WriterSetup& setup, Selector selector)
       : channels_(setup.channels),
         batch_size_(static_cast<size_t>(setup.batch_size)),
-        selector_(std::move(selector)) {
+        selector_(std::move(selector)),
+        consumer_name_(setup.consumer_name) {
     SLUICE_CHECK(!channels_.empty());
     buffers_.resize(channels_.size());
     for (auto& b : buffers_) b = NewBatch();
@@ -40,7 +43,15 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
         for (T& r : records) Append(0, std::move(r));
         return;
       }
-      for (T& r : records) Append(selector_.Select(r, n), std::move(r));
+      if constexpr (Selector::kRunsUserCode) {
+        try {
+          for (T& r : records) Append(selector_.Select(r, n), std::move(r));
+        } catch (...) {
+          RethrowAsJobFailure("key selector of", consumer_name_);
+        }
+      } else {
+        for (T& r : records) Append(selector_.Select(r, n), std::move(r));
+      }
     }
   }
 
@@ -81,16 +92,19 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   std::vector<std::unique_ptr<Batch<T>>> buffers_;
   size_t batch_size_;
   Selector selector_;
+  std::string consumer_name_;
 };
 
 struct ForwardSelector {
   static constexpr bool kBroadcast = false;
+  static constexpr bool kRunsUserCode = false;
   template <typename T>
   size_t Select(const T&, size_t) { return 0; }
 };
 
 struct RebalanceSelector {
   static constexpr bool kBroadcast = false;
+  static constexpr bool kRunsUserCode = false;
   size_t next;
   template <typename T>
   size_t Select(const T&, size_t n) {
@@ -102,6 +116,7 @@ struct RebalanceSelector {
 
 struct ShuffleSelector {
   static constexpr bool kBroadcast = false;
+  static constexpr bool kRunsUserCode = false;
   uint64_t state;
   template <typename T>
   size_t Select(const T&, size_t n) {
@@ -115,6 +130,7 @@ struct ShuffleSelector {
 
 struct BroadcastSelector {
   static constexpr bool kBroadcast = true;
+  static constexpr bool kRunsUserCode = false;
   template <typename T>
   size_t Select(const T&, size_t) { return 0; }
 };
@@ -122,6 +138,7 @@ struct BroadcastSelector {
 template <typename KeySelector>
 struct HashSelector {
   static constexpr bool kBroadcast = false;
+  static constexpr bool kRunsUserCode = true;
   KeySelector key_selector;
   int max_parallelism;
   template <typename T>

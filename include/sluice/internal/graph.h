@@ -5,6 +5,7 @@
 // not a template. Factories run once per subtask when the job starts, never per record.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -58,11 +59,12 @@ class ExchangeWriterBase {
 };
 
 struct WriterSetup {
-  Partitioning partitioning;          // resolved: never kDefault
+  Partitioning partitioning;             // resolved: never kDefault
   std::vector<OutputChannel*> channels;  // one per consumer subtask (one for kForward)
   int batch_size;
   int max_parallelism;
   int producer_subtask;
+  std::string consumer_name;             // the operator the edge feeds, for error messages
 };
 
 using WriterFactory = std::function<std::unique_ptr<ExchangeWriterBase>(const WriterSetup&)>;
@@ -119,6 +121,8 @@ struct StreamEdge {
 };
 
 struct StreamGraph {
+  // Which job of its environment this graph describes; streams of an executed job are stale.
+  uint64_t generation = 0;
   std::vector<StreamNode> nodes;
   std::vector<StreamEdge> edges;
   // Misuse detected while the job was described; Execute() reports the first one.

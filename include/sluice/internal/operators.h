@@ -24,21 +24,10 @@
 #include <sluice/core/status.h>
 #include <sluice/internal/batch.h>
 #include <sluice/internal/graph.h>
+#include <sluice/internal/job_failure.h>
 #include <sluice/internal/side_outputs.h>
 
 namespace sluice::internal {
-
-// Thrown inside a task to fail the job with `status`; caught at the task boundary, never escapes
-// to user code.
-class JobFailure : public std::exception {
- public:
-  explicit JobFailure(absl::Status status) : status_(std::move(status)) {}
-  const char* what() const noexcept override { return "sluice job failure"; }
-  const absl::Status& status() const { return status_; }
-
- private:
-  absl::Status status_;
-};
 
 // Prefixes a status message with where it happened.
 inline absl::Status Annotate(const absl::Status& status, absl::string_view where) {
@@ -47,15 +36,7 @@ inline absl::Status Annotate(const absl::Status& status, absl::string_view where
 
 // Call inside a catch block: turns the in-flight exception into a JobFailure naming `op`.
 [[noreturn]] inline void RethrowAsJobFailure(const std::string& op) {
-  try {
-    throw;
-  } catch (const JobFailure&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw JobFailure(absl::UnknownError(absl::StrCat("operator '", op, "' threw: ", e.what())));
-  } catch (...) {
-    throw JobFailure(absl::UnknownError(absl::StrCat("operator '", op, "' threw an exception")));
-  }
+  RethrowAsJobFailure("operator", op);
 }
 
 // Runs `body`, converting any exception into a JobFailure that names operator `op`.
@@ -146,8 +127,14 @@ class UserFunctionOperator : public OneInputOperator<In> {
     WireCollector(out_, setup);
     side_.Init(setup);
   }
-  void Open() override { OpenUserFunction(fn_, this->ctx_); }
-  void Close() override { CloseUserFunction(fn_); }
+  void Open() override {
+    opened_ = true;
+    OpenUserFunction(fn_, this->ctx_);
+  }
+  // The user function's Close() runs iff its Open() ran (even when Open() threw).
+  void Close() override {
+    if (opened_) CloseUserFunction(fn_);
+  }
   void OnEndOfInput() override {
     out_.EndInput();
     side_.EndInput();
@@ -161,6 +148,7 @@ class UserFunctionOperator : public OneInputOperator<In> {
   F fn_;
   Collector<Out> out_;
   SideOutputs side_;
+  bool opened_ = false;
 };
 
 template <typename In, typename Out, typename F>

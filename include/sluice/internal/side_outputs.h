@@ -3,13 +3,17 @@
 
 #include <memory>
 #include <string>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
 #include <sluice/core/collector.h>
 #include <sluice/core/output_tag.h>
-#include <sluice/core/status.h>
 #include <sluice/internal/graph.h>
+#include <sluice/internal/job_failure.h>
 
 namespace sluice::internal {
 
@@ -17,20 +21,27 @@ class SideOutputs {
  public:
   // Creates a collector for every side output that has consumers.
   void Init(const OperatorSetup& setup) {
+    operator_name_ = setup.runtime.operator_name;
     for (const OutputSetup& o : setup.outputs) {
       if (o.tag.empty() || o.consumers.empty()) continue;
       std::unique_ptr<CollectorBase> c = o.make_collector(static_cast<size_t>(setup.batch_size));
       for (BatchConsumerBase* consumer : o.consumers) c->AddConsumer(consumer);
-      entries_.push_back({o.tag, std::move(c)});
+      const std::type_info* type = &c->record_type();
+      entries_.push_back({o.tag, type, std::move(c)});
     }
   }
 
   // Emits `value` to side output `tag`; a side output nobody consumes discards it (as in Flink).
+  // Throws JobFailure when the tag's type differs from the type GetSideOutput() asked for.
   template <typename S>
   void Emit(const OutputTag<S>& tag, S&& value) {
     for (auto& e : entries_) {
       if (e.tag == tag.id()) {
-        SLUICE_CHECK(e.collector->record_type() == typeid(S));
+        if (*e.type != typeid(S)) [[unlikely]] {
+          throw JobFailure(absl::InvalidArgumentError(absl::StrCat(
+              "operator '", operator_name_, "': side output '", tag.id(),
+              "' is emitted with another type than GetSideOutput() requested")));
+        }
         static_cast<Collector<S>*>(e.collector.get())->Collect(std::move(value));
         return;
       }
@@ -47,8 +58,10 @@ class SideOutputs {
  private:
   struct Entry {
     std::string tag;
+    const std::type_info* type;
     std::unique_ptr<CollectorBase> collector;
   };
+  std::string operator_name_;
   std::vector<Entry> entries_;
 };
 

@@ -1,0 +1,481 @@
+// File connectors: the non-template parts of <sluice/connectors/file.h>.
+#include <sluice/connectors/file.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <set>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace sluice {
+namespace {
+
+namespace fs = std::filesystem;
+
+// "<path>: <what>: <strerror>" with the status code that matches `err`.
+absl::Status ErrnoError(int err, const std::string& path, const char* what) {
+  return absl::Status(absl::ErrnoToStatusCode(err),
+                      absl::StrCat(path, ": ", what, ": ", std::generic_category().message(err)));
+}
+
+absl::Status FilesystemError(const std::error_code& ec, const std::string& path, const char* what) {
+  if (ec.category() == std::generic_category() || ec.category() == std::system_category()) {
+    return ErrnoError(ec.value(), path, what);
+  }
+  return absl::InternalError(absl::StrCat(path, ": ", what, ": ", ec.message()));
+}
+
+absl::Status ValidateCsvChars(const char* what, char delimiter, char quote) {
+  if (delimiter == '\n' || delimiter == '\r') {
+    return absl::InvalidArgumentError(absl::StrCat(what, ".delimiter must not be a line break"));
+  }
+  if (quote == '\n' || quote == '\r') {
+    return absl::InvalidArgumentError(absl::StrCat(what, ".quote must not be a line break"));
+  }
+  if (delimiter == quote) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ".delimiter and ", what,
+                                                   ".quote must differ, both are '",
+                                                   std::string(1, delimiter), "'"));
+  }
+  return absl::OkStatus();
+}
+
+bool IsHidden(std::string_view name) {
+  return name.empty() || name.front() == '.' || name.front() == '_';
+}
+
+uint64_t Fnv1a64(std::string_view bytes) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+// --- TextFileSource ---------------------------------------------------------------------------
+
+class TextFileReader : public SourceReader<std::string> {
+ public:
+  explicit TextFileReader(std::unique_ptr<internal::LineFileReader> file)
+      : file_(std::move(file)) {}
+
+  absl::StatusOr<PollResult> PollNext(Collector<std::string>& out, int max_records) override {
+    bool ended = false;
+    SLUICE_ASSIGN_OR_RETURN(
+        int emitted,
+        internal::ReadLines(*file_, max_records, &ended, [&out](std::string_view line, int64_t) {
+          out.Emplace(line);
+          return absl::OkStatus();
+        }));
+    (void)emitted;
+    return ended ? PollResult::End() : PollResult::More();
+  }
+  void Close() override { file_.reset(); }
+
+ private:
+  std::unique_ptr<internal::LineFileReader> file_;
+};
+
+// --- DirectorySource --------------------------------------------------------------------------
+
+class DirectoryReader : public SourceReader<std::string> {
+ public:
+  // Files opened at most per poll, so a directory of many empty files cannot hog a worker.
+  static constexpr int kMaxFilesPerPoll = 8;
+
+  DirectoryReader(std::string dir, DirectorySourceOptions options, int subtask, int parallelism)
+      : dir_(std::move(dir)), options_(options), subtask_(subtask), parallelism_(parallelism) {}
+
+  // Lists the directory and queues the files of this subtask not seen before, in name order.
+  absl::Status Scan() {
+    std::error_code ec;
+    fs::directory_iterator it(dir_, ec);
+    if (ec) return FilesystemError(ec, dir_, "cannot list directory");
+    std::vector<std::string> found;
+    for (; it != fs::directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (IsHidden(name)) continue;
+      std::error_code type_ec;
+      if (!it->is_regular_file(type_ec)) continue;  // subdirectories, sockets, dangling links
+      if (DirectorySource::SubtaskOf(name, parallelism_) != subtask_) continue;
+      if (seen_.count(name) > 0) continue;
+      found.push_back(std::move(name));
+    }
+    if (ec) return FilesystemError(ec, dir_, "cannot list directory");
+    std::sort(found.begin(), found.end());
+    for (std::string& name : found) {
+      seen_.insert(name);
+      pending_.push_back(std::move(name));
+    }
+    next_scan_ = absl::Now() + options_.interval;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<PollResult> PollNext(Collector<std::string>& out, int max_records) override {
+    int emitted = 0;
+    int opened = 0;
+    while (emitted < max_records) {
+      if (current_ == nullptr) {
+        if (pending_.empty() || opened == kMaxFilesPerPoll) break;
+        std::string path = (fs::path(dir_) / pending_.front()).string();
+        pending_.pop_front();
+        ++opened;
+        SLUICE_ASSIGN_OR_RETURN(current_, internal::LineFileReader::Open(std::move(path)));
+      }
+      bool ended = false;
+      SLUICE_ASSIGN_OR_RETURN(int n, internal::ReadLines(*current_, max_records - emitted, &ended,
+                                                         [&out](std::string_view line, int64_t) {
+                                                           out.Emplace(line);
+                                                           return absl::OkStatus();
+                                                         }));
+      emitted += n;
+      if (!ended) return PollResult::More();  // read a chunk already: yield
+      current_.reset();
+    }
+    if (current_ != nullptr || !pending_.empty()) return PollResult::More();
+    if (options_.mode == DirectorySourceOptions::kProcessOnce) return PollResult::End();
+
+    absl::Time now = absl::Now();
+    if (now < next_scan_) return PollResult::NothingUntil(next_scan_ - now);
+    SLUICE_RETURN_IF_ERROR(Scan());
+    if (!pending_.empty()) return PollResult::More();
+    return PollResult::NothingUntil(options_.interval);
+  }
+
+  void Close() override {
+    current_.reset();
+    pending_.clear();
+  }
+
+ private:
+  const std::string dir_;
+  const DirectorySourceOptions options_;
+  const int subtask_;
+  const int parallelism_;
+  std::set<std::string> seen_;
+  std::deque<std::string> pending_;
+  std::unique_ptr<internal::LineFileReader> current_;
+  absl::Time next_scan_;
+};
+
+}  // namespace
+
+// --- Options ------------------------------------------------------------------------------------
+
+absl::Status CsvOptions::Validate() const {
+  return ValidateCsvChars("CsvOptions", delimiter, quote);
+}
+
+absl::Status CsvSinkOptions::Validate() const {
+  return ValidateCsvChars("CsvSinkOptions", delimiter, quote);
+}
+
+absl::Status DirectorySourceOptions::Validate() const {
+  if (mode != kProcessOnce && mode != kProcessContinuously) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DirectorySourceOptions.mode has an unknown value ", static_cast<int>(mode)));
+  }
+  if (interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "DirectorySourceOptions.interval must be > 0, got ", absl::FormatDuration(interval)));
+  }
+  return absl::OkStatus();
+}
+
+// --- Sources ------------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<SourceReader<std::string>>> TextFileSource::CreateReader(
+    const SourceContext&) {
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::LineFileReader> file,
+                          internal::LineFileReader::Open(path_));
+  return std::unique_ptr<SourceReader<std::string>>(new TextFileReader(std::move(file)));
+}
+
+int DirectorySource::SubtaskOf(std::string_view file_name, int parallelism) {
+  if (parallelism <= 1) return 0;
+  return static_cast<int>(Fnv1a64(file_name) % static_cast<uint64_t>(parallelism));
+}
+
+absl::StatusOr<std::unique_ptr<SourceReader<std::string>>> DirectorySource::CreateReader(
+    const SourceContext& ctx) {
+  SLUICE_RETURN_IF_ERROR(options_.Validate());
+  std::error_code ec;
+  fs::file_status status = fs::status(dir_, ec);
+  if (ec || !fs::exists(status)) {
+    return absl::NotFoundError(absl::StrCat(dir_, ": no such directory"));
+  }
+  if (!fs::is_directory(status)) {
+    return absl::InvalidArgumentError(absl::StrCat(dir_, ": not a directory"));
+  }
+  auto reader =
+      std::make_unique<DirectoryReader>(dir_, options_, ctx.subtask_index(), ctx.parallelism());
+  // The first listing is taken when the job starts: in kProcessOnce mode it is the set of files.
+  SLUICE_RETURN_IF_ERROR(reader->Scan());
+  return std::unique_ptr<SourceReader<std::string>>(std::move(reader));
+}
+
+namespace internal {
+
+// --- LineFileReader ------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<LineFileReader>> LineFileReader::Open(std::string path,
+                                                                     size_t chunk_bytes) {
+  int fd;
+  do {
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+    return ErrnoError(err, path, "cannot open");
+  }
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return ErrnoError(err, path, "cannot stat");
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(absl::StrCat(path, ": is a directory, not a file"));
+  }
+  return std::unique_ptr<LineFileReader>(
+      new LineFileReader(std::move(path), fd, std::max<size_t>(chunk_bytes, 1)));
+}
+
+LineFileReader::LineFileReader(std::string path, int fd, size_t chunk_bytes)
+    : path_(std::move(path)), fd_(fd), chunk_bytes_(chunk_bytes) {}
+
+LineFileReader::~LineFileReader() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+bool LineFileReader::NextLine(std::string_view* line) {
+  size_t end = buffer_.find('\n', std::max(pos_, scanned_));
+  if (end == std::string::npos) {
+    scanned_ = buffer_.size();
+    if (!eof_ || pos_ >= buffer_.size()) return false;
+    end = buffer_.size();  // the last line has no '\n'
+  }
+  std::string_view text(buffer_.data() + pos_, end - pos_);
+  if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+  *line = text;
+  pos_ = std::min(end + 1, buffer_.size());
+  ++line_number_;
+  return true;
+}
+
+absl::Status LineFileReader::Fill() {
+  if (eof_) return absl::OkStatus();
+  if (pos_ > 0) {
+    buffer_.erase(0, pos_);
+    scanned_ = scanned_ > pos_ ? scanned_ - pos_ : 0;
+    pos_ = 0;
+  }
+  size_t old_size = buffer_.size();
+  buffer_.resize(old_size + chunk_bytes_);
+  ssize_t n;
+  do {
+    n = ::read(fd_, buffer_.data() + old_size, chunk_bytes_);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int err = errno;
+    buffer_.resize(old_size);
+    return ErrnoError(err, path_, "read failed");
+  }
+  buffer_.resize(old_size + static_cast<size_t>(n));
+  if (n == 0) {
+    eof_ = true;
+    ::close(fd_);
+    fd_ = -1;
+  }
+  return absl::OkStatus();
+}
+
+// --- CSV ----------------------------------------------------------------------------------------
+
+absl::Status ParseCsvLine(std::string_view line, char delimiter, char quote,
+                          std::vector<std::string>* fields) {
+  fields->clear();
+  size_t i = 0;
+  const size_t n = line.size();
+  while (true) {
+    std::string& field = fields->emplace_back();
+    if (i < n && line[i] == quote) {
+      const size_t opening = i;
+      ++i;
+      while (true) {
+        if (i >= n) {
+          return absl::InvalidArgumentError(absl::StrCat("field ", fields->size(),
+                                                         ": quoted field opened at column ",
+                                                         opening + 1, " is not closed"));
+        }
+        if (line[i] == quote) {
+          if (i + 1 < n && line[i + 1] == quote) {
+            field += quote;
+            i += 2;
+            continue;
+          }
+          ++i;
+          break;
+        }
+        field += line[i++];
+      }
+      if (i < n && line[i] != delimiter) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("field ", fields->size(), ": unexpected character '",
+                         std::string(1, line[i]), "' after closing quote at column ", i + 1));
+      }
+    } else {
+      size_t end = line.find(delimiter, i);
+      if (end == std::string_view::npos) end = n;
+      field.assign(line.substr(i, end - i));
+      i = end;
+    }
+    if (i >= n) break;
+    ++i;  // the delimiter
+  }
+  return absl::OkStatus();
+}
+
+void AppendCsvLine(const std::vector<std::string>& fields, char delimiter, char quote,
+                   std::string* out) {
+  for (size_t f = 0; f < fields.size(); ++f) {
+    if (f > 0) *out += delimiter;
+    const std::string& field = fields[f];
+    bool needs_quotes =
+        field.find_first_of(std::string{delimiter, quote, '\n', '\r'}) != std::string::npos;
+    // A record of one empty field would be a blank line, which readers skip.
+    if (fields.size() == 1 && field.empty()) needs_quotes = true;
+    if (!needs_quotes) {
+      *out += field;
+      continue;
+    }
+    *out += quote;
+    for (char c : field) {
+      if (c == quote) *out += quote;
+      *out += c;
+    }
+    *out += quote;
+  }
+  *out += '\n';
+}
+
+absl::Status CurrentExceptionAt(const std::string& path, int64_t line) {
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ":", line, ": ", e.what()));
+  } catch (...) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ":", line, ": the parse function threw an exception"));
+  }
+}
+
+// --- TextFileWriter ------------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<TextFileWriter>> TextFileWriter::Open(const std::string& path,
+                                                                     const RuntimeContext& ctx,
+                                                                     WriteMode mode,
+                                                                     size_t buffer_bytes) {
+  std::error_code ec;
+  std::string file = path;
+  if (ctx.parallelism > 1) {
+    fs::file_status status = fs::status(path, ec);
+    if (fs::exists(status) && !fs::is_directory(status)) {
+      if (mode == WriteMode::kNoOverwrite) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            path, ": exists and is not a directory; at parallelism ", ctx.parallelism,
+            " the sink writes a directory of part files (WriteMode::kOverwrite replaces it)"));
+      }
+      if (!fs::remove(path, ec) || ec) return FilesystemError(ec, path, "cannot remove");
+    }
+    fs::create_directories(path, ec);
+    if (ec) return FilesystemError(ec, path, "cannot create directory");
+    file = (fs::path(path) / absl::StrCat("part-", ctx.subtask_index)).string();
+  } else {
+    fs::path parent = fs::path(path).parent_path();
+    if (!parent.empty()) {
+      fs::create_directories(parent, ec);
+      if (ec) return FilesystemError(ec, parent.string(), "cannot create directory");
+    }
+  }
+  int flags = O_WRONLY | O_CREAT | O_CLOEXEC;
+  flags |= mode == WriteMode::kOverwrite ? O_TRUNC : O_EXCL;
+  int fd;
+  do {
+    fd = ::open(file.c_str(), flags, 0644);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    int err = errno;
+    if (err == EEXIST) {
+      return absl::AlreadyExistsError(
+          absl::StrCat(file, ": already exists (use WriteMode::kOverwrite to replace it)"));
+    }
+    if (err == EISDIR) return absl::InvalidArgumentError(absl::StrCat(file, ": is a directory"));
+    return ErrnoError(err, file, "cannot open for writing");
+  }
+  return std::unique_ptr<TextFileWriter>(
+      new TextFileWriter(std::move(file), fd, std::max<size_t>(buffer_bytes, 1)));
+}
+
+TextFileWriter::TextFileWriter(std::string path, int fd, size_t buffer_bytes)
+    : path_(std::move(path)), fd_(fd), buffer_bytes_(buffer_bytes) {
+  buffer_.reserve(buffer_bytes_);
+}
+
+TextFileWriter::~TextFileWriter() { Close(); }
+
+absl::Status TextFileWriter::Append(std::string_view data) {
+  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": file already closed"));
+  buffer_.append(data);
+  if (buffer_.size() >= buffer_bytes_) return FlushBuffer();
+  return absl::OkStatus();
+}
+
+absl::Status TextFileWriter::FlushBuffer() {
+  size_t written = 0;
+  while (written < buffer_.size()) {
+    ssize_t n = ::write(fd_, buffer_.data() + written, buffer_.size() - written);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      buffer_.clear();
+      return ErrnoError(err, path_, "write failed");
+    }
+    written += static_cast<size_t>(n);
+  }
+  buffer_.clear();
+  return absl::OkStatus();
+}
+
+absl::Status TextFileWriter::Finish() {
+  if (fd_ < 0) return absl::OkStatus();
+  absl::Status status = FlushBuffer();
+  int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0 && status.ok()) status = ErrnoError(errno, path_, "close failed");
+  return status;
+}
+
+void TextFileWriter::Close() {
+  if (fd_ >= 0) {
+    (void)FlushBuffer();
+    ::close(fd_);
+    fd_ = -1;
+  }
+  buffer_.clear();
+}
+
+}  // namespace internal
+}  // namespace sluice
