@@ -70,7 +70,11 @@ void BM_Engine_MapFilterChain(benchmark::State& state) {
   }
   Report(state, state.iterations() * kEvents, wall);
 }
-BENCHMARK(BM_Engine_MapFilterChain)->Arg(1)->Arg(2)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Engine_MapFilterChain)
+    ->Arg(1)
+    ->Arg(2)
+    ->MeasureProcessCPUTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_Cost_MapFilterLoop(benchmark::State& state) {
   double wall = 0;
@@ -107,7 +111,11 @@ void BM_Engine_KeyByReduce(benchmark::State& state) {
   }
   Report(state, state.iterations() * kEvents, wall);
 }
-BENCHMARK(BM_Engine_KeyByReduce)->Arg(1)->Arg(2)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Engine_KeyByReduce)
+    ->Arg(1)
+    ->Arg(2)
+    ->MeasureProcessCPUTime()
+    ->Unit(benchmark::kMillisecond);
 
 void BM_Cost_KeyedReduceLoop(benchmark::State& state) {
   double wall = 0;

@@ -61,7 +61,8 @@ int main(int argc, char** argv) {
   int64_t clicks = 3000, rate = 6000, parallelism = 0;
   for (int i = 1; i < argc; ++i) {
     char* next = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (ParseFlag(argv[i], "--clicks", next, &clicks) || ParseFlag(argv[i], "--rate", next, &rate) ||
+    if (ParseFlag(argv[i], "--clicks", next, &clicks) ||
+        ParseFlag(argv[i], "--rate", next, &rate) ||
         ParseFlag(argv[i], "--parallelism", next, &parallelism)) {
       ++i;
       continue;
@@ -75,20 +76,23 @@ int main(int argc, char** argv) {
   sluice::OutputTag<Click> bots("bot-clicks");
 
   auto humans =
-      env.FromSource(sluice::GeneratorSource(
-                         MakeClick, {.count = clicks, .records_per_second = static_cast<double>(rate)}),
-                     "Source: clicks")
-          .Process([&bots](const Click& c, sluice::ProcessContext& ctx,
-                           sluice::Collector<Click>& out) {
-            if (c.bot) {
-              ctx.Output(bots, c);
-            } else {
-              out.Collect(c);
-            }
-          })
+      env.FromSource(
+             sluice::GeneratorSource(
+                 MakeClick, {.count = clicks, .records_per_second = static_cast<double>(rate)}),
+             "Source: clicks")
+          .Process(
+              [&bots](const Click& c, sluice::ProcessContext& ctx, sluice::Collector<Click>& out) {
+                if (c.bot) {
+                  ctx.Output(bots, c);
+                } else {
+                  out.Collect(c);
+                }
+              })
           .Name("split bots");
 
-  humans.Map([](const Click& c) { return UserActivity{c.user, 1, c.page}; })
+  humans.Map([](const Click& c) {
+          return UserActivity{c.user, 1, c.page};
+        })
       .KeyBy([](const UserActivity& a) { return a.user; })
       .Reduce([](const UserActivity& total, const UserActivity& click) {
         return UserActivity{total.user, total.clicks + 1, click.last_page};

@@ -24,12 +24,9 @@
 namespace {
 
 const std::vector<std::string> kBuiltInText = {
-    "To be, or not to be, that is the question:",
-    "Whether 'tis nobler in the mind to suffer",
-    "The slings and arrows of outrageous fortune,",
-    "Or to take arms against a sea of troubles",
-    "And by opposing end them. To die -- to sleep,",
-    "No more; and by a sleep to say we end",
+    "To be, or not to be, that is the question:",    "Whether 'tis nobler in the mind to suffer",
+    "The slings and arrows of outrageous fortune,",  "Or to take arms against a sea of troubles",
+    "And by opposing end them. To die -- to sleep,", "No more; and by a sleep to say we end",
 };
 
 using WordCount = std::pair<std::string, int64_t>;
@@ -75,8 +72,8 @@ int main(int argc, char** argv) {
 
   lines
       .FlatMap([](const std::string& line, sluice::Collector<WordCount>& out) {
-        for (absl::string_view word : absl::StrSplit(line, absl::ByAnyChar(" \t,.;:!?'\"-()"),
-                                                     absl::SkipEmpty())) {
+        for (absl::string_view word :
+             absl::StrSplit(line, absl::ByAnyChar(" \t,.;:!?'\"-()"), absl::SkipEmpty())) {
           out.Collect(WordCount(absl::AsciiStrToLower(word), 1));
         }
       })

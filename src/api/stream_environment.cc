@@ -28,9 +28,8 @@ const char* ExecutionModeName(ExecutionMode mode) {
 
 absl::Status RuntimeOptions::Validate() const {
   if (parallelism < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("RuntimeOptions.parallelism must be >= 0 (0 = hardware threads), got ",
-                     parallelism));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeOptions.parallelism must be >= 0 (0 = hardware threads), got ", parallelism));
   }
   if (max_parallelism < 1 || max_parallelism > 32768) {
     return absl::InvalidArgumentError(absl::StrCat(

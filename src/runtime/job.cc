@@ -53,9 +53,9 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   bool batch_mode = options.execution_mode == ExecutionMode::kBatch ||
                     (options.execution_mode == ExecutionMode::kAutomatic && all_bounded);
   if (options.execution_mode == ExecutionMode::kBatch && !all_bounded) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "execution mode BATCH needs bounded sources, but source '", unbounded->name,
-        "' is unbounded; use STREAMING or AUTOMATIC"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("execution mode BATCH needs bounded sources, but source '", unbounded->name,
+                     "' is unbounded; use STREAMING or AUTOMATIC"));
   }
 
   // Parallelism of every node.
@@ -72,16 +72,15 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
     int p = n.parallelism > 0 ? n.parallelism : default_parallelism;
     if (n.max_source_parallelism > 0 && p > n.max_source_parallelism) {
       if (n.parallelism > 0) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("operator '", n.name, "' supports parallelism at most ",
-                         n.max_source_parallelism, ", but parallelism ", n.parallelism,
-                         " was set"));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "operator '", n.name, "' supports parallelism at most ", n.max_source_parallelism,
+            ", but parallelism ", n.parallelism, " was set"));
       }
       p = n.max_source_parallelism;
     }
-    bool keyed = std::any_of(in_edges[static_cast<size_t>(n.id)].begin(),
-                             in_edges[static_cast<size_t>(n.id)].end(),
-                             [](const StreamEdge* e) { return e->partitioning == Partitioning::kHash; });
+    bool keyed = std::any_of(
+        in_edges[static_cast<size_t>(n.id)].begin(), in_edges[static_cast<size_t>(n.id)].end(),
+        [](const StreamEdge* e) { return e->partitioning == Partitioning::kHash; });
     if (keyed && p > options.max_parallelism) {
       return absl::InvalidArgumentError(absl::StrCat(
           "keyed operator '", n.name, "' has parallelism ", p,
@@ -104,12 +103,13 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
     int pf = parallelism[static_cast<size_t>(e.from)];
     int pt = parallelism[static_cast<size_t>(e.to)];
     Partitioning p = e.partitioning;
-    if (p == Partitioning::kDefault) p = pf == pt ? Partitioning::kForward : Partitioning::kRebalance;
+    if (p == Partitioning::kDefault)
+      p = pf == pt ? Partitioning::kForward : Partitioning::kRebalance;
     if (p == Partitioning::kForward && pf != pt) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "forward partitioning from '", graph.nodes[static_cast<size_t>(e.from)].name,
-          "' (parallelism ", pf, ") to '", graph.nodes[static_cast<size_t>(e.to)].name,
-          "' (parallelism ", pt, ") needs equal parallelism; use Rebalance()"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("forward partitioning from '", graph.nodes[static_cast<size_t>(e.from)].name,
+                       "' (parallelism ", pf, ") to '", graph.nodes[static_cast<size_t>(e.to)].name,
+                       "' (parallelism ", pt, ") needs equal parallelism; use Rebalance()"));
     }
     resolved[i] = p;
   }
@@ -171,8 +171,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
       for (auto it = members.rbegin(); it != members.rend(); ++it) {
         const StreamNode& node = graph.nodes[static_cast<size_t>(*it)];
         OperatorSetup setup;
-        setup.runtime = RuntimeContext{node.name, task->name(), s, p, options.max_parallelism,
-                                       batch_mode};
+        setup.runtime =
+            RuntimeContext{node.name, task->name(), s, p, options.max_parallelism, batch_mode};
         setup.batch_size = options.batch_size;
         setup.services = task;
         for (const StreamEdge* e : out_edges[static_cast<size_t>(node.id)]) {
@@ -257,7 +257,8 @@ void Job::Cancel() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (done_) return;
-    if (status_.ok()) status_ = absl::CancelledError(absl::StrCat("job '", name_, "' was cancelled"));
+    if (status_.ok())
+      status_ = absl::CancelledError(absl::StrCat("job '", name_, "' was cancelled"));
   }
   cancelled_.store(true, std::memory_order_release);
   WakeAll();

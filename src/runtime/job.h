@@ -2,8 +2,8 @@
 //
 // Build() compiles a StreamGraph: resolves parallelism and partitioning, fuses chainable operators
 // into tasks, creates one channel per (producer subtask, consumer subtask) of every non-chained
-// edge, and instantiates every operator, reader and writer. Only then does Start() let records flow.
-// Thread-safe after Build().
+// edge, and instantiates every operator, reader and writer. Only then does Start() let records
+// flow. Thread-safe after Build().
 #pragma once
 
 #include <atomic>
@@ -30,7 +30,8 @@ namespace sluice::internal {
 
 class Job {
  public:
-  static absl::StatusOr<std::shared_ptr<Job>> Build(StreamGraph graph, const RuntimeOptions& options,
+  static absl::StatusOr<std::shared_ptr<Job>> Build(StreamGraph graph,
+                                                    const RuntimeOptions& options,
                                                     std::string name);
   ~Job();
 
@@ -44,8 +45,9 @@ class Job {
   bool IsDone() const;
   const std::string& name() const { return name_; }
 
-  // --- Called by tasks ----------------------------------------------------------------------------
-  // Records the first failure and cancels every task.
+  // --- Called by tasks
+  // ---------------------------------------------------------------------------- Records the first
+  // failure and cancels every task.
   void Fail(absl::Status status);
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
   void TaskFinished();

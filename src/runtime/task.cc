@@ -32,7 +32,8 @@ void Task::AddWriter(std::unique_ptr<ExchangeWriterBase> writer) {
 
 void Task::AddInput(Channel* channel, int gate) {
   inputs_.push_back({channel, gate});
-  if (static_cast<int>(open_inputs_per_gate_.size()) <= gate) open_inputs_per_gate_.resize(gate + 1);
+  if (static_cast<int>(open_inputs_per_gate_.size()) <= gate)
+    open_inputs_per_gate_.resize(gate + 1);
   ++open_inputs_per_gate_[gate];
   ++open_inputs_;
 }

@@ -69,10 +69,10 @@ TEST(RuntimeOptionsTest, InvalidFields) {
 }
 
 TEST(RuntimeOptionsTest, BoundaryValuesAreValid) {
-  for (RuntimeOptions options : {RuntimeOptions{.max_parallelism = 1},
-                                 RuntimeOptions{.max_parallelism = 32768},
-                                 RuntimeOptions{.batch_size = 1, .channel_capacity = 1},
-                                 RuntimeOptions{.parallelism = 1, .worker_threads = 1}}) {
+  for (RuntimeOptions options :
+       {RuntimeOptions{.max_parallelism = 1}, RuntimeOptions{.max_parallelism = 32768},
+        RuntimeOptions{.batch_size = 1, .channel_capacity = 1},
+        RuntimeOptions{.parallelism = 1, .worker_threads = 1}}) {
     EXPECT_TRUE(options.Validate().ok());
     Counted gen;
     EXPECT_TRUE(RunWithOptions(options, gen).ok());
@@ -290,7 +290,8 @@ TEST(MisuseTest, StreamOfAnExecutedJob) {
   old_sink.Name("renamed");
   ExpectError(env.Execute(), absl::StatusCode::kFailedPrecondition, {"Name()", "already executed"});
   env.FromSequence(1, 3).Union(old).SinkTo(sink);
-  ExpectError(env.Execute(), absl::StatusCode::kFailedPrecondition, {"Union()", "already executed"});
+  ExpectError(env.Execute(), absl::StatusCode::kFailedPrecondition,
+              {"Union()", "already executed"});
   EXPECT_EQ(sink.size(), 3u);
 }
 
@@ -319,7 +320,8 @@ TEST(MisuseTest, MovedFromJobHandle) {
   EXPECT_EQ(sink.size(), 3u);
 }
 
-// --- Execution modes -------------------------------------------------------------------------------
+// --- Execution modes
+// -------------------------------------------------------------------------------
 
 TEST(ExecutionModeTest, Names) {
   EXPECT_STREQ(ExecutionModeName(ExecutionMode::kStreaming), "STREAMING");

@@ -33,7 +33,8 @@ std::vector<int64_t> Range(int64_t from, int64_t to) {
   return v;
 }
 
-// --- Map -------------------------------------------------------------------------------------------
+// --- Map
+// -------------------------------------------------------------------------------------------
 
 TEST(MapTest, ParallelismOneKeepsOrder) {
   StreamEnvironment env({.parallelism = 1});
@@ -46,7 +47,8 @@ TEST(MapTest, ParallelismOneKeepsOrder) {
 TEST(MapTest, ChangesTheRecordType) {
   StreamEnvironment env({.parallelism = 3});
   CollectSink<std::string> sink;
-  env.FromSequence(1, 4).Map([](const int64_t& x) { return std::string(static_cast<size_t>(x), 'x'); })
+  env.FromSequence(1, 4)
+      .Map([](const int64_t& x) { return std::string(static_cast<size_t>(x), 'x'); })
       .SinkTo(sink);
   ASSERT_TRUE(env.Execute().ok());
   EXPECT_THAT(sink.values(), UnorderedElementsAre("x", "xx", "xxx", "xxxx"));
@@ -72,7 +74,8 @@ TEST(MapTest, ManyRecordsAtParallelismFour) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(expected));
 }
 
-// --- Filter ----------------------------------------------------------------------------------------
+// --- Filter
+// ----------------------------------------------------------------------------------------
 
 TEST(FilterTest, KeepsMatchingRecords) {
   StreamEnvironment env({.parallelism = 2});
@@ -101,7 +104,8 @@ TEST(MapFilterTest, Chain) {
   EXPECT_THAT(sink.values(), UnorderedElementsAre(20, 40, 60, 80, 100));
 }
 
-// --- FlatMap ---------------------------------------------------------------------------------------
+// --- FlatMap
+// ---------------------------------------------------------------------------------------
 
 TEST(FlatMapTest, ZeroOneOrManyOutputsWithDeducedType) {
   StreamEnvironment env({.parallelism = 2});
@@ -168,7 +172,8 @@ TEST(FlatMapTest, ExpansionLargerThanABatch) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(expected));
 }
 
-// --- Process ---------------------------------------------------------------------------------------
+// --- Process
+// ---------------------------------------------------------------------------------------
 
 TEST(ProcessTest, Lambda) {
   StreamEnvironment env({.parallelism = 2});
@@ -248,7 +253,8 @@ TEST(ProcessTest, FunctionClassIsOpenedAndClosedOncePerSubtask) {
   EXPECT_THAT(values, UnorderedElementsAreArray(Range(1, 300)));
 }
 
-// --- Side outputs ----------------------------------------------------------------------------------
+// --- Side outputs
+// ----------------------------------------------------------------------------------
 
 TEST(SideOutputTest, FromProcess) {
   StreamEnvironment env({.parallelism = 2});
@@ -271,8 +277,7 @@ TEST(SideOutputTest, FromProcess) {
   main.GetSideOutput(big).Map([](int64_t x) { return x * 100; }).SinkTo(big_sink);
   ASSERT_TRUE(env.Execute().ok());
   EXPECT_THAT(main_sink.values(), UnorderedElementsAre(2, 4, 6, 8, 10));
-  EXPECT_THAT(odd_sink.values(),
-              UnorderedElementsAre("odd 1", "odd 3", "odd 5", "odd 7", "odd 9"));
+  EXPECT_THAT(odd_sink.values(), UnorderedElementsAre("odd 1", "odd 3", "odd 5", "odd 7", "odd 9"));
   EXPECT_THAT(big_sink.values(), UnorderedElementsAre(900, 1000));
 }
 
@@ -308,17 +313,16 @@ TEST(SideOutputTest, FromKeyedProcess) {
   OutputTag<std::string> first_seen("first-seen");
   CollectSink<std::pair<int64_t, int64_t>> main_sink;
   CollectSink<std::string> side_sink;
-  auto main =
-      env.FromSequence(1, 12)
-          .KeyBy([](int64_t x) { return x % 3; })
-          .Process([first_seen, seen = std::set<int64_t>()](
-                       const int64_t& x, KeyedProcessContext<int64_t>& ctx,
-                       Collector<std::pair<int64_t, int64_t>>& out) mutable {
-            if (seen.insert(ctx.CurrentKey()).second) {
-              ctx.Output(first_seen, "key " + std::to_string(ctx.CurrentKey()));
-            }
-            out.Collect({ctx.CurrentKey(), x});
-          });
+  auto main = env.FromSequence(1, 12)
+                  .KeyBy([](int64_t x) { return x % 3; })
+                  .Process([first_seen, seen = std::set<int64_t>()](
+                               const int64_t& x, KeyedProcessContext<int64_t>& ctx,
+                               Collector<std::pair<int64_t, int64_t>>& out) mutable {
+                    if (seen.insert(ctx.CurrentKey()).second) {
+                      ctx.Output(first_seen, "key " + std::to_string(ctx.CurrentKey()));
+                    }
+                    out.Collect({ctx.CurrentKey(), x});
+                  });
   main.SinkTo(main_sink);
   main.GetSideOutput(first_seen).SinkTo(side_sink);
   ASSERT_TRUE(env.Execute().ok());
@@ -328,7 +332,8 @@ TEST(SideOutputTest, FromKeyedProcess) {
   EXPECT_THAT(side_sink.values(), UnorderedElementsAre("key 0", "key 1", "key 2"));
 }
 
-// --- KeyBy / Reduce / keyed Process ----------------------------------------------------------------
+// --- KeyBy / Reduce / keyed Process
+// ----------------------------------------------------------------
 
 using Count = std::pair<std::string, int>;
 
@@ -337,7 +342,8 @@ TEST(ReduceTest, StreamingEmitsEveryRollingUpdate) {
   CollectSink<Count> sink;
   env.FromCollection(std::vector<Count>{{"a", 1}, {"b", 2}, {"a", 3}, {"a", 10}, {"b", 5}})
       .KeyBy([](const Count& p) { return p.first; })
-      .Reduce([](const Count& acc, const Count& v) { return Count(acc.first, acc.second + v.second); })
+      .Reduce(
+          [](const Count& acc, const Count& v) { return Count(acc.first, acc.second + v.second); })
       .SinkTo(sink);
   absl::Status status = env.Execute("reduce");
   ASSERT_TRUE(status.ok()) << status;
@@ -351,7 +357,8 @@ TEST(ReduceTest, BatchEmitsOnlyTheFinalValuePerKey) {
   CollectSink<Count> sink;
   env.FromCollection(std::vector<Count>{{"a", 1}, {"b", 2}, {"a", 3}, {"a", 10}, {"b", 5}})
       .KeyBy([](const Count& p) { return p.first; })
-      .Reduce([](const Count& acc, const Count& v) { return Count(acc.first, acc.second + v.second); })
+      .Reduce(
+          [](const Count& acc, const Count& v) { return Count(acc.first, acc.second + v.second); })
       .SinkTo(sink);
   ASSERT_TRUE(env.Execute().ok());
   EXPECT_THAT(sink.values(), UnorderedElementsAre(Count("a", 14), Count("b", 7)));
@@ -359,8 +366,8 @@ TEST(ReduceTest, BatchEmitsOnlyTheFinalValuePerKey) {
 
 TEST(ReduceTest, ParallelSourceStreamingCountsEveryUpdate) {
   // Counting makes the multiset of rolling updates independent of arrival order.
-  StreamEnvironment env({.parallelism = 4, .batch_size = 16,
-                         .execution_mode = ExecutionMode::kStreaming});
+  StreamEnvironment env(
+      {.parallelism = 4, .batch_size = 16, .execution_mode = ExecutionMode::kStreaming});
   CollectSink<std::pair<int64_t, int64_t>> sink;
   env.FromSequence(0, 999)
       .Map([](int64_t x) { return std::pair<int64_t, int64_t>(x % 10, 1); })
@@ -430,7 +437,8 @@ TEST(KeyedProcessTest, FunctionClass) {
               UnorderedElementsAre(P(1, 1), P(1, 2), P(1, 3), P(0, 1), P(0, 2), P(0, 3)));
 }
 
-// --- Union -----------------------------------------------------------------------------------------
+// --- Union
+// -----------------------------------------------------------------------------------------
 
 TEST(UnionTest, TwoStreams) {
   StreamEnvironment env({.parallelism = 2});
@@ -515,9 +523,10 @@ TEST(UnionTest, Diamond) {
   auto s = env.FromSequence(1, 300);
   auto evens = s.Filter([](int64_t x) { return x % 2 == 0; });
   auto tens = s.Map([](int64_t x) { return x * 10; }).Rebalance();
-  evens.Union(tens).KeyBy([](int64_t x) { return x % 7; }).Reduce([](int64_t a, int64_t b) {
-    return a + b;
-  }).SinkTo(sink);
+  evens.Union(tens)
+      .KeyBy([](int64_t x) { return x % 7; })
+      .Reduce([](int64_t a, int64_t b) { return a + b; })
+      .SinkTo(sink);
   ASSERT_TRUE(env.Execute().ok());
   std::vector<int64_t> sums(7, 0);
   for (int64_t x = 1; x <= 300; ++x) {
@@ -527,7 +536,8 @@ TEST(UnionTest, Diamond) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(sums));
 }
 
-// --- Partitioning ----------------------------------------------------------------------------------
+// --- Partitioning
+// ----------------------------------------------------------------------------------
 
 // Tags every record with the index of the subtask that saw it.
 auto TagSubtask() {
@@ -617,7 +627,8 @@ TEST(PartitioningTest, KeyedPartitioningThenRebalance) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(expected));
 }
 
-// --- SetParallelism / Name -------------------------------------------------------------------------
+// --- SetParallelism / Name
+// -------------------------------------------------------------------------
 
 TEST(SetParallelismTest, EachOperatorRunsWithItsOwnParallelism) {
   StreamEnvironment env({.parallelism = 2});
@@ -698,7 +709,8 @@ TEST(NameTest, SinkName) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("full"));
 }
 
-// --- Environment reuse -----------------------------------------------------------------------------
+// --- Environment reuse
+// -----------------------------------------------------------------------------
 
 TEST(EnvironmentTest, ExecuteConsumesTheJobAndTheEnvironmentCanRunAnother) {
   StreamEnvironment env({.parallelism = 2});

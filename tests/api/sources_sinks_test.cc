@@ -34,7 +34,8 @@ std::vector<int64_t> Range(int64_t from, int64_t to) {
   return v;
 }
 
-// --- Sources ---------------------------------------------------------------------------------------
+// --- Sources
+// ---------------------------------------------------------------------------------------
 
 TEST(FromCollectionTest, EmitsInOrder) {
   StreamEnvironment env({.parallelism = 1});
@@ -85,9 +86,10 @@ TEST(GeneratorSourceTest, BoundedCountGivesEachIndexExactlyOnce) {
     StreamEnvironment env({.parallelism = p, .batch_size = 10});
     CollectSink<std::pair<int, int64_t>> sink;
     env.FromSource(GeneratorSource([](int64_t i) { return i; }, {.count = 1001}))
-        .Process([](const int64_t& i, ProcessContext& ctx, Collector<std::pair<int, int64_t>>& out) {
-          out.Collect({ctx.runtime().subtask_index, i});
-        })
+        .Process(
+            [](const int64_t& i, ProcessContext& ctx, Collector<std::pair<int, int64_t>>& out) {
+              out.Collect({ctx.runtime().subtask_index, i});
+            })
         .SinkTo(sink);
     ASSERT_TRUE(env.Execute().ok());
     std::vector<int64_t> indices;
@@ -126,8 +128,8 @@ TEST(GeneratorSourceTest, ZeroCount) {
 TEST(GeneratorSourceTest, RateLimitedCompletes) {
   StreamEnvironment env({.parallelism = 2, .batch_size = 16});
   CollectSink<int64_t> sink;
-  env.FromSource(GeneratorSource([](int64_t i) { return i; },
-                                 {.count = 200, .records_per_second = 2000}))
+  env.FromSource(
+         GeneratorSource([](int64_t i) { return i; }, {.count = 200, .records_per_second = 2000}))
       .SinkTo(sink);
   absl::Time start = absl::Now();
   ASSERT_TRUE(env.Execute().ok());
@@ -139,8 +141,8 @@ TEST(GeneratorSourceTest, RateLimitedCompletes) {
 TEST(GeneratorSourceTest, NegativeRateIsAnError) {
   StreamEnvironment env({.parallelism = 1});
   CollectSink<int64_t> sink;
-  env.FromSource(GeneratorSource([](int64_t i) { return i; },
-                                 {.count = 10, .records_per_second = -1}))
+  env.FromSource(
+         GeneratorSource([](int64_t i) { return i; }, {.count = 10, .records_per_second = -1}))
       .SinkTo(sink);
   absl::Status status = env.Execute();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
@@ -182,7 +184,8 @@ TEST(CustomSourceTest, PolledUntilEnd) {
   EXPECT_THAT(sink.values(), ElementsAre(3, 2, 1, 0));
 }
 
-// --- Sinks -----------------------------------------------------------------------------------------
+// --- Sinks
+// -----------------------------------------------------------------------------------------
 
 TEST(CollectSinkTest, ClearAndSize) {
   StreamEnvironment env({.parallelism = 2});
@@ -270,7 +273,8 @@ TEST(PrintSinkTest, Identifier) {
   EXPECT_THAT(Lines(out), UnorderedElementsAre("nums:1> 1", "nums:2> 2", "words> solo"));
 }
 
-// --- Key types -------------------------------------------------------------------------------------
+// --- Key types
+// -------------------------------------------------------------------------------------
 
 struct UserPage {
   int64_t user;
@@ -328,7 +332,9 @@ TEST(KeyTypesTest, StringKey) {
   CollectSink<Visit> sink;
   env.FromCollection(Visits())
       .KeyBy([](const Visit& v) { return v.page; })
-      .Reduce([](const Visit& a, const Visit& b) { return Visit{-1, a.page, a.count + b.count}; })
+      .Reduce([](const Visit& a, const Visit& b) {
+        return Visit{-1, a.page, a.count + b.count};
+      })
       .SinkTo(sink);
   ASSERT_TRUE(env.Execute().ok());
   EXPECT_THAT(sink.values(), UnorderedElementsAre(Visit{-1, "/home", 40}, Visit{-1, "/cart", 80}));
@@ -349,7 +355,9 @@ TEST(KeyTypesTest, UserStructKey) {
   StreamEnvironment env({.parallelism = 3, .execution_mode = ExecutionMode::kBatch});
   CollectSink<Visit> sink;
   env.FromCollection(Visits())
-      .KeyBy([](const Visit& v) { return UserPage{v.user, v.page}; })
+      .KeyBy([](const Visit& v) {
+        return UserPage{v.user, v.page};
+      })
       .Reduce(AddVisits)
       .SinkTo(sink);
   ASSERT_TRUE(env.Execute().ok());
@@ -360,7 +368,9 @@ TEST(KeyTypesTest, UserStructKeyInKeyedProcess) {
   StreamEnvironment env({.parallelism = 2});
   CollectSink<int64_t> sink;
   env.FromCollection(Visits())
-      .KeyBy([](const Visit& v) { return UserPage{v.user, v.page}; })
+      .KeyBy([](const Visit& v) {
+        return UserPage{v.user, v.page};
+      })
       .Process([](const Visit& v, KeyedProcessContext<UserPage>& ctx, Collector<int64_t>& out) {
         EXPECT_EQ(ctx.CurrentKey(), (UserPage{v.user, v.page}));
         out.Collect(v.user);
@@ -374,8 +384,8 @@ TEST(KeyTypesTest, UserStructKeyInKeyedProcess) {
 template <typename K, typename Select>
 void ExpectKeyRouting(std::vector<int64_t> input, Select select, int parallelism,
                       int max_parallelism) {
-  StreamEnvironment env({.parallelism = parallelism, .max_parallelism = max_parallelism,
-                         .batch_size = 7});
+  StreamEnvironment env(
+      {.parallelism = parallelism, .max_parallelism = max_parallelism, .batch_size = 7});
   CollectSink<std::pair<K, int>> sink;
   env.FromCollection(input)
       .Rebalance()
@@ -393,8 +403,8 @@ void ExpectKeyRouting(std::vector<int64_t> input, Select select, int parallelism
   std::set<int> used;
   for (const auto& [k, s] : subtasks) {
     ASSERT_EQ(s.size(), 1u) << "a key reached several subtasks";
-    int expected = OperatorIndexForKeyGroup(KeyGroupFor(k, max_parallelism), max_parallelism,
-                                            parallelism);
+    int expected =
+        OperatorIndexForKeyGroup(KeyGroupFor(k, max_parallelism), max_parallelism, parallelism);
     EXPECT_EQ(*s.begin(), expected);
     used.insert(*s.begin());
   }
@@ -404,8 +414,10 @@ void ExpectKeyRouting(std::vector<int64_t> input, Select select, int parallelism
 }
 
 TEST(KeyRoutingTest, IntKeys) {
-  ExpectKeyRouting<int64_t>(Range(0, 999), [](int64_t x) { return x % 97; }, 4, 128);
-  ExpectKeyRouting<int64_t>(Range(0, 999), [](int64_t x) { return x % 97; }, 3, 7);
+  ExpectKeyRouting<int64_t>(
+      Range(0, 999), [](int64_t x) { return x % 97; }, 4, 128);
+  ExpectKeyRouting<int64_t>(
+      Range(0, 999), [](int64_t x) { return x % 97; }, 3, 7);
 }
 
 TEST(KeyRoutingTest, StringKeys) {

@@ -33,7 +33,9 @@ struct UserPage {
   int64_t user;
   std::string page;
   bool operator==(const UserPage&) const = default;
-  bool operator<(const UserPage& o) const { return std::tie(user, page) < std::tie(o.user, o.page); }
+  bool operator<(const UserPage& o) const {
+    return std::tie(user, page) < std::tie(o.user, o.page);
+  }
   template <typename H>
   friend H AbslHashValue(H h, const UserPage& k) {
     return H::combine(std::move(h), k.user, k.page);
@@ -58,7 +60,8 @@ class PageCounter : public KeyedProcessFunction<UserPage, Click, std::string> {
     }
     int64_t& n = counts_[ctx.CurrentKey()];
     if (n == 0) ctx.Output(first_, ctx.CurrentKey());
-    if (++n % 5 == 0) out.Collect(absl::StrCat(ctx.CurrentKey().user, ctx.CurrentKey().page, "#", n));
+    if (++n % 5 == 0)
+      out.Collect(absl::StrCat(ctx.CurrentKey().user, ctx.CurrentKey().page, "#", n));
   }
 
  private:
@@ -95,8 +98,8 @@ class ClickPipelineTest : public ::testing::TestWithParam<int> {};
 TEST_P(ClickPipelineTest, CountsSideOutputsAndUnions) {
   const int parallelism = GetParam();
   constexpr int64_t kClicks = 3000;
-  StreamEnvironment env({.parallelism = parallelism, .batch_size = 50, .channel_capacity = 4,
-                         .worker_threads = 2});
+  StreamEnvironment env(
+      {.parallelism = parallelism, .batch_size = 50, .channel_capacity = 4, .worker_threads = 2});
   OutputTag<Click> invalid("invalid");
   OutputTag<UserPage> first("first");
   CollectSink<std::string> milestones;
@@ -104,7 +107,9 @@ TEST_P(ClickPipelineTest, CountsSideOutputsAndUnions) {
   CollectSink<std::string> first_keys;
 
   auto clicks = env.FromSource(GeneratorSource(MakeClick, {.count = kClicks}), "clicks");
-  auto counted = clicks.KeyBy([](const Click& c) { return UserPage{c.user, c.page}; })
+  auto counted = clicks.KeyBy([](const Click& c) {
+                         return UserPage{c.user, c.page};
+                       })
                      .Process(PageCounter(invalid, first))
                      .Name("page-counter");
   counted.SinkTo(milestones);
@@ -181,8 +186,8 @@ TEST(WordCountTest, PrintsFinalCountsInBatchMode) {
     lines.push_back(out.substr(start, end - start));
     start = end + 1;
   }
-  EXPECT_THAT(lines, UnorderedElementsAreArray(
-                         {"(to,3)", "(be,2)", "(or,1)", "(not,1)", "(do,1)"}));
+  EXPECT_THAT(lines,
+              UnorderedElementsAreArray({"(to,3)", "(be,2)", "(or,1)", "(not,1)", "(do,1)"}));
 }
 
 }  // namespace

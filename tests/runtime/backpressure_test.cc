@@ -40,7 +40,8 @@ class SlowSink : public Sink<int64_t> {
  public:
   explicit SlowSink(std::shared_ptr<Flow> flow) : flow_(std::move(flow)) {}
   std::string Describe() const override { return "slow"; }
-  absl::StatusOr<std::unique_ptr<SinkWriter<int64_t>>> CreateWriter(const RuntimeContext&) override {
+  absl::StatusOr<std::unique_ptr<SinkWriter<int64_t>>> CreateWriter(
+      const RuntimeContext&) override {
     return std::unique_ptr<SinkWriter<int64_t>>(new Writer(flow_));
   }
 
@@ -77,8 +78,8 @@ TEST_P(BackpressureTest, InFlightRecordsStayBoundedByChannelCapacity) {
   constexpr int kCapacity = 2;
   constexpr int64_t kCount = 12000;
   auto flow = std::make_shared<Flow>();
-  StreamEnvironment env({.parallelism = 1, .batch_size = kBatch, .channel_capacity = kCapacity,
-                         .worker_threads = 4});
+  StreamEnvironment env(
+      {.parallelism = 1, .batch_size = kBatch, .channel_capacity = kCapacity, .worker_threads = 4});
   auto source = env.FromSource(GeneratorSource(
                                    [flow](int64_t i) {
                                      flow->Produced();
@@ -152,7 +153,9 @@ TEST(BackpressureChainTest, ChainedSlowSinkHoldsOneBatch) {
 TEST(BackpressureChainTest, KeyedExchangeWithExpansion) {
   auto flow = std::make_shared<Flow>();
   constexpr int kBatch = 16, kCapacity = 2;
-  StreamEnvironment env({.parallelism = 2, .batch_size = kBatch, .channel_capacity = kCapacity,
+  StreamEnvironment env({.parallelism = 2,
+                         .batch_size = kBatch,
+                         .channel_capacity = kCapacity,
                          .execution_mode = ExecutionMode::kStreaming});
   env.FromSource(GeneratorSource(
                      [flow](int64_t i) {

@@ -45,8 +45,8 @@ TEST_P(UnboundedCancelTest, CancelFromTheTestThread) {
   const int threads_before = BaselineThreadCount();
   auto seen = std::make_shared<std::atomic<int64_t>>(0);
   StreamEnvironment env({.parallelism = c.parallelism, .batch_size = 64, .worker_threads = 2});
-  env.FromSource(GeneratorSource([](int64_t i) { return i; },
-                                 {.records_per_second = c.records_per_second}))
+  env.FromSource(
+         GeneratorSource([](int64_t i) { return i; }, {.records_per_second = c.records_per_second}))
       .Rebalance()
       .Map([](int64_t x) { return x * 2; })
       .KeyBy([](int64_t x) { return x % 7; })
@@ -259,8 +259,8 @@ TEST(CancelTest, MoveAssigningAHandleCancelsTheOldJob) {
 
 TEST(CancelTest, CancelDuringBackpressure) {
   // A sink blocked far behind its source: the source waits on a full channel when cancelled.
-  StreamEnvironment env({.parallelism = 1, .batch_size = 4, .channel_capacity = 1,
-                         .worker_threads = 2});
+  StreamEnvironment env(
+      {.parallelism = 1, .batch_size = 4, .channel_capacity = 1, .worker_threads = 2});
   auto seen = std::make_shared<std::atomic<int64_t>>(0);
   env.FromSource(GeneratorSource([](int64_t i) { return i; }, {}))
       .Rebalance()
@@ -278,8 +278,8 @@ TEST(CancelTest, CancelDuringBackpressure) {
 TEST(CancelTest, ManyShortJobsInARow) {
   const int threads_before = BaselineThreadCount();
   for (int i = 0; i < 30; ++i) {
-    StreamEnvironment env({.parallelism = 2, .batch_size = 3, .channel_capacity = 1,
-                           .worker_threads = 2});
+    StreamEnvironment env(
+        {.parallelism = 2, .batch_size = 3, .channel_capacity = 1, .worker_threads = 2});
     CollectSink<int64_t> sink;
     env.FromSequence(1, 50).Rebalance().Map([](int64_t x) { return x; }).SinkTo(sink);
     if (i % 2 == 0) {

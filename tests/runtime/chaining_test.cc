@@ -58,9 +58,10 @@ TEST(ChainingTest, ForwardEdgesWithEqualParallelismFuse) {
       .Name("probe")
       .SinkTo(sink);
   ASSERT_TRUE(env.Execute().ok());
-  EXPECT_THAT(names->by_operator["probe"],
-              ElementsAre("Source: Sequence 1..100 -> Map -> Filter -> probe -> Sink: Collect (1/2)",
-                          "Source: Sequence 1..100 -> Map -> Filter -> probe -> Sink: Collect (2/2)"));
+  EXPECT_THAT(
+      names->by_operator["probe"],
+      ElementsAre("Source: Sequence 1..100 -> Map -> Filter -> probe -> Sink: Collect (1/2)",
+                  "Source: Sequence 1..100 -> Map -> Filter -> probe -> Sink: Collect (2/2)"));
 }
 
 TEST(ChainingTest, KeyByAndParallelismChangesBreakTheChain) {
@@ -94,9 +95,8 @@ TEST(ChainingTest, KeyByAndParallelismChangesBreakTheChain) {
                 for (int64_t i = 1; i <= 100; ++i) v.push_back(i);
                 return v;
               }()));
-  EXPECT_THAT(names->by_operator["a"],
-              ElementsAre("Source: Sequence 1..100 -> Map -> a (1/2)",
-                          "Source: Sequence 1..100 -> Map -> a (2/2)"));
+  EXPECT_THAT(names->by_operator["a"], ElementsAre("Source: Sequence 1..100 -> Map -> a (1/2)",
+                                                   "Source: Sequence 1..100 -> Map -> a (2/2)"));
   EXPECT_THAT(names->by_operator["b"],
               ElementsAre("Keyed Process -> b (1/2)", "Keyed Process -> b (2/2)"));
   EXPECT_THAT(names->by_operator["c"],
@@ -136,7 +136,8 @@ TEST(ChainingTest, FanOutChainsEveryForwardConsumer) {
   EXPECT_EQ(right.size(), 5u);
 }
 
-// --- Thread budget ---------------------------------------------------------------------------------
+// --- Thread budget
+// ---------------------------------------------------------------------------------
 
 TEST(ThreadBudgetTest, ManyOperatorsRunOnTheWorkerPoolOnly) {
   constexpr int kWorkers = 3;
@@ -149,8 +150,8 @@ TEST(ThreadBudgetTest, ManyOperatorsRunOnTheWorkerPoolOnly) {
     }
   };
   {
-    StreamEnvironment env({.parallelism = 8, .batch_size = 32, .channel_capacity = 2,
-                           .worker_threads = kWorkers});
+    StreamEnvironment env(
+        {.parallelism = 8, .batch_size = 32, .channel_capacity = 2, .worker_threads = kWorkers});
     auto stream = env.FromSource(GeneratorSource([](int64_t i) { return i; }, {.count = 20000}));
     int operators = 1;
     for (int i = 0; operators < 49; ++i) {

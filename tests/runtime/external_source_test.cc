@@ -54,7 +54,8 @@ class FedSource : public Source<int> {
   bool IsBounded() const override { return true; }
   int MaxParallelism() const override { return 1; }
   std::string Describe() const override { return "fed"; }
-  absl::StatusOr<std::unique_ptr<SourceReader<int>>> CreateReader(const SourceContext& ctx) override {
+  absl::StatusOr<std::unique_ptr<SourceReader<int>>> CreateReader(
+      const SourceContext& ctx) override {
     std::lock_guard<std::mutex> lock(feed_->mu);
     feed_->context.emplace(ctx);
     return std::unique_ptr<SourceReader<int>>(new Reader(feed_));
@@ -107,8 +108,8 @@ TEST(ExternalSourceTest, EveryRecordArrivesInOrder) {
 TEST(ExternalSourceTest, FedThroughAnExchange) {
   for (int round = 0; round < 5; ++round) {
     auto feed = std::make_shared<Feed>();
-    StreamEnvironment env({.parallelism = 3, .batch_size = 4, .channel_capacity = 1,
-                           .worker_threads = 2});
+    StreamEnvironment env(
+        {.parallelism = 3, .batch_size = 4, .channel_capacity = 1, .worker_threads = 2});
     CollectSink<int> sink;
     env.FromSource(FedSource(feed)).Rebalance().Map([](int x) { return x; }).SinkTo(sink);
     absl::StatusOr<JobHandle> job = env.ExecuteAsync("fed");

@@ -54,8 +54,10 @@ class MapFailureTest : public ::testing::TestWithParam<FailureCase> {};
 
 TEST_P(MapFailureTest, ThrowingMapFailsTheJobWithItsMessageAndName) {
   const FailureCase c = GetParam();
-  StreamEnvironment env({.parallelism = c.parallelism, .batch_size = c.batch_size,
-                         .channel_capacity = c.channel_capacity, .worker_threads = 2});
+  StreamEnvironment env({.parallelism = c.parallelism,
+                         .batch_size = c.batch_size,
+                         .channel_capacity = c.channel_capacity,
+                         .worker_threads = 2});
   CollectSink<int64_t> sink;
   env.FromSequence(1, 100000)
       .Rebalance()

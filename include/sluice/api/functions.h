@@ -1,9 +1,9 @@
 // User function interfaces: process functions and their contexts.
 //
-// Most operators take plain lambdas (Map, Filter, FlatMap, KeyBy, Reduce). Process and keyed Process
-// take either a lambda `(const In&, Context&, Collector<Out>&)` or a class derived from
-// ProcessFunction / KeyedProcessFunction (with optional Open/Close). Every parallel subtask gets its
-// own copy of the function object, so a function may keep per-subtask members without locks.
+// Most operators take plain lambdas (Map, Filter, FlatMap, KeyBy, Reduce). Process and keyed
+// Process take either a lambda `(const In&, Context&, Collector<Out>&)` or a class derived from
+// ProcessFunction / KeyedProcessFunction (with optional Open/Close). Every parallel subtask gets
+// its own copy of the function object, so a function may keep per-subtask members without locks.
 //
 //   class Dedup : public sluice::KeyedProcessFunction<int64_t, Click, Click> {
 //    public:

@@ -1,6 +1,6 @@
 // The source interface: a Source<T> is a serializable-in-spirit factory that the runtime asks for
-// one SourceReader<T> per parallel subtask. Readers are polled cooperatively by worker threads: they
-// never block for long, and say when they have nothing to give.
+// one SourceReader<T> per parallel subtask. Readers are polled cooperatively by worker threads:
+// they never block for long, and say when they have nothing to give.
 //
 //   class Countdown : public sluice::Source<int> {
 //     bool IsBounded() const override { return true; }

@@ -99,7 +99,9 @@ struct ForwardSelector {
   static constexpr bool kBroadcast = false;
   static constexpr bool kRunsUserCode = false;
   template <typename T>
-  size_t Select(const T&, size_t) { return 0; }
+  size_t Select(const T&, size_t) {
+    return 0;
+  }
 };
 
 struct RebalanceSelector {
@@ -132,7 +134,9 @@ struct BroadcastSelector {
   static constexpr bool kBroadcast = true;
   static constexpr bool kRunsUserCode = false;
   template <typename T>
-  size_t Select(const T&, size_t) { return 0; }
+  size_t Select(const T&, size_t) {
+    return 0;
+  }
 };
 
 template <typename KeySelector>
@@ -144,7 +148,8 @@ struct HashSelector {
   template <typename T>
   size_t Select(const T& r, size_t n) {
     int group = KeyGroupFor(key_selector(r), max_parallelism);
-    return static_cast<size_t>(OperatorIndexForKeyGroup(group, max_parallelism, static_cast<int>(n)));
+    return static_cast<size_t>(
+        OperatorIndexForKeyGroup(group, max_parallelism, static_cast<int>(n)));
   }
 };
 
@@ -154,8 +159,8 @@ std::unique_ptr<ExchangeWriterBase> MakeWriter(const WriterSetup& setup) {
   switch (setup.partitioning) {
     case Partitioning::kRebalance:
       return std::make_unique<ExchangeWriter<T, RebalanceSelector>>(
-          setup, RebalanceSelector{static_cast<size_t>(setup.producer_subtask) %
-                                   setup.channels.size()});
+          setup,
+          RebalanceSelector{static_cast<size_t>(setup.producer_subtask) % setup.channels.size()});
     case Partitioning::kShuffle:
       return std::make_unique<ExchangeWriter<T, ShuffleSelector>>(
           setup, ShuffleSelector{0x9E3779B97F4A7C15ULL * (setup.producer_subtask + 1)});

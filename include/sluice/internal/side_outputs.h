@@ -38,9 +38,9 @@ class SideOutputs {
     for (auto& e : entries_) {
       if (e.tag == tag.id()) {
         if (*e.type != typeid(S)) [[unlikely]] {
-          throw JobFailure(absl::InvalidArgumentError(absl::StrCat(
-              "operator '", operator_name_, "': side output '", tag.id(),
-              "' is emitted with another type than GetSideOutput() requested")));
+          throw JobFailure(absl::InvalidArgumentError(
+              absl::StrCat("operator '", operator_name_, "': side output '", tag.id(),
+                           "' is emitted with another type than GetSideOutput() requested")));
         }
         static_cast<Collector<S>*>(e.collector.get())->Collect(std::move(value));
         return;

@@ -27,8 +27,10 @@ inline int64_t ToMillis(absl::Duration d) { return absl::ToInt64Milliseconds(d);
 
 // a + b, saturating at the int64 bounds (window end + lateness must never wrap).
 inline constexpr int64_t SaturatingAdd(int64_t a, int64_t b) {
-  if (b > 0 && a > std::numeric_limits<int64_t>::max() - b) return std::numeric_limits<int64_t>::max();
-  if (b < 0 && a < std::numeric_limits<int64_t>::min() - b) return std::numeric_limits<int64_t>::min();
+  if (b > 0 && a > std::numeric_limits<int64_t>::max() - b)
+    return std::numeric_limits<int64_t>::max();
+  if (b < 0 && a < std::numeric_limits<int64_t>::min() - b)
+    return std::numeric_limits<int64_t>::min();
   return a + b;
 }
 

@@ -34,8 +34,9 @@ class WatermarkOutput {
   virtual void MarkActive() = 0;
 };
 
-// Periodic generators emit in OnPeriodicEmit (called every RuntimeOptions::auto_watermark_interval),
-// punctuated ones in OnEvent. One instance per source subtask; not shared between threads.
+// Periodic generators emit in OnPeriodicEmit (called every
+// RuntimeOptions::auto_watermark_interval), punctuated ones in OnEvent. One instance per source
+// subtask; not shared between threads.
 template <typename T>
 class WatermarkGenerator {
  public:
@@ -172,7 +173,8 @@ class WatermarkStrategy {
     return s;
   }
 
-  // --- Runtime side -------------------------------------------------------------------------------
+  // --- Runtime side
+  // -------------------------------------------------------------------------------
   bool has_generator() const { return static_cast<bool>(factory_); }
   const BatchAssigner& assigner() const { return assigner_; }
   absl::Duration idleness() const { return idleness_; }

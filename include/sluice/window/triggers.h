@@ -7,7 +7,8 @@
 //   .Evictor(sluice::TimeEvictor::Of(absl::Seconds(10)))
 //
 // Built-in triggers and evictors are concrete types (the window operator calls them without
-// virtual dispatch). A user trigger derives from Trigger<T, W> or is any type with the same methods.
+// virtual dispatch). A user trigger derives from Trigger<T, W> or is any type with the same
+// methods.
 #pragma once
 
 #include <algorithm>
@@ -234,7 +235,9 @@ namespace internal {
 template <TimeDomain D>
 class ContinuousTrigger {
  public:
-  static ContinuousTrigger Of(absl::Duration interval) { return ContinuousTrigger(ToMillis(interval)); }
+  static ContinuousTrigger Of(absl::Duration interval) {
+    return ContinuousTrigger(ToMillis(interval));
+  }
 
   template <typename T, typename W>
   TriggerResult OnElement(const T&, Timestamp timestamp, const W& w, TriggerContext& ctx) {
@@ -324,7 +327,8 @@ class ContinuousTrigger {
 using ContinuousEventTimeTrigger = internal::ContinuousTrigger<TimeDomain::kEventTime>;
 using ContinuousProcessingTimeTrigger = internal::ContinuousTrigger<TimeDomain::kProcessingTime>;
 
-// --- Evictors ----------------------------------------------------------------------------------------
+// --- Evictors
+// ----------------------------------------------------------------------------------------
 
 // An element of a window as evictors and window process functions see it.
 template <typename T>
@@ -349,7 +353,8 @@ class CountEvictor {
   }
 
  private:
-  CountEvictor(int64_t max_count, bool evict_after) : max_count_(max_count), evict_after_(evict_after) {}
+  CountEvictor(int64_t max_count, bool evict_after)
+      : max_count_(max_count), evict_after_(evict_after) {}
   template <typename T>
   void Evict(std::vector<TimestampedValue<T>>& elements) const {
     if (static_cast<int64_t>(elements.size()) <= max_count_) return;

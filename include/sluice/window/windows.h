@@ -1,7 +1,8 @@
 // Windows and window assigners, with Flink's exact boundaries ("Windows" in Flink's docs).
 //
 //   stream.KeyBy(...).Window(sluice::TumblingEventTimeWindows::Of(absl::Minutes(1)))
-//   stream.KeyBy(...).Window(sluice::SlidingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(5)))
+//   stream.KeyBy(...).Window(sluice::SlidingEventTimeWindows::Of(absl::Seconds(10),
+//   absl::Seconds(5)))
 //   stream.KeyBy(...).Window(sluice::EventTimeSessionWindows::WithGap(absl::Minutes(30)))
 //   stream.KeyBy(...).CountWindow(100)
 //
@@ -10,10 +11,13 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <ostream>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -77,9 +81,9 @@ inline absl::Status CheckSizeAndOffset(const char* what, int64_t size, int64_t s
                                                    size, " ms, slide ", slide, " ms"));
   }
   if (offset <= -slide || offset >= slide) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, ": the offset must satisfy abs(offset) < ", slide == size ? "size" : "slide",
-        ", got offset ", offset, " ms"));
+    return absl::InvalidArgumentError(absl::StrCat(what, ": the offset must satisfy abs(offset) < ",
+                                                   slide == size ? "size" : "slide",
+                                                   ", got offset ", offset, " ms"));
   }
   return absl::OkStatus();
 }
@@ -101,9 +105,9 @@ class TumblingWindows {
     out.push_back({start, start + size_});
   }
   absl::Status Validate() const {
-    return CheckSizeAndOffset(D == TimeDomain::kEventTime ? "TumblingEventTimeWindows"
-                                                          : "TumblingProcessingTimeWindows",
-                              size_, size_, offset_);
+    return CheckSizeAndOffset(
+        D == TimeDomain::kEventTime ? "TumblingEventTimeWindows" : "TumblingProcessingTimeWindows",
+        size_, size_, offset_);
   }
   int64_t size() const { return size_; }
   int64_t slide() const { return size_; }
@@ -136,9 +140,9 @@ class SlidingWindows {
     }
   }
   absl::Status Validate() const {
-    return CheckSizeAndOffset(D == TimeDomain::kEventTime ? "SlidingEventTimeWindows"
-                                                          : "SlidingProcessingTimeWindows",
-                              size_, slide_, offset_);
+    return CheckSizeAndOffset(
+        D == TimeDomain::kEventTime ? "SlidingEventTimeWindows" : "SlidingProcessingTimeWindows",
+        size_, slide_, offset_);
   }
   int64_t size() const { return size_; }
   int64_t slide() const { return slide_; }
@@ -216,7 +220,8 @@ using SlidingEventTimeWindows = internal::SlidingWindows<TimeDomain::kEventTime>
 using SlidingProcessingTimeWindows = internal::SlidingWindows<TimeDomain::kProcessingTime>;
 
 struct EventTimeSessionWindows {
-  static internal::SessionWindows<TimeDomain::kEventTime, std::nullptr_t> WithGap(absl::Duration gap) {
+  static internal::SessionWindows<TimeDomain::kEventTime, std::nullptr_t> WithGap(
+      absl::Duration gap) {
     return {nullptr, ToMillis(gap)};
   }
   // `extractor(const T&) -> absl::Duration`: a gap per record.
