@@ -55,6 +55,8 @@ template <typename K, typename T, typename KS = internal::ErasedKeySelector<K, T
 class KeyedStream;
 template <typename T>
 class DataStreamSink;
+template <typename T1, typename T2>
+class ConnectedStreams;
 
 namespace internal {
 
@@ -261,6 +263,21 @@ class DataStream {
     return g.nodes.back().id;
   }
 
+  // Adds this stream's edges into `node` on input `gate` (the second input of a two-input node).
+  void AddInputEdges(int node, int gate) const {
+    internal::StreamGraph& g = env_->graph();
+    if (!IsCurrent("Connect()")) return;
+    for (const internal::StreamPort& p : ports_) {
+      g.edges.push_back({p.node, p.tag, node, gate, p.partitioning, p.make_writer});
+    }
+  }
+
+  // Two streams of possibly different types, processed by one operator (CoMap / CoFlatMap).
+  template <typename U>
+  ConnectedStreams<T, U> Connect(const DataStream<U>& other) const {
+    return ConnectedStreams<T, U>(*this, other);
+  }
+
  protected:
   template <typename Op>
   static absl::StatusOr<std::unique_ptr<internal::OperatorBase>> Made(std::unique_ptr<Op> op) {
@@ -352,6 +369,66 @@ class KeyedStream : public DataStream<T> {
 
  private:
   KS key_selector_;
+};
+
+// Two connected streams: one operator sees the records of both, each through its own function,
+// and keeps shared per-subtask state in its function objects (Flink's ConnectedStreams).
+//
+//   auto merged = orders.Connect(refunds).Map([](const Order& o) { return o.amount; },
+//                                            [](const Refund& r) { return -r.amount; });
+template <typename T1, typename T2>
+class ConnectedStreams {
+ public:
+  ConnectedStreams(DataStream<T1> first, DataStream<T2> second)
+      : first_(std::move(first)), second_(std::move(second)) {}
+
+  // `f1(const T1&) -> Out` and `f2(const T2&) -> Out`.
+  template <typename F1, typename F2>
+    requires MapFunction<F1, T1> && MapFunction<F2, T2>
+  auto Map(F1 f1, F2 f2) const {
+    using Out = std::remove_cvref_t<std::invoke_result_t<F1&, T1&&>>;
+    static_assert(std::is_same_v<Out, std::remove_cvref_t<std::invoke_result_t<F2&, T2&&>>>,
+                  "CoMap: both functions must return the same type");
+    return Add<Out>("Co-Map", [f1, f2](internal::OperatorSetup& s) {
+      return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
+          std::make_unique<internal::CoOperator<T1, T2, Out, F1, F2, false>>(s, f1, f2));
+    });
+  }
+
+  // `f1(const T1&, Collector<Out>&)` and `f2(const T2&, Collector<Out>&)`; Out deduced from `f1`
+  // or given: `FlatMap<Out>(f1, f2)`.
+  template <typename Out = internal::Deduce, typename F1, typename F2>
+  auto FlatMap(F1 f1, F2 f2) const {
+    static_assert(internal::OutputKnown<Out, F1, 1>,
+                  "CoFlatMap cannot deduce Out: give the first function a sluice::Collector<Out>& "
+                  "second parameter, or write FlatMap<Out>(f1, f2)");
+    using O = typename internal::OutputOrDeduced<Out, F1, 1>::type;
+    static_assert(FlatMapFunction<F1, T1, O> && FlatMapFunction<F2, T2, O>,
+                  "CoFlatMap needs functions (const T1&, Collector<Out>&) and (const T2&, "
+                  "Collector<Out>&)");
+    return Add<O>("Co-Flat Map", [f1, f2](internal::OperatorSetup& s) {
+      return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
+          std::make_unique<internal::CoOperator<T1, T2, O, F1, F2, true>>(s, f1, f2));
+    });
+  }
+
+  const DataStream<T1>& first() const { return first_; }
+  const DataStream<T2>& second() const { return second_; }
+
+ private:
+  template <typename Out>
+  DataStream<Out> Add(std::string name, internal::OperatorFactory factory) const {
+    if (first_.env() != second_.env()) {
+      first_.env()->RecordError(absl::InvalidArgumentError(
+          "Connect(): the streams belong to different StreamEnvironments"));
+    }
+    int id = first_.AddNode(std::move(name), std::move(factory), &typeid(Out));
+    if (first_.env() == second_.env()) second_.AddInputEdges(id, 1);
+    return DataStream<Out>(first_.env(), {{id, ""}});
+  }
+
+  DataStream<T1> first_;
+  DataStream<T2> second_;
 };
 
 // The handle of a sink: set its parallelism and name.

@@ -276,6 +276,60 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
   absl::flat_hash_map<K, T> state_;
 };
 
+// Two inputs of different types (Connect): `fn1` handles records of gate 0, `fn2` of gate 1, both
+// emitting into one output. The output ends when both inputs have ended.
+template <typename In1, typename In2, typename Out, typename F1, typename F2, bool kFlat>
+class CoOperator final : public OperatorBase {
+ public:
+  CoOperator(const OperatorSetup& setup, F1 fn1, F2 fn2)
+      : OperatorBase(setup.runtime), fn1_(std::move(fn1)), fn2_(std::move(fn2)),
+        out_(setup.batch_size) {
+    WireCollector(out_, setup);
+  }
+  int num_gates() const override { return 2; }
+  void Open() override {
+    opened_ = true;
+    OpenUserFunction(fn1_, ctx_);
+    OpenUserFunction(fn2_, ctx_);
+  }
+  void Close() override {
+    if (!opened_) return;
+    CloseUserFunction(fn1_);
+    CloseUserFunction(fn2_);
+  }
+  void ProcessBatch(int gate, AnyBatch& batch) override {
+    if (gate == 0) {
+      Apply(fn1_, static_cast<Batch<In1>&>(batch).records);
+    } else {
+      Apply(fn2_, static_cast<Batch<In2>&>(batch).records);
+    }
+    out_.Flush();
+  }
+  void EndOfInput(int gate) override {
+    ended_[gate == 0 ? 0 : 1] = true;
+    if (ended_[0] && ended_[1]) out_.EndInput();
+  }
+
+ private:
+  template <typename F, typename In>
+  void Apply(F& fn, std::vector<In>& records) {
+    GuardUserCode(name(), [&] {
+      for (In& r : records) {
+        if constexpr (kFlat) {
+          std::invoke(fn, std::as_const(r), out_);
+        } else {
+          out_.Collect(std::invoke(fn, std::move(r)));
+        }
+      }
+    });
+  }
+  F1 fn1_;
+  F2 fn2_;
+  Collector<Out> out_;
+  bool ended_[2] = {false, false};
+  bool opened_ = false;
+};
+
 template <typename T>
 class SinkOperator final : public OneInputOperator<T> {
  public:
