@@ -3,8 +3,9 @@
 //   #include <sluice/sluice.h>
 //
 //   sluice::StreamEnvironment env;
-//   env.FromSequence(1, 10).Map([](int64_t x) { return x * 2;
-//   }).SinkTo(sluice::PrintSink<int64_t>()); return env.Execute("doubles").ok() ? 0 : 1;
+//   env.FromSequence(1, 10).Map([](int64_t x) { return x * 2; })
+//       .SinkTo(sluice::PrintSink<int64_t>());
+//   return env.Execute("doubles").ok() ? 0 : 1;
 #pragma once
 
 #include <sluice/api/concepts.h>

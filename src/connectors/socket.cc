@@ -357,8 +357,7 @@ absl::StatusOr<std::unique_ptr<SourceReader<std::string>>> SocketTextSource::Cre
       new SocketTextReader(std::move(connection), options_));
 }
 
-// --- SocketSink's connection
-// -------------------------------------------------------------------------
+// --- SocketSink's connection ---------------------------------------------------------------------
 
 namespace internal {
 

@@ -45,9 +45,8 @@ class Job {
   bool IsDone() const;
   const std::string& name() const { return name_; }
 
-  // --- Called by tasks
-  // ---------------------------------------------------------------------------- Records the first
-  // failure and cancels every task.
+  // --- Called by tasks ---------------------------------------------------------------------------
+  // Records the first failure and cancels every task.
   void Fail(absl::Status status);
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
   void TaskFinished();

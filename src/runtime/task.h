@@ -43,8 +43,7 @@ class Task final : public TaskServices {
   // the thread that built the job, never together with Start().
   void CloseUnstarted();
 
-  // --- TaskServices
-  // -------------------------------------------------------------------------------
+  // --- TaskServices ------------------------------------------------------------------------------
   void Wake() override;
   boost::asio::any_io_executor executor() override;
 

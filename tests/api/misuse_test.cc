@@ -320,8 +320,7 @@ TEST(MisuseTest, MovedFromJobHandle) {
   EXPECT_EQ(sink.size(), 3u);
 }
 
-// --- Execution modes
-// -------------------------------------------------------------------------------
+// --- Execution modes -----------------------------------------------------------------------------
 
 TEST(ExecutionModeTest, Names) {
   EXPECT_STREQ(ExecutionModeName(ExecutionMode::kStreaming), "STREAMING");

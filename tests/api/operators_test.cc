@@ -33,8 +33,7 @@ std::vector<int64_t> Range(int64_t from, int64_t to) {
   return v;
 }
 
-// --- Map
-// -------------------------------------------------------------------------------------------
+// --- Map -----------------------------------------------------------------------------------------
 
 TEST(MapTest, ParallelismOneKeepsOrder) {
   StreamEnvironment env({.parallelism = 1});
@@ -74,8 +73,7 @@ TEST(MapTest, ManyRecordsAtParallelismFour) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(expected));
 }
 
-// --- Filter
-// ----------------------------------------------------------------------------------------
+// --- Filter --------------------------------------------------------------------------------------
 
 TEST(FilterTest, KeepsMatchingRecords) {
   StreamEnvironment env({.parallelism = 2});
@@ -104,8 +102,7 @@ TEST(MapFilterTest, Chain) {
   EXPECT_THAT(sink.values(), UnorderedElementsAre(20, 40, 60, 80, 100));
 }
 
-// --- FlatMap
-// ---------------------------------------------------------------------------------------
+// --- FlatMap -------------------------------------------------------------------------------------
 
 TEST(FlatMapTest, ZeroOneOrManyOutputsWithDeducedType) {
   StreamEnvironment env({.parallelism = 2});
@@ -172,8 +169,7 @@ TEST(FlatMapTest, ExpansionLargerThanABatch) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(expected));
 }
 
-// --- Process
-// ---------------------------------------------------------------------------------------
+// --- Process -------------------------------------------------------------------------------------
 
 TEST(ProcessTest, Lambda) {
   StreamEnvironment env({.parallelism = 2});
@@ -253,8 +249,7 @@ TEST(ProcessTest, FunctionClassIsOpenedAndClosedOncePerSubtask) {
   EXPECT_THAT(values, UnorderedElementsAreArray(Range(1, 300)));
 }
 
-// --- Side outputs
-// ----------------------------------------------------------------------------------
+// --- Side outputs --------------------------------------------------------------------------------
 
 TEST(SideOutputTest, FromProcess) {
   StreamEnvironment env({.parallelism = 2});
@@ -332,8 +327,7 @@ TEST(SideOutputTest, FromKeyedProcess) {
   EXPECT_THAT(side_sink.values(), UnorderedElementsAre("key 0", "key 1", "key 2"));
 }
 
-// --- KeyBy / Reduce / keyed Process
-// ----------------------------------------------------------------
+// --- KeyBy / Reduce / keyed Process --------------------------------------------------------------
 
 using Count = std::pair<std::string, int>;
 
@@ -437,8 +431,7 @@ TEST(KeyedProcessTest, FunctionClass) {
               UnorderedElementsAre(P(1, 1), P(1, 2), P(1, 3), P(0, 1), P(0, 2), P(0, 3)));
 }
 
-// --- Union
-// -----------------------------------------------------------------------------------------
+// --- Union ---------------------------------------------------------------------------------------
 
 TEST(UnionTest, TwoStreams) {
   StreamEnvironment env({.parallelism = 2});
@@ -536,8 +529,7 @@ TEST(UnionTest, Diamond) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(sums));
 }
 
-// --- Partitioning
-// ----------------------------------------------------------------------------------
+// --- Partitioning --------------------------------------------------------------------------------
 
 // Tags every record with the index of the subtask that saw it.
 auto TagSubtask() {
@@ -627,8 +619,7 @@ TEST(PartitioningTest, KeyedPartitioningThenRebalance) {
   EXPECT_THAT(sink.values(), UnorderedElementsAreArray(expected));
 }
 
-// --- SetParallelism / Name
-// -------------------------------------------------------------------------
+// --- SetParallelism / Name -----------------------------------------------------------------------
 
 TEST(SetParallelismTest, EachOperatorRunsWithItsOwnParallelism) {
   StreamEnvironment env({.parallelism = 2});
@@ -709,8 +700,7 @@ TEST(NameTest, SinkName) {
   EXPECT_THAT(std::string(status.message()), HasSubstr("full"));
 }
 
-// --- Environment reuse
-// -----------------------------------------------------------------------------
+// --- Environment reuse ---------------------------------------------------------------------------
 
 TEST(EnvironmentTest, ExecuteConsumesTheJobAndTheEnvironmentCanRunAnother) {
   StreamEnvironment env({.parallelism = 2});

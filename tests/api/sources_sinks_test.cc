@@ -34,8 +34,7 @@ std::vector<int64_t> Range(int64_t from, int64_t to) {
   return v;
 }
 
-// --- Sources
-// ---------------------------------------------------------------------------------------
+// --- Sources -------------------------------------------------------------------------------------
 
 TEST(FromCollectionTest, EmitsInOrder) {
   StreamEnvironment env({.parallelism = 1});
@@ -184,8 +183,7 @@ TEST(CustomSourceTest, PolledUntilEnd) {
   EXPECT_THAT(sink.values(), ElementsAre(3, 2, 1, 0));
 }
 
-// --- Sinks
-// -----------------------------------------------------------------------------------------
+// --- Sinks ---------------------------------------------------------------------------------------
 
 TEST(CollectSinkTest, ClearAndSize) {
   StreamEnvironment env({.parallelism = 2});
@@ -273,8 +271,7 @@ TEST(PrintSinkTest, Identifier) {
   EXPECT_THAT(Lines(out), UnorderedElementsAre("nums:1> 1", "nums:2> 2", "words> solo"));
 }
 
-// --- Key types
-// -------------------------------------------------------------------------------------
+// --- Key types -----------------------------------------------------------------------------------
 
 struct UserPage {
   int64_t user;

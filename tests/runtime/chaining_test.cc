@@ -136,8 +136,7 @@ TEST(ChainingTest, FanOutChainsEveryForwardConsumer) {
   EXPECT_EQ(right.size(), 5u);
 }
 
-// --- Thread budget
-// ---------------------------------------------------------------------------------
+// --- Thread budget -------------------------------------------------------------------------------
 
 TEST(ThreadBudgetTest, ManyOperatorsRunOnTheWorkerPoolOnly) {
   constexpr int kWorkers = 3;

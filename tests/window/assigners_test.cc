@@ -72,10 +72,9 @@ TEST(WindowAssignerTest, InvalidParametersAreReported) {
       TumblingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(10)).Validate();
   EXPECT_EQ(offset.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(offset.message(), HasSubstr("abs(offset) < size"));
-  EXPECT_FALSE(
-      SlidingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(5), absl::Seconds(5))
-          .Validate()
-          .ok());
+  EXPECT_FALSE(SlidingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(5), absl::Seconds(5))
+                   .Validate()
+                   .ok());
   EXPECT_TRUE(SlidingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(5), absl::Seconds(4))
                   .Validate()
                   .ok());
@@ -97,8 +96,8 @@ TEST(SessionWindowsTest, MergeOverlappingAndTouchingWindows) {
 }
 
 TEST(SessionWindowsTest, DynamicGapPerRecord) {
-  auto sessions = EventTimeSessionWindows::WithDynamicGap(
-      [](int v) { return absl::Milliseconds(v); });
+  auto sessions =
+      EventTimeSessionWindows::WithDynamicGap([](int v) { return absl::Milliseconds(v); });
   std::vector<TimeWindow> out;
   sessions.AssignWindows(7, 100, out);
   EXPECT_THAT(out, ElementsAre(TimeWindow{100, 107}));

@@ -173,8 +173,7 @@ class WatermarkStrategy {
     return s;
   }
 
-  // --- Runtime side
-  // -------------------------------------------------------------------------------
+  // --- Runtime side ------------------------------------------------------------------------------
   bool has_generator() const { return static_cast<bool>(factory_); }
   const BatchAssigner& assigner() const { return assigner_; }
   absl::Duration idleness() const { return idleness_; }

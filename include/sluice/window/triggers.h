@@ -327,8 +327,7 @@ class ContinuousTrigger {
 using ContinuousEventTimeTrigger = internal::ContinuousTrigger<TimeDomain::kEventTime>;
 using ContinuousProcessingTimeTrigger = internal::ContinuousTrigger<TimeDomain::kProcessingTime>;
 
-// --- Evictors
-// ----------------------------------------------------------------------------------------
+// --- Evictors ------------------------------------------------------------------------------------
 
 // An element of a window as evictors and window process functions see it.
 template <typename T>

@@ -1,8 +1,8 @@
 // Windows and window assigners, with Flink's exact boundaries ("Windows" in Flink's docs).
 //
 //   stream.KeyBy(...).Window(sluice::TumblingEventTimeWindows::Of(absl::Minutes(1)))
-//   stream.KeyBy(...).Window(sluice::SlidingEventTimeWindows::Of(absl::Seconds(10),
-//   absl::Seconds(5)))
+//   stream.KeyBy(...).Window(
+//       sluice::SlidingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(5)))
 //   stream.KeyBy(...).Window(sluice::EventTimeSessionWindows::WithGap(absl::Minutes(30)))
 //   stream.KeyBy(...).CountWindow(100)
 //
