@@ -43,6 +43,11 @@ absl::Status RuntimeOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("RuntimeOptions.channel_capacity must be >= 1, got ", channel_capacity));
   }
+  if (auto_watermark_interval <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.auto_watermark_interval must be > 0, got ",
+                     absl::FormatDuration(auto_watermark_interval)));
+  }
   if (worker_threads < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "RuntimeOptions.worker_threads must be >= 0 (0 = hardware threads), got ", worker_threads));

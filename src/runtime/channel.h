@@ -15,9 +15,10 @@ namespace sluice::internal {
 class Task;
 
 struct ChannelMessage {
-  enum class Kind { kData, kEndOfInput };
+  enum class Kind { kData, kWatermark, kEndOfInput };
   Kind kind = Kind::kData;
   std::unique_ptr<AnyBatch> batch;
+  Timestamp watermark = kMinWatermark;  // kWatermark only
 };
 
 class Channel final : public OutputChannel {
@@ -29,6 +30,9 @@ class Channel final : public OutputChannel {
     Push({ChannelMessage::Kind::kData, std::move(batch)});
   }
   void PushEndOfInput() override { Push({ChannelMessage::Kind::kEndOfInput, nullptr}); }
+  void PushWatermark(Timestamp watermark) override {
+    Push({ChannelMessage::Kind::kWatermark, nullptr, watermark});
+  }
   bool HasCapacity() override;
 
   // Takes the oldest message; false when the channel is empty.

@@ -29,6 +29,7 @@ absl::StatusOr<std::shared_ptr<Job>> Job::Build(StreamGraph graph, const Runtime
 
 absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   SLUICE_RETURN_IF_ERROR(options.Validate());
+  clock_ = options.clock ? options.clock : std::make_shared<SystemClock>();
   if (!graph.errors.empty()) return graph.errors.front();
   if (graph.nodes.empty()) {
     return absl::FailedPreconditionError(
@@ -90,6 +91,7 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
       return absl::InvalidArgumentError(
           absl::StrCat("operator '", n.name, "' has no input (an empty union?)"));
     }
+    if (n.follows >= 0) p = parallelism[static_cast<size_t>(n.follows)];
     parallelism[static_cast<size_t>(n.id)] = p;
   }
 
@@ -175,6 +177,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
             RuntimeContext{node.name, task->name(), s, p, options.max_parallelism, batch_mode};
         setup.batch_size = options.batch_size;
         setup.services = task;
+        setup.clock = clock_.get();
+        setup.auto_watermark_interval_ms = ToMillis(options.auto_watermark_interval);
         for (const StreamEdge* e : out_edges[static_cast<size_t>(node.id)]) {
           size_t edge_index = static_cast<size_t>(e - graph.edges.data());
           BatchConsumerBase* consumer;
@@ -230,6 +234,7 @@ Job::~Job() {
     // Build() failed or the job was never started: no worker ever touched the tasks.
     for (auto& t : tasks_) t->CloseUnstarted();
   }
+  if (clock_listener_ >= 0) clock_->RemoveListener(clock_listener_);
   JoinPool();
   // Tasks own timers bound to the pool's services: destroy them while the pool still exists.
   tasks_.clear();
@@ -241,6 +246,8 @@ void Job::Start() {
     std::lock_guard<std::mutex> lock(mu_);
     started_ = true;
   }
+  // A manual clock wakes every task when it moves, so due processing-time callbacks run.
+  if (clock_->IsManual()) clock_listener_ = clock_->AddListener([this] { WakeAll(); });
   for (auto& t : tasks_) t->Start();
 }
 

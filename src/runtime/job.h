@@ -51,6 +51,7 @@ class Job {
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
   void TaskFinished();
   boost::asio::thread_pool& pool() { return *pool_; }
+  const Clock& clock() const { return *clock_; }
 
   // The largest number of batches any channel held at once (tests of backpressure).
   size_t MaxChannelOccupancy() const;
@@ -67,6 +68,8 @@ class Job {
   std::optional<boost::asio::thread_pool> pool_;
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<std::unique_ptr<Task>> tasks_;
+  std::shared_ptr<Clock> clock_;
+  int clock_listener_ = -1;
   std::atomic<bool> cancelled_{false};
 
   mutable std::mutex mu_;

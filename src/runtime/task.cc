@@ -1,5 +1,6 @@
 #include "runtime/task.h"
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 #include <utility>
@@ -32,8 +33,10 @@ void Task::AddWriter(std::unique_ptr<ExchangeWriterBase> writer) {
 
 void Task::AddInput(Channel* channel, int gate) {
   inputs_.push_back({channel, gate});
-  if (static_cast<int>(open_inputs_per_gate_.size()) <= gate)
+  if (static_cast<int>(open_inputs_per_gate_.size()) <= gate) {
     open_inputs_per_gate_.resize(gate + 1);
+    gate_watermarks_.resize(gate + 1, kMinWatermark);
+  }
   ++open_inputs_per_gate_[gate];
   ++open_inputs_;
 }
@@ -72,13 +75,25 @@ Task::Outcome Task::RunSlice() {
       // Downstream operators first, so an operator never emits into an unopened one.
       for (auto it = operators_.rbegin(); it != operators_.rend(); ++it) (*it)->Open();
     }
+    Timestamp deadline = FireProcessingTime();
     for (int i = 0; i < kStepsPerSlice; ++i) {
+      retry_after_ = absl::InfiniteDuration();
       Outcome outcome = Step();
       if (outcome == Outcome::kFinished) {
         Finish();
         return Outcome::kFinished;
       }
-      if (outcome == Outcome::kIdle) return Outcome::kIdle;
+      if (outcome == Outcome::kIdle) {
+        // Sleep until woken, or until a reader's retry time or a processing-time deadline. A
+        // manual clock wakes the task itself when it moves.
+        absl::Duration delay = retry_after_;
+        if (deadline != kMaxWatermark && !job_->clock().IsManual()) {
+          Timestamp now = job_->clock().NowMillis();
+          delay = std::min(delay, absl::Milliseconds(std::max<Timestamp>(0, deadline - now)));
+        }
+        if (delay != absl::InfiniteDuration()) ArmTimer(delay);
+        return Outcome::kIdle;
+      }
       if (job_->cancelled()) {
         Finish();
         return Outcome::kFinished;
@@ -111,7 +126,7 @@ Task::Outcome Task::Step() {
         return Outcome::kFinished;
       case PollResult::Kind::kNothingAvailable:
         FlushWriters();
-        if (result.retry_after != absl::InfiniteDuration()) ArmTimer(result.retry_after);
+        retry_after_ = result.retry_after;
         return Outcome::kIdle;
     }
   }
@@ -127,13 +142,45 @@ Task::Outcome Task::Step() {
       operators_.front()->ProcessBatch(input.gate, *message.batch);
       return Outcome::kYield;
     }
+    if (message.kind == ChannelMessage::Kind::kWatermark) {
+      if (message.watermark > input.watermark) {
+        input.watermark = message.watermark;
+        UpdateGateWatermark(input.gate);
+      }
+      return Outcome::kYield;
+    }
     input.ended = true;
+    input.watermark = kMaxWatermark;
     --open_inputs_;
     if (--open_inputs_per_gate_[input.gate] == 0) operators_.front()->EndOfInput(input.gate);
     return open_inputs_ == 0 ? Outcome::kFinished : Outcome::kYield;
   }
   FlushWriters();
   return Outcome::kIdle;
+}
+
+void Task::UpdateGateWatermark(int gate) {
+  Timestamp min = kMaxWatermark;
+  for (const Input& in : inputs_) {
+    if (in.gate == gate) min = std::min(min, in.watermark);
+  }
+  if (min > gate_watermarks_[static_cast<size_t>(gate)]) {
+    gate_watermarks_[static_cast<size_t>(gate)] = min;
+    operators_.front()->ProcessWatermark(gate, min);
+  }
+}
+
+Timestamp Task::FireProcessingTime() {
+  Timestamp next = kMaxWatermark;
+  for (auto& op : operators_) next = std::min(next, op->NextProcessingDeadline());
+  if (next == kMaxWatermark) return next;
+  Timestamp now = job_->clock().NowMillis();
+  next = kMaxWatermark;
+  for (auto& op : operators_) {
+    if (op->NextProcessingDeadline() <= now) op->OnProcessingTime(now);
+    next = std::min(next, op->NextProcessingDeadline());
+  }
+  return next;
 }
 
 bool Task::WritersHaveCapacity() {

@@ -53,7 +53,12 @@ class Task final : public TaskServices {
     Channel* channel;
     int gate;
     bool ended = false;
+    Timestamp watermark = kMinWatermark;
   };
+  // Recomputes the watermark of `gate` (minimum over its channels) and hands an advance to the head.
+  void UpdateGateWatermark(int gate);
+  // Runs the processing-time callbacks that are due; returns the earliest pending deadline.
+  Timestamp FireProcessingTime();
 
   void Run();
   Outcome RunSlice();
@@ -73,6 +78,8 @@ class Task final : public TaskServices {
   std::vector<std::unique_ptr<ExchangeWriterBase>> writers_;
   std::vector<Input> inputs_;
   std::vector<int> open_inputs_per_gate_;
+  std::vector<Timestamp> gate_watermarks_;
+  absl::Duration retry_after_ = absl::InfiniteDuration();
   int open_inputs_ = 0;
   size_t next_input_ = 0;
   bool opened_ = false;

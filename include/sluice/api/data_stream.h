@@ -36,6 +36,7 @@
 #include <sluice/internal/exchange.h>
 #include <sluice/internal/graph.h>
 #include <sluice/internal/operators.h>
+#include <sluice/time/watermark_strategy.h>
 
 namespace sluice {
 
@@ -130,6 +131,14 @@ class DataStream {
     static_assert(std::copy_constructible<F>, "a process function must be copyable");
     return Transform<O>("Process", [fn](internal::OperatorSetup& s) {
       return Made(std::make_unique<internal::ProcessOperator<T, O, F>>(s, fn));
+    });
+  }
+
+  // Gives records event timestamps and generates watermarks from them with `strategy`. Chained
+  // to the operator before it; watermarks from upstream are replaced (except the final one).
+  DataStream<T> AssignTimestampsAndWatermarks(WatermarkStrategy<T> strategy) const {
+    return Transform<T>("Timestamps/Watermarks", [strategy](internal::OperatorSetup& s) {
+      return Made(std::make_unique<internal::TimestampsAndWatermarksOperator<T>>(s, strategy));
     });
   }
 
@@ -306,7 +315,9 @@ class DataStream {
           what, "() applies to the output of one operator, not to a union or a side output")));
       return nullptr;
     }
-    return &env_->graph().nodes[static_cast<size_t>(ports_[0].node)];
+    internal::StreamNode* n = &env_->graph().nodes[static_cast<size_t>(ports_[0].node)];
+    if (n->follows >= 0) n = &env_->graph().nodes[static_cast<size_t>(n->follows)];
+    return n;
   }
 
   template <typename U>
@@ -509,6 +520,18 @@ DataStream<typename S::value_type> StreamEnvironment::FromSource(S source, std::
   };
   graph_->nodes.push_back(std::move(node));
   return DataStream<T>(this, {{graph_->nodes.back().id, ""}});
+}
+
+template <typename S>
+  requires std::derived_from<S, Source<typename S::value_type>>
+DataStream<typename S::value_type> StreamEnvironment::FromSource(
+    S source, WatermarkStrategy<typename S::value_type> strategy, std::string name) {
+  DataStream<typename S::value_type> raw = FromSource(std::move(source), std::move(name));
+  int source_id = raw.ports()[0].node;
+  DataStream<typename S::value_type> stamped =
+      raw.AssignTimestampsAndWatermarks(std::move(strategy));
+  graph_->nodes[static_cast<size_t>(stamped.ports()[0].node)].follows = source_id;
+  return stamped;
 }
 
 template <typename T>

@@ -33,19 +33,28 @@ class ProcessContext {
   ProcessContext(const RuntimeContext* runtime, internal::SideOutputs* side)
       : runtime_(runtime), side_(side) {}
 
-  // Emits `value` to the side output `tag`.
+  // Emits `value` to the side output `tag`, with the current record's timestamp.
   template <typename S, typename V>
   void Output(const OutputTag<S>& tag, V&& value) {
-    side_->Emit(tag, S(std::forward<V>(value)));
+    side_->Emit(tag, S(std::forward<V>(value)), timestamp_);
   }
 
   const RuntimeContext& runtime() const { return *runtime_; }
 
-  // Event time and timers arrive with the event-time work; they will be reachable from here.
+  // The event timestamp of the current record; kNoTimestamp when it has none.
+  Timestamp timestamp() const { return timestamp_; }
+  // The operator's current event time: the last watermark it received (kMinWatermark at first).
+  Timestamp CurrentWatermark() const { return watermark_; }
+
+  // --- Runtime side -------------------------------------------------------------------------------
+  void SetTimestamp(Timestamp t) { timestamp_ = t; }
+  void SetWatermark(Timestamp w) { watermark_ = w; }
 
  private:
   const RuntimeContext* runtime_;
   internal::SideOutputs* side_;
+  Timestamp timestamp_ = kNoTimestamp;
+  Timestamp watermark_ = kMinWatermark;
 };
 
 // Context of KeyedProcessFunction::ProcessElement: also knows the key of the current record.

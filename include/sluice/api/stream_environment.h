@@ -22,6 +22,7 @@
 #include <sluice/connectors/source.h>
 #include <sluice/core/runtime_options.h>
 #include <sluice/internal/graph.h>
+#include <sluice/time/watermark_strategy.h>
 
 namespace sluice {
 
@@ -42,6 +43,13 @@ class StreamEnvironment {
   template <typename S>
     requires std::derived_from<S, Source<typename S::value_type>>
   DataStream<typename S::value_type> FromSource(S source, std::string name = "");
+
+  // As above, with event timestamps and watermarks from `strategy`, generated in each source
+  // subtask (the operator is fused with the source and shares its parallelism).
+  template <typename S>
+    requires std::derived_from<S, Source<typename S::value_type>>
+  DataStream<typename S::value_type> FromSource(
+      S source, WatermarkStrategy<typename S::value_type> strategy, std::string name = "");
 
   // The elements of `values`, in order, from one (non-parallel) source subtask. Bounded.
   template <typename T>

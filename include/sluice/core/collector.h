@@ -28,6 +28,7 @@ class CollectorBase {
   virtual void AddConsumer(BatchConsumerBase* consumer) = 0;
   virtual void Flush() = 0;
   virtual void EndInput() = 0;
+  virtual void EmitWatermark(Timestamp watermark) = 0;
 };
 
 }  // namespace internal
@@ -37,24 +38,31 @@ class Collector final : public internal::CollectorBase {
  public:
   explicit Collector(size_t batch_size = 1024) : batch_size_(batch_size == 0 ? 1 : batch_size) {
     buffer_.reserve(batch_size_);
+    timestamps_.reserve(batch_size_);
   }
   Collector(const Collector&) = delete;
   Collector& operator=(const Collector&) = delete;
 
-  void Collect(const T& value) {
-    if (consumers_.empty()) return;
-    buffer_.push_back(value);
-    if (buffer_.size() >= batch_size_) Flush();
-  }
-  void Collect(T&& value) {
-    if (consumers_.empty()) return;
-    buffer_.push_back(std::move(value));
-    if (buffer_.size() >= batch_size_) Flush();
-  }
+  // Emits `value` with the timestamp of the record being processed (as Flink does).
+  void Collect(const T& value) { CollectWithTimestamp(value, timestamp_); }
+  void Collect(T&& value) { CollectWithTimestamp(std::move(value), timestamp_); }
   template <typename... Args>
   void Emplace(Args&&... args) {
     if (consumers_.empty()) return;
     buffer_.emplace_back(std::forward<Args>(args)...);
+    timestamps_.push_back(timestamp_);
+    if (buffer_.size() >= batch_size_) Flush();
+  }
+  void CollectWithTimestamp(const T& value, Timestamp timestamp) {
+    if (consumers_.empty()) return;
+    buffer_.push_back(value);
+    timestamps_.push_back(timestamp);
+    if (buffer_.size() >= batch_size_) Flush();
+  }
+  void CollectWithTimestamp(T&& value, Timestamp timestamp) {
+    if (consumers_.empty()) return;
+    buffer_.push_back(std::move(value));
+    timestamps_.push_back(timestamp);
     if (buffer_.size() >= batch_size_) Flush();
   }
 
@@ -68,16 +76,28 @@ class Collector final : public internal::CollectorBase {
 
   bool has_consumers() const { return !consumers_.empty(); }
 
+  // The timestamp Collect() gives the records that follow (set by the runtime per input record).
+  void SetTimestamp(Timestamp timestamp) { timestamp_ = timestamp; }
+
   // Pushes the buffered records to every consumer (copies for all but the last).
   void Flush() override {
     if (buffer_.empty()) return;
     for (size_t i = 0; i + 1 < consumers_.size(); ++i) {
       scratch_.assign(buffer_.begin(), buffer_.end());
-      consumers_[i]->Consume(scratch_);
+      scratch_timestamps_.assign(timestamps_.begin(), timestamps_.end());
+      consumers_[i]->Consume(scratch_, scratch_timestamps_);
       scratch_.clear();
+      scratch_timestamps_.clear();
     }
-    consumers_.back()->Consume(buffer_);
+    consumers_.back()->Consume(buffer_, timestamps_);
     buffer_.clear();
+    timestamps_.clear();
+  }
+
+  // Flushes, then forwards the watermark to every consumer.
+  void EmitWatermark(Timestamp watermark) override {
+    Flush();
+    for (auto* consumer : consumers_) consumer->OnWatermark(watermark);
   }
 
   // Flushes, then tells every consumer that this output has ended.
@@ -89,7 +109,10 @@ class Collector final : public internal::CollectorBase {
  private:
   size_t batch_size_;
   std::vector<T> buffer_;
+  std::vector<Timestamp> timestamps_;
   std::vector<T> scratch_;
+  std::vector<Timestamp> scratch_timestamps_;
+  Timestamp timestamp_ = kNoTimestamp;
   std::vector<internal::BatchConsumer<T>*> consumers_;
 };
 

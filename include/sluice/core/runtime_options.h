@@ -5,8 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
+
+#include <sluice/time/clock.h>
 
 namespace sluice {
 
@@ -36,6 +40,10 @@ struct RuntimeOptions {
   int worker_threads = 0;
   // See ExecutionMode. Default kAutomatic.
   ExecutionMode execution_mode = ExecutionMode::kAutomatic;
+  // How often periodic watermark generators emit (Flink's auto-watermark interval). Default 200 ms.
+  absl::Duration auto_watermark_interval = absl::Milliseconds(200);
+  // Where processing time comes from. nullptr = the system clock. Tests inject a ManualClock.
+  std::shared_ptr<Clock> clock;
 
   // Returns InvalidArgument naming the first bad field.
   absl::Status Validate() const;

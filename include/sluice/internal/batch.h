@@ -5,6 +5,8 @@
 #include <typeinfo>
 #include <vector>
 
+#include <sluice/time/time.h>
+
 namespace sluice::internal {
 
 // A batch of records of one type, type-erased so that channels between tasks are not templates.
@@ -13,10 +15,12 @@ class AnyBatch {
   virtual ~AnyBatch() = default;
 };
 
+// Records and their event timestamps (kNoTimestamp when none), index by index.
 template <typename T>
 class Batch final : public AnyBatch {
  public:
   std::vector<T> records;
+  std::vector<Timestamp> timestamps;
 };
 
 // Something records of one stream are pushed into: a chained operator or an exchange writer.
@@ -27,15 +31,18 @@ class BatchConsumerBase {
   virtual const std::type_info& record_type() const = 0;
   // The single upstream of this consumer has no more records.
   virtual void OnEndOfInput() = 0;
+  // The upstream's event time advanced to `watermark`: no record with a timestamp <= watermark
+  // follows (later ones are late).
+  virtual void OnWatermark(Timestamp watermark) = 0;
 };
 
 template <typename T>
 class BatchConsumer : public BatchConsumerBase {
  public:
   const std::type_info& record_type() const final { return typeid(T); }
-  // Takes the records of `records`; it may move from them. The caller clears the vector afterwards
-  // and reuses its capacity.
-  virtual void Consume(std::vector<T>& records) = 0;
+  // Takes the records of `records` with their `timestamps` (same size); it may move from them.
+  // The caller clears both vectors afterwards and reuses their capacity.
+  virtual void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) = 0;
 };
 
 }  // namespace sluice::internal

@@ -31,28 +31,39 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
 
   BatchConsumerBase* consumer() override { return this; }
 
-  void Consume(std::vector<T>& records) override {
+  void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) override {
     const size_t n = channels_.size();
+    const size_t count = records.size();
     if constexpr (Selector::kBroadcast) {
       for (size_t c = 0; c + 1 < n; ++c) {
-        for (const T& r : records) Append(c, T(r));
+        for (size_t i = 0; i < count; ++i) Append(c, T(records[i]), timestamps[i]);
       }
-      for (T& r : records) Append(n - 1, std::move(r));
+      for (size_t i = 0; i < count; ++i) Append(n - 1, std::move(records[i]), timestamps[i]);
     } else {
       if (n == 1) {
-        for (T& r : records) Append(0, std::move(r));
+        for (size_t i = 0; i < count; ++i) Append(0, std::move(records[i]), timestamps[i]);
         return;
       }
       if constexpr (Selector::kRunsUserCode) {
         try {
-          for (T& r : records) Append(selector_.Select(r, n), std::move(r));
+          for (size_t i = 0; i < count; ++i) {
+            Append(selector_.Select(records[i], n), std::move(records[i]), timestamps[i]);
+          }
         } catch (...) {
           RethrowAsJobFailure("key selector of", consumer_name_);
         }
       } else {
-        for (T& r : records) Append(selector_.Select(r, n), std::move(r));
+        for (size_t i = 0; i < count; ++i) {
+          Append(selector_.Select(records[i], n), std::move(records[i]), timestamps[i]);
+        }
       }
     }
+  }
+
+  // Watermarks go to every channel, after the records buffered before them.
+  void OnWatermark(Timestamp watermark) override {
+    FlushBuffers();
+    for (auto* ch : channels_) ch->PushWatermark(watermark);
   }
 
   void OnEndOfInput() override {
@@ -76,12 +87,14 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   std::unique_ptr<Batch<T>> NewBatch() {
     auto b = std::make_unique<Batch<T>>();
     b->records.reserve(batch_size_);
+    b->timestamps.reserve(batch_size_);
     return b;
   }
-  void Append(size_t c, T&& r) {
-    auto& recs = buffers_[c]->records;
-    recs.push_back(std::move(r));
-    if (recs.size() >= batch_size_) Ship(c);
+  void Append(size_t c, T&& r, Timestamp timestamp) {
+    Batch<T>& b = *buffers_[c];
+    b.records.push_back(std::move(r));
+    b.timestamps.push_back(timestamp);
+    if (b.records.size() >= batch_size_) Ship(c);
   }
   void Ship(size_t c) {
     channels_[c]->PushBatch(std::move(buffers_[c]));

@@ -20,6 +20,7 @@
 #include <sluice/core/collector.h>
 #include <sluice/core/runtime_context.h>
 #include <sluice/internal/batch.h>
+#include <sluice/time/clock.h>
 
 namespace sluice::internal {
 
@@ -44,6 +45,7 @@ class OutputChannel {
   virtual ~OutputChannel() = default;
   virtual void PushBatch(std::unique_ptr<AnyBatch> batch) = 0;
   virtual void PushEndOfInput() = 0;
+  virtual void PushWatermark(Timestamp watermark) = 0;
   // True when the channel has room; when it has none, the producing task is woken once it has.
   virtual bool HasCapacity() = 0;
 };
@@ -84,6 +86,8 @@ struct OperatorSetup {
   int batch_size = 1024;
   std::vector<OutputSetup> outputs;
   TaskServices* services = nullptr;
+  const Clock* clock = nullptr;  // processing time
+  int64_t auto_watermark_interval_ms = 200;
 
   // Consumers of the output `tag` ("" = main output). Empty when nobody consumes it.
   std::vector<BatchConsumerBase*> ConsumersOf(const std::string& tag) const {
@@ -101,6 +105,9 @@ struct StreamNode {
   std::string name;
   int parallelism = 0;             // 0 = the environment's default
   int max_source_parallelism = 0;  // > 0 caps the parallelism (non-parallel sources, sinks)
+  // >= 0: this node always has the parallelism of node `follows` (the watermark operator of a
+  // source), and SetParallelism()/Name() on its stream apply to that node.
+  int follows = -1;
   bool is_source = false;
   bool is_sink = false;
   bool bounded = true;  // sources only

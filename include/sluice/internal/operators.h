@@ -4,6 +4,7 @@
 // a plain loop, where the function's concrete type is a template parameter and inlines.
 #pragma once
 
+#include <algorithm>
 #include <exception>
 #include <functional>
 #include <memory>
@@ -26,6 +27,8 @@
 #include <sluice/internal/graph.h>
 #include <sluice/internal/job_failure.h>
 #include <sluice/internal/side_outputs.h>
+#include <sluice/time/clock.h>
+#include <sluice/time/watermark_strategy.h>
 
 namespace sluice::internal {
 
@@ -68,7 +71,14 @@ class OperatorBase {
   virtual void ProcessBatch(int gate, AnyBatch& batch) = 0;
   // Every channel of input `gate` has ended.
   virtual void EndOfInput(int gate) = 0;
+  // The watermark of input `gate` (the minimum over its channels) advanced.
+  virtual void ProcessWatermark(int gate, Timestamp watermark) = 0;
   virtual int num_gates() const { return 1; }
+
+  // Processing-time callbacks (periodic watermarks, processing-time timers): the runtime calls
+  // OnProcessingTime(now) once the clock reaches NextProcessingDeadline().
+  virtual Timestamp NextProcessingDeadline() const { return kMaxWatermark; }
+  virtual void OnProcessingTime(Timestamp /*now*/) {}
 
  protected:
   RuntimeContext ctx_;
@@ -79,6 +89,7 @@ class SourceOperatorBase : public OperatorBase {
   using OperatorBase::OperatorBase;
   void ProcessBatch(int, AnyBatch&) override { SLUICE_CHECK(false); }
   void EndOfInput(int) override { EndInput(); }
+  void ProcessWatermark(int, Timestamp) override {}
   // Polls the reader once. Throws JobFailure.
   virtual PollResult Poll(int max_records) = 0;
   // The reader is exhausted: flush and end every output.
@@ -90,8 +101,12 @@ class OneInputOperator : public OperatorBase, public BatchConsumer<In> {
  public:
   using OperatorBase::OperatorBase;
   BatchConsumerBase* Input() final { return this; }
-  void ProcessBatch(int, AnyBatch& batch) final { this->Consume(static_cast<Batch<In>&>(batch).records); }
+  void ProcessBatch(int, AnyBatch& batch) final {
+    auto& b = static_cast<Batch<In>&>(batch);
+    this->Consume(b.records, b.timestamps);
+  }
   void EndOfInput(int) final { this->OnEndOfInput(); }
+  void ProcessWatermark(int, Timestamp watermark) final { this->OnWatermark(watermark); }
 };
 
 // Wires a collector to the consumers of output `tag` of an operator instance.
@@ -139,6 +154,11 @@ class UserFunctionOperator : public OneInputOperator<In> {
     out_.EndInput();
     side_.EndInput();
   }
+  void OnWatermark(Timestamp watermark) override {
+    watermark_ = watermark;
+    out_.EmitWatermark(watermark);
+    side_.EmitWatermark(watermark);
+  }
 
  protected:
   void FlushOutputs() {
@@ -148,6 +168,7 @@ class UserFunctionOperator : public OneInputOperator<In> {
   F fn_;
   Collector<Out> out_;
   SideOutputs side_;
+  Timestamp watermark_ = kMinWatermark;
   bool opened_ = false;
 };
 
@@ -155,9 +176,12 @@ template <typename In, typename Out, typename F>
 class MapOperator final : public UserFunctionOperator<In, Out, F> {
  public:
   using UserFunctionOperator<In, Out, F>::UserFunctionOperator;
-  void Consume(std::vector<In>& records) override {
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
-      for (In& r : records) this->out_.Collect(std::invoke(this->fn_, std::move(r)));
+      for (size_t i = 0; i < records.size(); ++i) {
+        this->out_.CollectWithTimestamp(std::invoke(this->fn_, std::move(records[i])),
+                                        timestamps[i]);
+      }
     });
     this->out_.Flush();
   }
@@ -167,10 +191,12 @@ template <typename In, typename F>
 class FilterOperator final : public UserFunctionOperator<In, In, F> {
  public:
   using UserFunctionOperator<In, In, F>::UserFunctionOperator;
-  void Consume(std::vector<In>& records) override {
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
-      for (In& r : records) {
-        if (std::invoke(this->fn_, std::as_const(r))) this->out_.Collect(std::move(r));
+      for (size_t i = 0; i < records.size(); ++i) {
+        if (std::invoke(this->fn_, std::as_const(records[i]))) {
+          this->out_.CollectWithTimestamp(std::move(records[i]), timestamps[i]);
+        }
       }
     });
     this->out_.Flush();
@@ -181,9 +207,12 @@ template <typename In, typename Out, typename F>
 class FlatMapOperator final : public UserFunctionOperator<In, Out, F> {
  public:
   using UserFunctionOperator<In, Out, F>::UserFunctionOperator;
-  void Consume(std::vector<In>& records) override {
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
-      for (In& r : records) std::invoke(this->fn_, std::as_const(r), this->out_);
+      for (size_t i = 0; i < records.size(); ++i) {
+        this->out_.SetTimestamp(timestamps[i]);
+        std::invoke(this->fn_, std::as_const(records[i]), this->out_);
+      }
     });
     this->out_.Flush();
   }
@@ -195,9 +224,13 @@ class ProcessOperator final : public UserFunctionOperator<In, Out, F> {
   ProcessOperator(const OperatorSetup& setup, F fn)
       : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
         context_(&this->ctx_, &this->side_) {}
-  void Consume(std::vector<In>& records) override {
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    context_.SetWatermark(this->watermark_);
     GuardUserCode(this->name(), [&] {
-      for (In& r : records) {
+      for (size_t i = 0; i < records.size(); ++i) {
+        In& r = records[i];
+        this->out_.SetTimestamp(timestamps[i]);
+        context_.SetTimestamp(timestamps[i]);
         if constexpr (requires { this->fn_.ProcessElement(r, context_, this->out_); }) {
           this->fn_.ProcessElement(std::as_const(r), context_, this->out_);
         } else {
@@ -219,9 +252,13 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
       : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
         key_selector_(std::move(ks)),
         context_(&this->ctx_, &this->side_) {}
-  void Consume(std::vector<In>& records) override {
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    context_.SetWatermark(this->watermark_);
     GuardUserCode(this->name(), [&] {
-      for (In& r : records) {
+      for (size_t i = 0; i < records.size(); ++i) {
+        In& r = records[i];
+        this->out_.SetTimestamp(timestamps[i]);
+        context_.SetTimestamp(timestamps[i]);
         context_.SetCurrentKey(key_selector_(std::as_const(r)));
         if constexpr (requires { this->fn_.ProcessElement(r, context_, this->out_); }) {
           this->fn_.ProcessElement(std::as_const(r), context_, this->out_);
@@ -246,18 +283,23 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
   KeyedReduceOperator(const OperatorSetup& setup, KeySelector ks, F fn)
       : UserFunctionOperator<T, T, F>(setup, std::move(fn)), key_selector_(std::move(ks)) {}
 
-  void Consume(std::vector<T>& records) override {
+  void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) override {
     const bool emit = !this->ctx_.batch_mode;
     GuardUserCode(this->name(), [&] {
-      for (T& r : records) {
+      for (size_t i = 0; i < records.size(); ++i) {
+        T& r = records[i];
         K key = key_selector_(std::as_const(r));
         auto it = state_.find(key);
         if (it == state_.end()) {
-          it = state_.emplace(std::move(key), std::move(r)).first;
+          it = state_.emplace(std::move(key), std::pair<T, Timestamp>(std::move(r), timestamps[i]))
+                   .first;
         } else {
-          it->second = std::invoke(this->fn_, std::as_const(it->second), std::as_const(r));
+          it->second.first =
+              std::invoke(this->fn_, std::as_const(it->second.first), std::as_const(r));
+          it->second.second = timestamps[i];
         }
-        if (emit) this->out_.Collect(it->second);
+        // The update carries the timestamp of the record that caused it, as in Flink.
+        if (emit) this->out_.CollectWithTimestamp(it->second.first, timestamps[i]);
       }
     });
     this->out_.Flush();
@@ -265,7 +307,9 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
 
   void OnEndOfInput() override {
     if (this->ctx_.batch_mode) {
-      for (auto& [key, value] : state_) this->out_.Collect(std::move(value));
+      for (auto& [key, entry] : state_) {
+        this->out_.CollectWithTimestamp(std::move(entry.first), entry.second);
+      }
       state_.clear();
     }
     UserFunctionOperator<T, T, F>::OnEndOfInput();
@@ -273,7 +317,8 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
 
  private:
   KeySelector key_selector_;
-  absl::flat_hash_map<K, T> state_;
+  // Per key: the reduced value and the timestamp of the last record folded into it.
+  absl::flat_hash_map<K, std::pair<T, Timestamp>> state_;
 };
 
 // Two inputs of different types (Connect): `fn1` handles records of gate 0, `fn2` of gate 1, both
@@ -299,9 +344,11 @@ class CoOperator final : public OperatorBase {
   }
   void ProcessBatch(int gate, AnyBatch& batch) override {
     if (gate == 0) {
-      Apply(fn1_, static_cast<Batch<In1>&>(batch).records);
+      auto& b = static_cast<Batch<In1>&>(batch);
+      Apply(fn1_, b.records, b.timestamps);
     } else {
-      Apply(fn2_, static_cast<Batch<In2>&>(batch).records);
+      auto& b = static_cast<Batch<In2>&>(batch);
+      Apply(fn2_, b.records, b.timestamps);
     }
     out_.Flush();
   }
@@ -309,25 +356,114 @@ class CoOperator final : public OperatorBase {
     ended_[gate == 0 ? 0 : 1] = true;
     if (ended_[0] && ended_[1]) out_.EndInput();
   }
+  // The operator's event time is the minimum of its two inputs' watermarks.
+  void ProcessWatermark(int gate, Timestamp watermark) override {
+    gate_watermark_[gate == 0 ? 0 : 1] = watermark;
+    Timestamp combined = std::min(gate_watermark_[0], gate_watermark_[1]);
+    if (combined > watermark_) {
+      watermark_ = combined;
+      out_.EmitWatermark(combined);
+    }
+  }
 
  private:
   template <typename F, typename In>
-  void Apply(F& fn, std::vector<In>& records) {
+  void Apply(F& fn, std::vector<In>& records, std::vector<Timestamp>& timestamps) {
     GuardUserCode(name(), [&] {
-      for (In& r : records) {
+      for (size_t i = 0; i < records.size(); ++i) {
+        out_.SetTimestamp(timestamps[i]);
         if constexpr (kFlat) {
-          std::invoke(fn, std::as_const(r), out_);
+          std::invoke(fn, std::as_const(records[i]), out_);
         } else {
-          out_.Collect(std::invoke(fn, std::move(r)));
+          out_.Collect(std::invoke(fn, std::move(records[i])));
         }
       }
     });
   }
+  Timestamp gate_watermark_[2] = {kMinWatermark, kMinWatermark};
+  Timestamp watermark_ = kMinWatermark;
   F1 fn1_;
   F2 fn2_;
   Collector<Out> out_;
   bool ended_[2] = {false, false};
   bool opened_ = false;
+};
+
+// Assigns timestamps and generates watermarks (AssignTimestampsAndWatermarks, and the strategy
+// given to FromSource). Upstream watermarks are dropped except the final +infinity, as in Flink.
+// Periodic generators emit every auto-watermark interval of processing time; in batch mode only
+// the final watermark is emitted.
+template <typename T>
+class TimestampsAndWatermarksOperator final : public OneInputOperator<T>, private WatermarkOutput {
+ public:
+  TimestampsAndWatermarksOperator(const OperatorSetup& setup, WatermarkStrategy<T> strategy)
+      : OneInputOperator<T>(setup.runtime),
+        strategy_(std::move(strategy)),
+        clock_(setup.clock),
+        interval_(setup.auto_watermark_interval_ms),
+        out_(setup.batch_size) {
+    WireCollector(out_, setup);
+  }
+
+  void Open() override {
+    GuardUserCode(this->name(), [&] { generator_ = strategy_.CreateGenerator(clock_); });
+    if (generator_ != nullptr && !this->ctx_.batch_mode) {
+      next_emit_ = clock_->NowMillis() + interval_;
+    }
+  }
+
+  void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) override {
+    GuardUserCode(this->name(), [&] {
+      if (strategy_.assigner()) strategy_.assigner()(records.data(), timestamps.data(), records.size());
+      if (generator_ == nullptr) {
+        for (size_t i = 0; i < records.size(); ++i) {
+          out_.CollectWithTimestamp(std::move(records[i]), timestamps[i]);
+        }
+        return;
+      }
+      // The generator sees each event after it was emitted, so a punctuated watermark follows
+      // the record that caused it (Flink's order).
+      for (size_t i = 0; i < records.size(); ++i) {
+        out_.CollectWithTimestamp(records[i], timestamps[i]);
+        generator_->OnEvent(records[i], timestamps[i], *this);
+      }
+    });
+    out_.Flush();
+  }
+
+  void OnWatermark(Timestamp watermark) override {
+    if (watermark == kMaxWatermark) EmitWatermark(kMaxWatermark);
+  }
+  void OnEndOfInput() override {
+    EmitWatermark(kMaxWatermark);
+    out_.EndInput();
+  }
+
+  Timestamp NextProcessingDeadline() const override { return next_emit_; }
+  void OnProcessingTime(Timestamp now) override {
+    if (generator_ == nullptr || next_emit_ == kMaxWatermark) return;
+    GuardUserCode(this->name(), [&] { generator_->OnPeriodicEmit(*this); });
+    next_emit_ = now + interval_;
+  }
+
+ private:
+  // WatermarkOutput: only advancing watermarks go downstream; none in batch mode but the last.
+  void EmitWatermark(Timestamp watermark) override {
+    if (watermark <= emitted_) return;
+    if (this->ctx_.batch_mode && watermark != kMaxWatermark) return;
+    emitted_ = watermark;
+    out_.EmitWatermark(watermark);
+  }
+  void MarkIdle() override {}
+  void MarkActive() override {}
+
+  WatermarkStrategy<T> strategy_;
+  const Clock* clock_;
+  int64_t interval_;
+  std::unique_ptr<WatermarkGenerator<T>> generator_;
+  Collector<T> out_;
+  Timestamp emitted_ = kMinWatermark;
+  Timestamp next_emit_ = kMaxWatermark;
 };
 
 template <typename T>
@@ -336,7 +472,7 @@ class SinkOperator final : public OneInputOperator<T> {
   SinkOperator(const OperatorSetup& setup, std::unique_ptr<SinkWriter<T>> writer)
       : OneInputOperator<T>(setup.runtime), writer_(std::move(writer)) {}
 
-  void Consume(std::vector<T>& records) override {
+  void Consume(std::vector<T>& records, std::vector<Timestamp>&) override {
     absl::Status status;
     GuardUserCode(this->name(), [&] { status = writer_->Write(records); });
     if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
@@ -346,6 +482,7 @@ class SinkOperator final : public OneInputOperator<T> {
     GuardUserCode(this->name(), [&] { status = writer_->Finish(); });
     if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
   }
+  void OnWatermark(Timestamp) override {}
   void Close() override {
     try {
       writer_->Close();
@@ -372,7 +509,12 @@ class SourceOperator final : public SourceOperatorBase {
     if (!result.ok()) throw JobFailure(Annotate(result.status(), name()));
     return *result;
   }
-  void EndInput() override { out_.EndInput(); }
+  // End of a bounded input: event time jumps to +infinity so every event-time window and timer
+  // downstream fires (as Flink's sources do), then the end of input follows.
+  void EndInput() override {
+    out_.EmitWatermark(kMaxWatermark);
+    out_.EndInput();
+  }
   void Close() override {
     try {
       reader_->Close();

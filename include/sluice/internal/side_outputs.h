@@ -34,7 +34,7 @@ class SideOutputs {
   // Emits `value` to side output `tag`; a side output nobody consumes discards it (as in Flink).
   // Throws JobFailure when the tag's type differs from the type GetSideOutput() asked for.
   template <typename S>
-  void Emit(const OutputTag<S>& tag, S&& value) {
+  void Emit(const OutputTag<S>& tag, S&& value, Timestamp timestamp) {
     for (auto& e : entries_) {
       if (e.tag == tag.id()) {
         if (*e.type != typeid(S)) [[unlikely]] {
@@ -42,7 +42,8 @@ class SideOutputs {
               absl::StrCat("operator '", operator_name_, "': side output '", tag.id(),
                            "' is emitted with another type than GetSideOutput() requested")));
         }
-        static_cast<Collector<S>*>(e.collector.get())->Collect(std::move(value));
+        static_cast<Collector<S>*>(e.collector.get())
+            ->CollectWithTimestamp(std::move(value), timestamp);
         return;
       }
     }
@@ -53,6 +54,9 @@ class SideOutputs {
   }
   void EndInput() {
     for (auto& e : entries_) e.collector->EndInput();
+  }
+  void EmitWatermark(Timestamp watermark) {
+    for (auto& e : entries_) e.collector->EmitWatermark(watermark);
   }
 
  private:

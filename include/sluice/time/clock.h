@@ -53,12 +53,9 @@ class ManualClock final : public Clock {
     Timestamp cur = now_.load(std::memory_order_acquire);
     while (millis > cur && !now_.compare_exchange_weak(cur, millis, std::memory_order_acq_rel)) {
     }
-    std::vector<std::function<void()>> listeners;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      for (auto& [id, fn] : listeners_) listeners.push_back(fn);
-    }
-    for (auto& fn : listeners) fn();
+    // Called under the lock, so RemoveListener() returns only when no call is in flight.
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, fn] : listeners_) fn();
   }
 
   int AddListener(std::function<void()> fn) override {
