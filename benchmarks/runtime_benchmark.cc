@@ -52,23 +52,31 @@ void Report(benchmark::State& state, int64_t events, double wall_seconds) {
   state.counters["wall_eps"] = benchmark::Counter(static_cast<double>(events) / wall_seconds);
 }
 
-// Source → Map → Filter → Sink, all chained into one task per subtask.
-void BM_Engine_MapFilterChain(benchmark::State& state) {
-  const int parallelism = static_cast<int>(state.range(0));
+// Runs the job `describe(env, sink)` once per iteration and reports its rates.
+template <typename Describe>
+void RunJob(benchmark::State& state, sluice::RuntimeOptions options, Describe describe) {
   double wall = 0;
   for (auto _ : state) {
     auto total = std::make_shared<std::atomic<int64_t>>(0);
-    sluice::StreamEnvironment env({.parallelism = parallelism});
-    env.FromSequence(0, kEvents - 1)
-        .Map([](int64_t x) { return x * 3; })
-        .Filter([](int64_t x) { return (x & 1) == 0; })
-        .SinkTo(SumSink(total));
+    sluice::StreamEnvironment env(options);
+    describe(env, SumSink(total));
     auto start = std::chrono::steady_clock::now();
     if (!env.Execute("bench").ok()) state.SkipWithError("job failed");
     wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     benchmark::DoNotOptimize(total->load());
   }
   Report(state, state.iterations() * kEvents, wall);
+}
+
+// Source → Map → Filter → Sink, all chained into one task per subtask.
+void BM_Engine_MapFilterChain(benchmark::State& state) {
+  RunJob(state, {.parallelism = static_cast<int>(state.range(0))},
+         [](sluice::StreamEnvironment& env, SumSink sink) {
+           env.FromSequence(0, kEvents - 1)
+               .Map([](int64_t x) { return x * 3; })
+               .Filter([](int64_t x) { return (x & 1) == 0; })
+               .SinkTo(std::move(sink));
+         });
 }
 BENCHMARK(BM_Engine_MapFilterChain)
     ->Arg(1)
@@ -94,22 +102,15 @@ BENCHMARK(BM_Cost_MapFilterLoop)->MeasureProcessCPUTime()->Unit(benchmark::kMill
 
 // Source → KeyBy (exchange between tasks through channels) → rolling Reduce → Sink.
 void BM_Engine_KeyByReduce(benchmark::State& state) {
-  const int parallelism = static_cast<int>(state.range(0));
-  double wall = 0;
-  for (auto _ : state) {
-    auto total = std::make_shared<std::atomic<int64_t>>(0);
-    sluice::StreamEnvironment env(
-        {.parallelism = parallelism, .execution_mode = sluice::ExecutionMode::kStreaming});
-    env.FromSequence(0, kEvents - 1)
-        .KeyBy([](int64_t x) { return x % 1000; })
-        .Reduce([](int64_t a, int64_t b) { return a + b; })
-        .SinkTo(SumSink(total));
-    auto start = std::chrono::steady_clock::now();
-    if (!env.Execute("bench").ok()) state.SkipWithError("job failed");
-    wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    benchmark::DoNotOptimize(total->load());
-  }
-  Report(state, state.iterations() * kEvents, wall);
+  RunJob(state,
+         {.parallelism = static_cast<int>(state.range(0)),
+          .execution_mode = sluice::ExecutionMode::kStreaming},
+         [](sluice::StreamEnvironment& env, SumSink sink) {
+           env.FromSequence(0, kEvents - 1)
+               .KeyBy([](int64_t x) { return x % 1000; })
+               .Reduce([](int64_t a, int64_t b) { return a + b; })
+               .SinkTo(std::move(sink));
+         });
 }
 BENCHMARK(BM_Engine_KeyByReduce)
     ->Arg(1)
