@@ -24,6 +24,10 @@
 #include <sluice/core/runtime_context.h>
 #include <sluice/core/status.h>
 #include <sluice/internal/side_outputs.h>
+#include <sluice/internal/timer_queue.h>
+#include <sluice/time/clock.h>
+#include <sluice/time/time.h>
+#include <sluice/window/windows.h>
 
 namespace sluice {
 
@@ -63,12 +67,35 @@ class KeyedProcessContext : public ProcessContext {
  public:
   using ProcessContext::ProcessContext;
   const K& CurrentKey() const { return *key_; }
-  void SetCurrentKey(K key) { key_.emplace(std::move(key)); }
 
-  // Keyed state (issue: state backends) and the timer service will be reachable from here.
+  // Timers of the current key, as Flink's TimerService: one timer per (key, time) — registering
+  // twice is one timer; OnTimer(time, ctx, out) of the function runs when event time (the
+  // watermark) or processing time reaches `time`. Event-time timers fire in time order before the
+  // watermark that passed them goes downstream.
+  void RegisterEventTimeTimer(Timestamp time) { timers_->event.Register(time, *key_, {}); }
+  void DeleteEventTimeTimer(Timestamp time) { timers_->event.Delete(time, *key_, {}); }
+  void RegisterProcessingTimeTimer(Timestamp time) {
+    timers_->processing.Register(time, *key_, {});
+  }
+  void DeleteProcessingTimeTimer(Timestamp time) { timers_->processing.Delete(time, *key_, {}); }
+  Timestamp CurrentProcessingTime() const { return timers_->clock->NowMillis(); }
+  // In OnTimer: which kind of timer fired.
+  TimeDomain time_domain() const { return domain_; }
+
+  // --- Runtime side -------------------------------------------------------------------------------
+  struct Timers {
+    internal::TimerQueue<K, internal::VoidNamespace> event;
+    internal::TimerQueue<K, internal::VoidNamespace> processing;
+    const Clock* clock = nullptr;
+  };
+  void SetTimers(Timers* timers) { timers_ = timers; }
+  void SetCurrentKey(K key) { key_.emplace(std::move(key)); }
+  void SetTimeDomain(TimeDomain d) { domain_ = d; }
 
  private:
   std::optional<K> key_;
+  Timers* timers_ = nullptr;
+  TimeDomain domain_ = TimeDomain::kEventTime;
 };
 
 template <typename In, typename Out>
@@ -93,6 +120,9 @@ class KeyedProcessFunction {
   virtual ~KeyedProcessFunction() = default;
   virtual void Open(const RuntimeContext&) {}
   virtual void ProcessElement(const In& value, Context& ctx, Collector<Out>& out) = 0;
+  // A timer registered through the context fired; ctx.CurrentKey() is its key and
+  // ctx.time_domain() its kind. Records emitted from an event-time timer carry `time`.
+  virtual void OnTimer(Timestamp /*time*/, Context& /*ctx*/, Collector<Out>& /*out*/) {}
   virtual void Close() {}
 };
 

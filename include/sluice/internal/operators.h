@@ -251,9 +251,27 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
   KeyedProcessOperator(const OperatorSetup& setup, KeySelector ks, F fn)
       : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
         key_selector_(std::move(ks)),
-        context_(&this->ctx_, &this->side_) {}
+        context_(&this->ctx_, &this->side_) {
+    timers_.clock = setup.clock;
+    context_.SetTimers(&timers_);
+  }
+
+  // Fires the event-time timers the watermark passed, in time order, then forwards it.
+  void OnWatermark(Timestamp watermark) override {
+    this->watermark_ = watermark;
+    context_.SetWatermark(watermark);
+    FireTimers(timers_.event, watermark, TimeDomain::kEventTime);
+    UserFunctionOperator<In, Out, F>::OnWatermark(watermark);
+  }
+  Timestamp NextProcessingDeadline() const override {
+    return const_cast<KeyedProcessOperator*>(this)->timers_.processing.NextTime();
+  }
+  void OnProcessingTime(Timestamp now) override {
+    FireTimers(timers_.processing, now, TimeDomain::kProcessingTime);
+  }
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     context_.SetWatermark(this->watermark_);
+    context_.SetTimeDomain(TimeDomain::kEventTime);
     GuardUserCode(this->name(), [&] {
       for (size_t i = 0; i < records.size(); ++i) {
         In& r = records[i];
@@ -271,8 +289,32 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
   }
 
  private:
+  void FireTimers(internal::TimerQueue<K, VoidNamespace>& queue, Timestamp until,
+                  TimeDomain domain) {
+    if constexpr (requires { this->fn_.OnTimer(Timestamp{}, context_, this->out_); }) {
+      typename internal::TimerQueue<K, VoidNamespace>::Timer timer;
+      GuardUserCode(this->name(), [&] {
+        while (queue.PopDue(until, &timer)) {
+          context_.SetCurrentKey(timer.key);
+          context_.SetTimeDomain(domain);
+          Timestamp ts = domain == TimeDomain::kEventTime ? timer.time : kNoTimestamp;
+          context_.SetTimestamp(ts);
+          this->out_.SetTimestamp(ts);
+          this->fn_.OnTimer(timer.time, context_, this->out_);
+        }
+      });
+      this->FlushOutputs();
+    } else {
+      // A function without OnTimer: due timers are dropped (nothing would run).
+      typename internal::TimerQueue<K, VoidNamespace>::Timer timer;
+      while (queue.PopDue(until, &timer)) {
+      }
+    }
+  }
+
   KeySelector key_selector_;
   KeyedProcessContext<K> context_;
+  typename KeyedProcessContext<K>::Timers timers_;
 };
 
 // Rolling reduce per key. Streaming: emits the updated value for every record, as Flink does.
