@@ -17,6 +17,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "api/test_util.h"
+
 namespace sluice {
 namespace {
 
@@ -27,11 +29,7 @@ using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 using ::testing::UnorderedElementsAreArray;
 
-std::vector<int64_t> Range(int64_t from, int64_t to) {
-  std::vector<int64_t> v;
-  for (int64_t i = from; i <= to; ++i) v.push_back(i);
-  return v;
-}
+using testing_util::Range;
 
 // --- Map -----------------------------------------------------------------------------------------
 

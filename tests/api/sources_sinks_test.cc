@@ -19,6 +19,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "api/test_util.h"
+
 namespace sluice {
 namespace {
 
@@ -28,11 +30,7 @@ using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 using ::testing::UnorderedElementsAreArray;
 
-std::vector<int64_t> Range(int64_t from, int64_t to) {
-  std::vector<int64_t> v;
-  for (int64_t i = from; i <= to; ++i) v.push_back(i);
-  return v;
-}
+using testing_util::Range;
 
 // --- Sources -------------------------------------------------------------------------------------
 
