@@ -128,19 +128,24 @@ class DirectoryReader : public SourceReader<std::string> {
       if (current_ == nullptr) {
         if (pending_.empty() || opened == kMaxFilesPerPoll) break;
         std::string path = (fs::path(dir_) / pending_.front()).string();
+        current_name_ = std::move(pending_.front());
         pending_.pop_front();
         ++opened;
         SLUICE_ASSIGN_OR_RETURN(current_, internal::LineFileReader::Open(std::move(path)));
       }
+      // Each file is a split: with a watermark strategy it gets its own generator, and it stops
+      // holding the watermark back once it is read.
+      Collector<std::string>& split = out.ForSplit(current_name_);
       bool ended = false;
       SLUICE_ASSIGN_OR_RETURN(int n, internal::ReadLines(*current_, max_records - emitted, &ended,
-                                                         [&out](std::string_view line, int64_t) {
-                                                           out.Emplace(line);
+                                                         [&split](std::string_view line, int64_t) {
+                                                           split.Emplace(line);
                                                            return absl::OkStatus();
                                                          }));
       emitted += n;
       if (!ended) return PollResult::More();  // read a chunk already: yield
       current_.reset();
+      out.ReleaseSplit(current_name_);
     }
     if (current_ != nullptr || !pending_.empty()) return PollResult::More();
     if (options_.mode == DirectorySourceOptions::kProcessOnce) return PollResult::End();
@@ -165,6 +170,7 @@ class DirectoryReader : public SourceReader<std::string> {
   std::set<std::string> seen_;
   std::deque<std::string> pending_;
   std::unique_ptr<internal::LineFileReader> current_;
+  std::string current_name_;  // the split id of current_
   absl::Time next_scan_;
 };
 

@@ -15,10 +15,11 @@ namespace sluice::internal {
 class Task;
 
 struct ChannelMessage {
-  enum class Kind { kData, kWatermark, kEndOfInput };
+  enum class Kind { kData, kWatermark, kWatermarkStatus, kEndOfInput };
   Kind kind = Kind::kData;
   std::unique_ptr<AnyBatch> batch;
   Timestamp watermark = kMinWatermark;  // kWatermark only
+  bool idle = false;                    // kWatermarkStatus only: idle (true) or active (false)
 };
 
 class Channel final : public OutputChannel {
@@ -32,6 +33,9 @@ class Channel final : public OutputChannel {
   void PushEndOfInput() override { Push({ChannelMessage::Kind::kEndOfInput, nullptr}); }
   void PushWatermark(Timestamp watermark) override {
     Push({ChannelMessage::Kind::kWatermark, nullptr, watermark});
+  }
+  void PushWatermarkStatus(bool idle) override {
+    Push({ChannelMessage::Kind::kWatermarkStatus, nullptr, kMinWatermark, idle});
   }
   bool HasCapacity() override;
 

@@ -32,12 +32,10 @@ void Task::AddWriter(std::unique_ptr<ExchangeWriterBase> writer) {
 }
 
 void Task::AddInput(Channel* channel, int gate) {
-  inputs_.push_back({channel, gate});
-  if (static_cast<int>(open_inputs_per_gate_.size()) <= gate) {
-    open_inputs_per_gate_.resize(gate + 1);
-    gate_watermarks_.resize(gate + 1, kMinWatermark);
-  }
-  ++open_inputs_per_gate_[gate];
+  if (static_cast<int>(gates_.size()) <= gate) gates_.resize(static_cast<size_t>(gate) + 1);
+  Gate& g = gates_[static_cast<size_t>(gate)];
+  inputs_.push_back({channel, gate, g.combiner.AddInput()});
+  ++g.open_inputs;
   ++open_inputs_;
 }
 
@@ -142,32 +140,38 @@ Task::Outcome Task::Step() {
       operators_.front()->ProcessBatch(input.gate, *message.batch);
       return Outcome::kYield;
     }
+    Gate& gate = gates_[static_cast<size_t>(input.gate)];
     if (message.kind == ChannelMessage::Kind::kWatermark) {
-      if (message.watermark > input.watermark) {
-        input.watermark = message.watermark;
-        UpdateGateWatermark(input.gate);
-      }
+      gate.combiner.UpdateWatermark(input.slot, message.watermark);
+      SyncGate(input.gate);
+      return Outcome::kYield;
+    }
+    if (message.kind == ChannelMessage::Kind::kWatermarkStatus) {
+      gate.combiner.SetIdle(input.slot, message.idle);
+      SyncGate(input.gate);
       return Outcome::kYield;
     }
     input.ended = true;
-    input.watermark = kMaxWatermark;
     --open_inputs_;
-    if (--open_inputs_per_gate_[input.gate] == 0) operators_.front()->EndOfInput(input.gate);
+    if (--gate.open_inputs == 0) {
+      operators_.front()->EndOfInput(input.gate);
+    } else {
+      // An ended channel counts as +infinity: it no longer holds the gate back.
+      gate.combiner.Release(input.slot);
+      SyncGate(input.gate);
+    }
     return open_inputs_ == 0 ? Outcome::kFinished : Outcome::kYield;
   }
   FlushWriters();
   return Outcome::kIdle;
 }
 
-void Task::UpdateGateWatermark(int gate) {
-  Timestamp min = kMaxWatermark;
-  for (const Input& in : inputs_) {
-    if (in.gate == gate) min = std::min(min, in.watermark);
-  }
-  if (min > gate_watermarks_[static_cast<size_t>(gate)]) {
-    gate_watermarks_[static_cast<size_t>(gate)] = min;
-    operators_.front()->ProcessWatermark(gate, min);
-  }
+void Task::SyncGate(int gate) {
+  Gate& g = gates_[static_cast<size_t>(gate)];
+  OperatorBase* head = operators_.front().get();
+  g.told.Sync(
+      g.combiner, [&](bool idle) { head->ProcessWatermarkStatus(gate, idle); },
+      [&](Timestamp w) { head->ProcessWatermark(gate, w); });
 }
 
 Timestamp Task::FireProcessingTime() {

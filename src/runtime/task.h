@@ -16,6 +16,7 @@
 
 #include <sluice/internal/graph.h>
 #include <sluice/internal/operators.h>
+#include <sluice/internal/watermark_combiner.h>
 
 #include "runtime/channel.h"
 #include "runtime/task_services.h"
@@ -52,11 +53,19 @@ class Task final : public TaskServices {
   struct Input {
     Channel* channel;
     int gate;
+    int slot;  // in the gate's combiner
     bool ended = false;
-    Timestamp watermark = kMinWatermark;
   };
-  // Recomputes the watermark of `gate` (minimum over its channels) and hands an advance to the head.
-  void UpdateGateWatermark(int gate);
+  // Per input gate: its channels' watermarks and idleness, and what the head operator was told.
+  struct Gate {
+    WatermarkCombiner combiner{WatermarkCombiner::Mode::kChannels};
+    CombinedOutput told;
+    int open_inputs = 0;
+  };
+  // Hands what changed in the gate's combined watermark and status to the head operator: ACTIVE
+  // before a watermark, IDLE after it. The gate's watermark is the minimum over its active
+  // channels; the gate is idle when all its open channels are.
+  void SyncGate(int gate);
   // Runs the processing-time callbacks that are due; returns the earliest pending deadline.
   Timestamp FireProcessingTime();
 
@@ -77,8 +86,7 @@ class Task final : public TaskServices {
   SourceOperatorBase* source_ = nullptr;
   std::vector<std::unique_ptr<ExchangeWriterBase>> writers_;
   std::vector<Input> inputs_;
-  std::vector<int> open_inputs_per_gate_;
-  std::vector<Timestamp> gate_watermarks_;
+  std::vector<Gate> gates_;
   absl::Duration retry_after_ = absl::InfiniteDuration();
   int open_inputs_ = 0;
   size_t next_input_ = 0;

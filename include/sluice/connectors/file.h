@@ -357,6 +357,10 @@ CsvFileSource(std::string, F, CsvOptions) -> CsvFileSource<internal::CsvParsedTy
 // machines, so a given file is always read by the same subtask at the same parallelism.
 // A missing directory fails the job with NotFound naming it when the job starts; a listed file
 // that cannot be read (removed before its turn, unreadable) fails the job naming the file.
+//
+// Each file is a split (its id is the file name): with FromSource(source, strategy) every file
+// gets its own watermark generator, and a file that was read to its end no longer holds the
+// subtask's watermark back (see Collector::ForSplit).
 class DirectorySource : public Source<std::string> {
  public:
   explicit DirectorySource(std::string dir, DirectorySourceOptions options = {})

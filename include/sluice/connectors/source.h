@@ -63,6 +63,18 @@ struct PollResult {
 };
 
 // One parallel instance of a source. Used by a single thread at a time.
+//
+// Splits: a reader that reads several splits (partitions, shards, files) emits the records of
+// each through its own output and releases a split when it is finished:
+//
+//   Collector<T>& part = out.ForSplit("clicks-3");    // once per run of records of the split
+//   part.Collect(record);                              // or CollectWithTimestamp(record, ts)
+//   out.ReleaseSplit("clicks-3");                      // read to its end, or handed away
+//
+// With FromSource(source, strategy) the strategy then runs per split: one watermark generator
+// (with its own idleness) per split, and the subtask's watermark is the minimum over its active
+// splits; a released split no longer holds it back; when all splits are idle the subtask is idle.
+// Without a strategy, or for readers that never call ForSplit, everything goes through `out`.
 template <typename T>
 class SourceReader {
  public:

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 #include <typeinfo>
 #include <utility>
 #include <vector>
@@ -18,6 +19,10 @@
 #include <sluice/internal/batch.h>
 
 namespace sluice {
+
+template <typename T>
+class Collector;
+
 namespace internal {
 
 // Type-erased face of a collector, for lists of outputs of different types.
@@ -29,6 +34,17 @@ class CollectorBase {
   virtual void Flush() = 0;
   virtual void EndInput() = 0;
   virtual void EmitWatermark(Timestamp watermark) = 0;
+  virtual void EmitWatermarkStatus(bool idle) = 0;
+};
+
+// Where Collector<T>::ForSplit of a source's output goes: implemented by the source operator
+// when a watermark strategy runs per split after it.
+template <typename T>
+class SplitRouter {
+ public:
+  virtual ~SplitRouter() = default;
+  virtual Collector<T>& ForSplit(std::string_view split_id) = 0;
+  virtual void ReleaseSplit(std::string_view split_id) = 0;
 };
 
 }  // namespace internal
@@ -66,6 +82,21 @@ class Collector final : public internal::CollectorBase {
     if (buffer_.size() >= batch_size_) Flush();
   }
 
+  // Sources only: the output for the records of split `split_id` (a partition, a shard, a
+  // file). With FromSource(source, strategy) each split gets its own watermark generator (and
+  // idleness), and the subtask's watermark is the minimum over its active splits; otherwise, and
+  // everywhere but in a source reader, it is this collector itself. The reference stays valid
+  // until ReleaseSplit(split_id); look it up once per run of records, not per record.
+  Collector& ForSplit(std::string_view split_id) {
+    return split_router_ == nullptr ? *this : split_router_->ForSplit(split_id);
+  }
+  // Sources only: split `split_id` is finished (or handed away); its records were all emitted,
+  // and it no longer holds the watermark back. A later ForSplit with the same id starts afresh.
+  // Unknown ids are ignored.
+  void ReleaseSplit(std::string_view split_id) {
+    if (split_router_ != nullptr) split_router_->ReleaseSplit(split_id);
+  }
+
   // --- Runtime side -----------------------------------------------------------------------------
   const std::type_info& record_type() const override { return typeid(T); }
 
@@ -100,6 +131,15 @@ class Collector final : public internal::CollectorBase {
     for (auto* consumer : consumers_) consumer->OnWatermark(watermark);
   }
 
+  // Flushes, then tells every consumer that this output became idle or active.
+  void EmitWatermarkStatus(bool idle) override {
+    Flush();
+    for (auto* consumer : consumers_) consumer->OnWatermarkStatus(idle);
+  }
+
+  // The source operator routes ForSplit/ReleaseSplit through `router` (nullptr: no splits).
+  void SetSplitRouter(internal::SplitRouter<T>* router) { split_router_ = router; }
+
   // Flushes, then tells every consumer that this output has ended.
   void EndInput() override {
     Flush();
@@ -114,6 +154,7 @@ class Collector final : public internal::CollectorBase {
   std::vector<Timestamp> scratch_timestamps_;
   Timestamp timestamp_ = kNoTimestamp;
   std::vector<internal::BatchConsumer<T>*> consumers_;
+  internal::SplitRouter<T>* split_router_ = nullptr;
 };
 
 }  // namespace sluice

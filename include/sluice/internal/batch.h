@@ -2,6 +2,7 @@
 #pragma once
 
 #include <memory>
+#include <string_view>
 #include <typeinfo>
 #include <vector>
 
@@ -34,6 +35,28 @@ class BatchConsumerBase {
   // The upstream's event time advanced to `watermark`: no record with a timestamp <= watermark
   // follows (later ones are late).
   virtual void OnWatermark(Timestamp watermark) = 0;
+  // The upstream became idle (true: no records and no watermarks for a while, so downstream
+  // leaves it out of its watermark) or active again (false: sent before its next record or
+  // watermark). A rare control event. The default forwards nothing: an operator that forwards
+  // watermarks overrides it to forward the status too.
+  virtual void OnWatermarkStatus(bool /*idle*/) {}
+};
+
+template <typename T>
+class BatchConsumer;
+
+// The per-split inputs of a consumer that generates watermarks per split: the timestamps and
+// watermarks operator fused with a source (FromSource(source, strategy)). The source operator
+// routes the records of each split (Collector<T>::ForSplit) into the consumer AddSplit returns.
+template <typename T>
+class SplitConsumers {
+ public:
+  virtual ~SplitConsumers() = default;
+  // A consumer for the records of split `split_id`; valid until ReleaseSplit(it). Throws
+  // JobFailure when user code (the generator factory) fails.
+  virtual BatchConsumer<T>* AddSplit(std::string_view split_id) = 0;
+  // The split is finished: it no longer holds the watermark back.
+  virtual void ReleaseSplit(BatchConsumer<T>* split) = 0;
 };
 
 template <typename T>
@@ -43,6 +66,8 @@ class BatchConsumer : public BatchConsumerBase {
   // Takes the records of `records` with their `timestamps` (same size); it may move from them.
   // The caller clears both vectors afterwards and reuses their capacity.
   virtual void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) = 0;
+  // Non-null when this consumer generates watermarks per split (see SplitConsumers).
+  virtual SplitConsumers<T>* splits() { return nullptr; }
 };
 
 }  // namespace sluice::internal

@@ -66,6 +66,12 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
     for (auto* ch : channels_) ch->PushWatermark(watermark);
   }
 
+  // Idleness goes to every channel too, after the records buffered before it.
+  void OnWatermarkStatus(bool idle) override {
+    FlushBuffers();
+    for (auto* ch : channels_) ch->PushWatermarkStatus(idle);
+  }
+
   void OnEndOfInput() override {
     FlushBuffers();
     for (auto* ch : channels_) ch->PushEndOfInput();

@@ -46,6 +46,8 @@ class OutputChannel {
   virtual void PushBatch(std::unique_ptr<AnyBatch> batch) = 0;
   virtual void PushEndOfInput() = 0;
   virtual void PushWatermark(Timestamp watermark) = 0;
+  // The producer became idle (true) or active again (false).
+  virtual void PushWatermarkStatus(bool idle) = 0;
   // True when the channel has room; when it has none, the producing task is woken once it has.
   virtual bool HasCapacity() = 0;
 };

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -27,6 +28,7 @@
 #include <sluice/internal/graph.h>
 #include <sluice/internal/job_failure.h>
 #include <sluice/internal/side_outputs.h>
+#include <sluice/internal/watermark_combiner.h>
 #include <sluice/time/clock.h>
 #include <sluice/time/watermark_strategy.h>
 
@@ -73,6 +75,10 @@ class OperatorBase {
   virtual void EndOfInput(int gate) = 0;
   // The watermark of input `gate` (the minimum over its channels) advanced.
   virtual void ProcessWatermark(int gate, Timestamp watermark) = 0;
+  // Input `gate` became idle (every channel idle) or active again. Operators that forward
+  // watermarks forward it; two-input operators leave an idle gate out of their minimum (see
+  // CoOperator and WatermarkCombiner). The default ignores it.
+  virtual void ProcessWatermarkStatus(int /*gate*/, bool /*idle*/) {}
   virtual int num_gates() const { return 1; }
 
   // Processing-time callbacks (periodic watermarks, processing-time timers): the runtime calls
@@ -107,6 +113,7 @@ class OneInputOperator : public OperatorBase, public BatchConsumer<In> {
   }
   void EndOfInput(int) final { this->OnEndOfInput(); }
   void ProcessWatermark(int, Timestamp watermark) final { this->OnWatermark(watermark); }
+  void ProcessWatermarkStatus(int, bool idle) final { this->OnWatermarkStatus(idle); }
 };
 
 // Wires a collector to the consumers of output `tag` of an operator instance.
@@ -158,6 +165,10 @@ class UserFunctionOperator : public OneInputOperator<In> {
     watermark_ = watermark;
     out_.EmitWatermark(watermark);
     side_.EmitWatermark(watermark);
+  }
+  void OnWatermarkStatus(bool idle) override {
+    out_.EmitWatermarkStatus(idle);
+    side_.EmitWatermarkStatus(idle);
   }
 
  protected:
@@ -372,6 +383,8 @@ class CoOperator final : public OperatorBase {
       : OperatorBase(setup.runtime), fn1_(std::move(fn1)), fn2_(std::move(fn2)),
         out_(setup.batch_size) {
     WireCollector(out_, setup);
+    gates_[0] = combiner_.AddInput();
+    gates_[1] = combiner_.AddInput();
   }
   int num_gates() const override { return 2; }
   void Open() override {
@@ -395,17 +408,25 @@ class CoOperator final : public OperatorBase {
     out_.Flush();
   }
   void EndOfInput(int gate) override {
-    ended_[gate == 0 ? 0 : 1] = true;
-    if (ended_[0] && ended_[1]) out_.EndInput();
-  }
-  // The operator's event time is the minimum of its two inputs' watermarks.
-  void ProcessWatermark(int gate, Timestamp watermark) override {
-    gate_watermark_[gate == 0 ? 0 : 1] = watermark;
-    Timestamp combined = std::min(gate_watermark_[0], gate_watermark_[1]);
-    if (combined > watermark_) {
-      watermark_ = combined;
-      out_.EmitWatermark(combined);
+    const int g = gate == 0 ? 0 : 1;
+    ended_[g] = true;
+    if (ended_[0] && ended_[1]) {
+      out_.EndInput();
+      return;
     }
+    // An ended input counts as +infinity: it no longer holds the other one back.
+    combiner_.Release(gates_[g]);
+    SyncOutput();
+  }
+  // The operator's event time is the minimum of its two inputs' watermarks, leaving an idle
+  // input out; the output is idle when both inputs are.
+  void ProcessWatermark(int gate, Timestamp watermark) override {
+    combiner_.UpdateWatermark(gates_[gate == 0 ? 0 : 1], watermark);
+    SyncOutput();
+  }
+  void ProcessWatermarkStatus(int gate, bool idle) override {
+    combiner_.SetIdle(gates_[gate == 0 ? 0 : 1], idle);
+    SyncOutput();
   }
 
  private:
@@ -422,8 +443,14 @@ class CoOperator final : public OperatorBase {
       }
     });
   }
-  Timestamp gate_watermark_[2] = {kMinWatermark, kMinWatermark};
-  Timestamp watermark_ = kMinWatermark;
+  void SyncOutput() {
+    emitted_.Sync(
+        combiner_, [&](bool idle) { out_.EmitWatermarkStatus(idle); },
+        [&](Timestamp w) { out_.EmitWatermark(w); });
+  }
+  WatermarkCombiner combiner_{WatermarkCombiner::Mode::kChannels};
+  CombinedOutput emitted_;
+  int gates_[2] = {0, 0};
   F1 fn1_;
   F2 fn2_;
   Collector<Out> out_;
@@ -432,32 +459,123 @@ class CoOperator final : public OperatorBase {
 };
 
 // Assigns timestamps and generates watermarks (AssignTimestampsAndWatermarks, and the strategy
-// given to FromSource). Upstream watermarks are dropped except the final +infinity, as in Flink.
-// Periodic generators emit every auto-watermark interval of processing time; in batch mode only
-// the final watermark is emitted.
+// given to FromSource). Upstream watermarks and idleness are dropped except the final +infinity,
+// as in Flink. Periodic generators emit every auto-watermark interval of processing time; in
+// batch mode only the final watermark is emitted, and no idleness.
+//
+// Idleness: when a generator calls MarkIdle (WithIdleness) the output sends IDLE downstream; a
+// record or a watermark makes it ACTIVE again, sent before them.
+//
+// Per split (SplitConsumers): fused with a source whose reader emits through
+// Collector::ForSplit, it runs one generator per split, and its watermark is the minimum over the
+// active splits (WatermarkCombiner, kSplits mode); idle when all splits are. The generator of the
+// source's main output counts while no split was ever opened or once the reader emitted records
+// through it; a subtask whose splits are all released keeps its watermark and, with WithIdleness,
+// becomes idle after that timeout.
 template <typename T>
-class TimestampsAndWatermarksOperator final : public OneInputOperator<T>, private WatermarkOutput {
+class TimestampsAndWatermarksOperator final : public OneInputOperator<T>,
+                                              private SplitConsumers<T> {
  public:
   TimestampsAndWatermarksOperator(const OperatorSetup& setup, WatermarkStrategy<T> strategy)
       : OneInputOperator<T>(setup.runtime),
         strategy_(std::move(strategy)),
         clock_(setup.clock),
         interval_(setup.auto_watermark_interval_ms),
-        out_(setup.batch_size) {
+        idleness_(ToMillis(strategy_.idleness())),
+        out_(setup.batch_size),
+        main_(std::make_unique<Input>(this)) {
     WireCollector(out_, setup);
+    main_->slot = combiner_.AddInput();
   }
 
+  SplitConsumers<T>* splits() override { return strategy_.has_generator() ? this : nullptr; }
+
   void Open() override {
-    GuardUserCode(this->name(), [&] { generator_ = strategy_.CreateGenerator(clock_); });
-    if (generator_ != nullptr && !this->ctx_.batch_mode) {
+    GuardUserCode(this->name(), [&] { main_->generator = strategy_.CreateGenerator(clock_); });
+    if (strategy_.has_generator() && !this->ctx_.batch_mode) {
       next_emit_ = clock_->NowMillis() + interval_;
     }
   }
 
   void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) override {
+    ConsumeFrom(*main_, records, timestamps);
+  }
+
+  void OnWatermark(Timestamp watermark) override {
+    if (watermark == kMaxWatermark) EmitFinalWatermark();
+  }
+  // Idleness from upstream is replaced by this operator's own, as in Flink.
+  void OnWatermarkStatus(bool) override {}
+  void OnEndOfInput() override {
+    EmitFinalWatermark();
+    out_.EndInput();
+  }
+
+  Timestamp NextProcessingDeadline() const override { return next_emit_; }
+  void OnProcessingTime(Timestamp now) override {
+    if (next_emit_ == kMaxWatermark) return;
+    // Every generator emits first, then the combined result goes out once.
+    deferred_ = true;
     GuardUserCode(this->name(), [&] {
-      if (strategy_.assigner()) strategy_.assigner()(records.data(), timestamps.data(), records.size());
-      if (generator_ == nullptr) {
+      if (main_->generator != nullptr) main_->generator->OnPeriodicEmit(*main_);
+      for (auto& split : splits_) {
+        if (split->generator != nullptr) split->generator->OnPeriodicEmit(*split);
+      }
+    });
+    // The main output stands in for a subtask whose splits are all released.
+    if (MainStandsIn() && idleness_ > 0 && !combiner_.input_idle(main_->slot) &&
+        now - stand_in_since_ >= idleness_) {
+      combiner_.SetIdle(main_->slot, true);
+    }
+    deferred_ = false;
+    SyncOutput();
+    next_emit_ = now + interval_;
+  }
+
+ private:
+  // One source of watermarks: the main input, or a split. A WatermarkOutput for its generator.
+  struct Input final : public BatchConsumer<T>, public WatermarkOutput {
+    explicit Input(TimestampsAndWatermarksOperator* o) : op(o) {}
+    void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) override {
+      op->ConsumeFrom(*this, records, timestamps);
+    }
+    void OnEndOfInput() override {}
+    void OnWatermark(Timestamp) override {}
+    void EmitWatermark(Timestamp watermark) override { op->InputWatermark(*this, watermark); }
+    void MarkIdle() override { op->InputStatus(*this, true); }
+    void MarkActive() override { op->InputStatus(*this, false); }
+
+    TimestampsAndWatermarksOperator* op;
+    std::unique_ptr<WatermarkGenerator<T>> generator;
+    int slot = -1;  // in combiner_; -1 when it does not take part
+    Timestamp watermark = kMinWatermark;
+    bool idle = false;
+    bool has_records = false;
+  };
+
+  // Whether the generator of `in` decides its slot in the combiner.
+  bool Counts(const Input& in) const {
+    return in.slot >= 0 && (&in != main_.get() || in.has_records || !splits_used_);
+  }
+  bool MainStandsIn() const { return main_->slot >= 0 && !Counts(*main_); }
+
+  void ConsumeFrom(Input& in, std::vector<T>& records, std::vector<Timestamp>& timestamps) {
+    if (records.empty()) return;
+    if (&in == main_.get() && !in.has_records) {
+      // A reader that uses splits emitted through its main output too: one more input.
+      in.has_records = true;
+      if (in.slot < 0) in.slot = combiner_.AddInput();
+      combiner_.UpdateWatermark(in.slot, in.watermark);
+    }
+    // A record makes its input active; ACTIVE goes downstream before it.
+    in.idle = false;
+    if (combiner_.input_idle(in.slot)) combiner_.SetIdle(in.slot, false);
+    SyncOutput();
+    GuardUserCode(this->name(), [&] {
+      if (strategy_.assigner()) {
+        strategy_.assigner()(records.data(), timestamps.data(), records.size());
+      }
+      if (in.generator == nullptr) {
         for (size_t i = 0; i < records.size(); ++i) {
           out_.CollectWithTimestamp(std::move(records[i]), timestamps[i]);
         }
@@ -467,44 +585,89 @@ class TimestampsAndWatermarksOperator final : public OneInputOperator<T>, privat
       // the record that caused it (Flink's order).
       for (size_t i = 0; i < records.size(); ++i) {
         out_.CollectWithTimestamp(records[i], timestamps[i]);
-        generator_->OnEvent(records[i], timestamps[i], *this);
+        in.generator->OnEvent(records[i], timestamps[i], in);
       }
     });
     out_.Flush();
   }
 
-  void OnWatermark(Timestamp watermark) override {
-    if (watermark == kMaxWatermark) EmitWatermark(kMaxWatermark);
+  // A generator emitted: that also makes its input active again (as in Flink).
+  void InputWatermark(Input& in, Timestamp watermark) {
+    bool was_idle = in.idle;
+    in.idle = false;
+    if (watermark <= in.watermark && !was_idle) return;
+    in.watermark = std::max(in.watermark, watermark);
+    if (!Counts(in)) return;
+    combiner_.SetIdle(in.slot, false);
+    combiner_.UpdateWatermark(in.slot, in.watermark);
+    SyncOutput();
   }
-  void OnEndOfInput() override {
-    EmitWatermark(kMaxWatermark);
-    out_.EndInput();
+  void InputStatus(Input& in, bool idle) {
+    in.idle = idle;
+    if (!Counts(in)) return;
+    combiner_.SetIdle(in.slot, idle);
+    SyncOutput();
   }
 
-  Timestamp NextProcessingDeadline() const override { return next_emit_; }
-  void OnProcessingTime(Timestamp now) override {
-    if (generator_ == nullptr || next_emit_ == kMaxWatermark) return;
-    GuardUserCode(this->name(), [&] { generator_->OnPeriodicEmit(*this); });
-    next_emit_ = now + interval_;
+  // --- SplitConsumers ---------------------------------------------------------------------------
+  BatchConsumer<T>* AddSplit(std::string_view) override {
+    auto split = std::make_unique<Input>(this);
+    GuardUserCode(this->name(), [&] { split->generator = strategy_.CreateGenerator(clock_); });
+    split->slot = combiner_.AddInput();
+    splits_used_ = true;
+    if (main_->slot >= 0 && !main_->has_records) {
+      combiner_.Release(main_->slot);
+      main_->slot = -1;
+    }
+    splits_.push_back(std::move(split));
+    SyncOutput();
+    return splits_.back().get();
+  }
+  void ReleaseSplit(BatchConsumer<T>* consumer) override {
+    auto it = std::find_if(splits_.begin(), splits_.end(),
+                           [&](const auto& s) { return s.get() == consumer; });
+    if (it == splits_.end()) return;
+    if (splits_.size() == 1 && main_->slot < 0) {
+      // The last split goes: the main output stands in, with the status the subtask has, so
+      // that the subtask keeps its watermark and can still become idle.
+      bool was_idle = combiner_.idle();
+      main_->slot = combiner_.AddInput();
+      if (was_idle) combiner_.SetIdle(main_->slot, true);
+      stand_in_since_ = clock_->NowMillis();
+    }
+    combiner_.Release((*it)->slot);
+    splits_.erase(it);
+    SyncOutput();
   }
 
- private:
-  // WatermarkOutput: only advancing watermarks go downstream; none in batch mode but the last.
-  void EmitWatermark(Timestamp watermark) override {
-    if (watermark <= emitted_) return;
-    if (this->ctx_.batch_mode && watermark != kMaxWatermark) return;
-    emitted_ = watermark;
-    out_.EmitWatermark(watermark);
+  void SyncOutput() {
+    if (deferred_ || this->ctx_.batch_mode || emitted_.watermark == kMaxWatermark) return;
+    emitted_.Sync(
+        combiner_, [&](bool idle) { out_.EmitWatermarkStatus(idle); },
+        [&](Timestamp w) { out_.EmitWatermark(w); });
   }
-  void MarkIdle() override {}
-  void MarkActive() override {}
+  void EmitFinalWatermark() {
+    if (emitted_.watermark == kMaxWatermark) return;
+    if (emitted_.idle) {
+      emitted_.idle = false;
+      out_.EmitWatermarkStatus(false);
+    }
+    emitted_.watermark = kMaxWatermark;
+    out_.EmitWatermark(kMaxWatermark);
+  }
 
   WatermarkStrategy<T> strategy_;
   const Clock* clock_;
   int64_t interval_;
-  std::unique_ptr<WatermarkGenerator<T>> generator_;
+  int64_t idleness_;  // ms; 0 = none
   Collector<T> out_;
-  Timestamp emitted_ = kMinWatermark;
+  WatermarkCombiner combiner_{WatermarkCombiner::Mode::kSplits};
+  CombinedOutput emitted_;
+  std::unique_ptr<Input> main_;
+  std::vector<std::unique_ptr<Input>> splits_;
+  bool splits_used_ = false;
+  bool deferred_ = false;
+  Timestamp stand_in_since_ = kMinWatermark;
   Timestamp next_emit_ = kMaxWatermark;
 };
 
@@ -536,18 +699,29 @@ class SinkOperator final : public OneInputOperator<T> {
   std::unique_ptr<SinkWriter<T>> writer_;
 };
 
+// Polls a reader. With a watermark strategy fused after it (SplitConsumers), the reader's
+// Collector::ForSplit gets a collector per split that feeds that split's generator.
 template <typename T>
-class SourceOperator final : public SourceOperatorBase {
+class SourceOperator final : public SourceOperatorBase, private SplitRouter<T> {
  public:
   SourceOperator(const OperatorSetup& setup, std::unique_ptr<SourceReader<T>> reader)
-      : SourceOperatorBase(setup.runtime), reader_(std::move(reader)), out_(setup.batch_size) {
+      : SourceOperatorBase(setup.runtime),
+        reader_(std::move(reader)),
+        batch_size_(static_cast<size_t>(setup.batch_size)),
+        out_(setup.batch_size) {
     WireCollector(out_, setup);
+    std::vector<BatchConsumerBase*> consumers = setup.ConsumersOf("");
+    if (consumers.size() == 1) {
+      split_consumers_ = static_cast<BatchConsumer<T>*>(consumers[0])->splits();
+    }
+    if (split_consumers_ != nullptr) out_.SetSplitRouter(this);
   }
 
   PollResult Poll(int max_records) override {
     absl::StatusOr<PollResult> result;
     GuardUserCode(name(), [&] { result = reader_->PollNext(out_, max_records); });
     out_.Flush();
+    for (auto& [id, split] : splits_) split->out.Flush();
     if (!result.ok()) throw JobFailure(Annotate(result.status(), name()));
     return *result;
   }
@@ -565,8 +739,34 @@ class SourceOperator final : public SourceOperatorBase {
   }
 
  private:
+  struct Split {
+    explicit Split(size_t batch_size) : out(batch_size) {}
+    Collector<T> out;
+    BatchConsumer<T>* consumer = nullptr;
+  };
+
+  // --- SplitRouter -------------------------------------------------------------------------------
+  Collector<T>& ForSplit(std::string_view split_id) override {
+    auto it = splits_.find(absl::string_view(split_id.data(), split_id.size()));
+    if (it != splits_.end()) return it->second->out;
+    auto split = std::make_unique<Split>(batch_size_);
+    split->consumer = split_consumers_->AddSplit(split_id);
+    split->out.AddConsumer(split->consumer);
+    return splits_.emplace(std::string(split_id), std::move(split)).first->second->out;
+  }
+  void ReleaseSplit(std::string_view split_id) override {
+    auto it = splits_.find(absl::string_view(split_id.data(), split_id.size()));
+    if (it == splits_.end()) return;
+    it->second->out.Flush();
+    split_consumers_->ReleaseSplit(it->second->consumer);
+    splits_.erase(it);
+  }
+
   std::unique_ptr<SourceReader<T>> reader_;
+  size_t batch_size_;
   Collector<T> out_;
+  SplitConsumers<T>* split_consumers_ = nullptr;
+  absl::flat_hash_map<std::string, std::unique_ptr<Split>> splits_;
 };
 
 }  // namespace sluice::internal

@@ -58,6 +58,9 @@ class SideOutputs {
   void EmitWatermark(Timestamp watermark) {
     for (auto& e : entries_) e.collector->EmitWatermark(watermark);
   }
+  void EmitWatermarkStatus(bool idle) {
+    for (auto& e : entries_) e.collector->EmitWatermarkStatus(idle);
+  }
 
  private:
   struct Entry {

@@ -75,14 +75,18 @@ class BoundedOutOfOrdernessWatermarks final : public WatermarkGenerator<T> {
   Timestamp max_timestamp_;
 };
 
-// Wraps a generator: when no record arrived for `timeout` of processing time, the input is
-// marked idle (Flink's WatermarksWithIdleness).
+// Wraps a generator: when no record arrived for `timeout` of processing time (counted from the
+// generator's creation or the last record), the input is marked idle at the next periodic emit
+// (Flink's WatermarksWithIdleness); the next record marks it active again.
 template <typename T>
 class WatermarksWithIdleness final : public WatermarkGenerator<T> {
  public:
   WatermarksWithIdleness(std::unique_ptr<WatermarkGenerator<T>> inner, absl::Duration timeout,
                          const Clock* clock)
-      : inner_(std::move(inner)), timeout_(ToMillis(timeout)), clock_(clock) {}
+      : inner_(std::move(inner)),
+        timeout_(ToMillis(timeout)),
+        clock_(clock),
+        last_activity_(clock->NowMillis()) {}
 
   void OnEvent(const T& event, Timestamp timestamp, WatermarkOutput& output) override {
     Activity(output);
@@ -96,9 +100,7 @@ class WatermarksWithIdleness final : public WatermarkGenerator<T> {
   }
   void OnPeriodicEmit(WatermarkOutput& output) override {
     if (idle_) return;
-    Timestamp now = clock_->NowMillis();
-    if (last_activity_ == kNoTimestamp) last_activity_ = now;
-    if (now - last_activity_ >= timeout_) {
+    if (clock_->NowMillis() - last_activity_ >= timeout_) {
       idle_ = true;
       output.MarkIdle();
       return;
@@ -117,7 +119,7 @@ class WatermarksWithIdleness final : public WatermarkGenerator<T> {
   std::unique_ptr<WatermarkGenerator<T>> inner_;
   int64_t timeout_;
   const Clock* clock_;
-  Timestamp last_activity_ = kNoTimestamp;
+  Timestamp last_activity_;
   bool idle_ = false;
 };
 
