@@ -12,7 +12,9 @@
 #include <sluice/api/data_stream.h>
 #include <sluice/api/functions.h>
 #include <sluice/api/job_handle.h>
+#include <sluice/api/join.h>
 #include <sluice/api/stream_environment.h>
+#include <sluice/api/windowed_stream.h>
 #include <sluice/connectors/collection_source.h>
 #include <sluice/connectors/file.h>
 #include <sluice/connectors/sink.h>
@@ -26,3 +28,4 @@
 #include <sluice/core/runtime_context.h>
 #include <sluice/core/runtime_options.h>
 #include <sluice/core/status.h>
+#include <sluice/core/counters.h>

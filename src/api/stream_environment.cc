@@ -148,6 +148,9 @@ bool JobHandle::WaitFor(absl::Duration timeout) { return job_ ? job_->WaitFor(ti
 void JobHandle::Cancel() {
   if (job_) job_->Cancel();
 }
+std::map<std::string, int64_t> JobHandle::Counters() const {
+  return job_ ? job_->counters().Snapshot() : std::map<std::string, int64_t>{};
+}
 bool JobHandle::IsDone() const { return job_ ? job_->IsDone() : true; }
 const std::string& JobHandle::name() const {
   static const std::string* const kNone = new std::string();

@@ -173,8 +173,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
       for (auto it = members.rbegin(); it != members.rend(); ++it) {
         const StreamNode& node = graph.nodes[static_cast<size_t>(*it)];
         OperatorSetup setup;
-        setup.runtime =
-            RuntimeContext{node.name, task->name(), s, p, options.max_parallelism, batch_mode};
+        setup.runtime = RuntimeContext{node.name,  task->name(), s, p, options.max_parallelism,
+                                       batch_mode, &counters_};
         setup.batch_size = options.batch_size;
         setup.services = task;
         setup.clock = clock_.get();

@@ -58,6 +58,8 @@ template <typename T>
 class DataStreamSink;
 template <typename T1, typename T2>
 class ConnectedStreams;
+template <typename A, typename B, bool kJoin>
+class TwoInputWindowBuilder;
 
 namespace internal {
 
@@ -281,6 +283,19 @@ class DataStream {
     }
   }
 
+  // Windows over the whole stream, in one subtask (api/windowed_stream.h).
+  template <typename Assigner>
+  auto WindowAll(Assigner assigner) const;
+  auto CountWindowAll(int64_t size) const;
+  auto CountWindowAll(int64_t size, int64_t slide) const;
+
+  // Window join and co-group with `other` (api/join.h):
+  //   a.Join(b).Where(key_a).EqualTo(key_b).Window(assigner).Apply(fn)
+  template <typename U>
+  TwoInputWindowBuilder<T, U, true> Join(const DataStream<U>& other) const;
+  template <typename U>
+  TwoInputWindowBuilder<T, U, false> CoGroup(const DataStream<U>& other) const;
+
   // Two streams of possibly different types, processed by one operator (CoMap / CoFlatMap).
   template <typename U>
   ConnectedStreams<T, U> Connect(const DataStream<U>& other) const {
@@ -375,6 +390,14 @@ class KeyedStream : public DataStream<T> {
           std::make_unique<internal::KeyedProcessOperator<K, T, O, KS, F>>(s, ks, fn));
     });
   }
+
+  // Windows per key (api/windowed_stream.h): Window(assigner) with Flink's assigners, and count
+  // windows — CountWindow(n) fires every n elements of a key, CountWindow(n, slide) every `slide`
+  // elements over the last n.
+  template <typename Assigner>
+  auto Window(Assigner assigner) const;
+  auto CountWindow(int64_t size) const;
+  auto CountWindow(int64_t size, int64_t slide) const;
 
   const KS& key_selector() const { return key_selector_; }
 

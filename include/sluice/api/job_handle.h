@@ -10,6 +10,8 @@
 // FailedPrecondition, WaitFor() and IsDone() return true, Cancel() does nothing.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -38,6 +40,9 @@ class JobHandle {
   void Cancel();
   bool IsDone() const;
   const std::string& name() const;
+  // The job's counters ("<operator name>.<counter>" → value summed over subtasks), e.g.
+  // "Window.numLateRecordsDropped". Final once Wait() returned. Empty for a moved-from handle.
+  std::map<std::string, int64_t> Counters() const;
 
  private:
   std::shared_ptr<internal::Job> job_;

@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include <sluice/core/counters.h>
+
 namespace sluice {
 
 struct RuntimeContext {
@@ -20,6 +22,8 @@ struct RuntimeContext {
   int max_parallelism = 128;
   // True when the job runs in ExecutionMode::kBatch (resolved, never kAutomatic).
   bool batch_mode = false;
+  // The job's counters (never null inside a running job).
+  Counters* counters = nullptr;
 };
 
 }  // namespace sluice

@@ -1,0 +1,773 @@
+// The window operator: Flink's WindowOperator / EvictingWindowOperator semantics, typed. Internal.
+//
+// Per record: the assigner gives the windows; a window whose cleanup time (max timestamp +
+// allowed lateness, event time) the watermark has passed is late and skipped; the element is
+// added to each other window's contents; the trigger decides FIRE / PURGE; a cleanup timer is
+// registered. A record that went into no window and is late (timestamp + lateness <= watermark)
+// goes to the late-data side output, or is counted in "<operator>.numLateRecordsDropped".
+// Timers are per (key, window, time) in TimerQueues; event-time timers fire when the watermark
+// passes them, before the watermark goes downstream. At a window's cleanup time its contents,
+// trigger state and merging-set entry are freed.
+//
+// Merging windows (sessions) keep, per key, the set of current windows; a new window that
+// overlaps others merges with them (trigger OnMerge, the merged windows' trigger state and
+// cleanup timers cleared, their contents combined into the result window).
+//
+// How contents are kept is a policy (`Acc`): the reduced value, an aggregate accumulator, the
+// list of elements, or (with an evictor) the list of timestamped elements. What runs on firing is
+// `WinFn`: pass the result through, or a user process window function.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <numeric>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+
+#include <sluice/internal/operators.h>
+#include <sluice/internal/timer_queue.h>
+#include <sluice/window/triggers.h>
+#include <sluice/window/window_functions.h>
+#include <sluice/window/windows.h>
+
+namespace sluice::internal {
+
+// The key of WindowAll: every record has it.
+struct AllKey {
+  bool operator==(const AllKey&) const = default;
+  template <typename H>
+  friend H AbslHashValue(H h, const AllKey&) {
+    return H::combine(std::move(h), uint8_t{0});
+  }
+};
+struct AllKeySelector {
+  template <typename T>
+  AllKey operator()(const T&) const {
+    return {};
+  }
+};
+
+// --- Contents policies ---------------------------------------------------------------------------
+
+// Reduce: the window keeps one value.
+template <typename In, typename F>
+struct ReduceContents {
+  using State = In;
+  using Result = In;
+  F fn;
+  void Add(std::optional<State>& s, const In& v, Timestamp) {
+    if (s) {
+      *s = std::invoke(fn, std::as_const(*s), v);
+    } else {
+      s.emplace(v);
+    }
+  }
+  void Merge(std::optional<State>& into, State& from) {
+    if (into) {
+      *into = std::invoke(fn, std::as_const(*into), std::as_const(from));
+    } else {
+      into.emplace(std::move(from));
+    }
+  }
+  template <typename W, typename G>
+  void Fire(State& s, const W&, G&& g) {
+    g(std::span<const Result>(&s, 1));
+  }
+};
+
+// Aggregate: the window keeps one accumulator.
+template <typename In, typename A>
+struct AggregateContents {
+  using State = typename A::AccumulatorType;
+  using Result = typename A::OutputType;
+  A agg;
+  void Add(std::optional<State>& s, const In& v, Timestamp) {
+    if (!s) s.emplace(agg.CreateAccumulator());
+    agg.Add(v, *s);
+  }
+  void Merge(std::optional<State>& into, State& from) {
+    if (into) {
+      agg.Merge(std::as_const(from), *into);
+    } else {
+      into.emplace(std::move(from));
+    }
+  }
+  template <typename W, typename G>
+  void Fire(State& s, const W&, G&& g) {
+    Result r = agg.GetResult(std::as_const(s));
+    g(std::span<const Result>(&r, 1));
+  }
+};
+
+// Process: the window keeps every element, in arrival order.
+template <typename In>
+struct ListContents {
+  using State = std::vector<In>;
+  using Result = In;
+  void Add(std::optional<State>& s, const In& v, Timestamp) {
+    if (!s) s.emplace();
+    s->push_back(v);
+  }
+  void Merge(std::optional<State>& into, State& from) {
+    if (!into) {
+      into.emplace(std::move(from));
+    } else {
+      into->insert(into->end(), std::make_move_iterator(from.begin()),
+                   std::make_move_iterator(from.end()));
+    }
+  }
+  template <typename W, typename G>
+  void Fire(State& s, const W&, G&& g) {
+    g(std::span<const Result>(s));
+  }
+};
+
+// With an evictor: every element with its timestamp; on firing, evict before, run the inner
+// policy's function over what is left, evict after (Flink's EvictingWindowOperator).
+template <typename In, typename Inner, typename E>
+struct EvictingContents {
+  using State = std::vector<TimestampedValue<In>>;
+  using Result = typename Inner::Result;
+  Inner inner;
+  E evictor;
+  void Add(std::optional<State>& s, const In& v, Timestamp ts) {
+    if (!s) s.emplace();
+    s->push_back({v, ts});
+  }
+  void Merge(std::optional<State>& into, State& from) {
+    if (!into) {
+      into.emplace(std::move(from));
+    } else {
+      into->insert(into->end(), std::make_move_iterator(from.begin()),
+                   std::make_move_iterator(from.end()));
+    }
+  }
+  template <typename W, typename G>
+  void Fire(State& s, const W& w, G&& g) {
+    evictor.template EvictBefore<In, W>(s, w);
+    if constexpr (std::is_same_v<Inner, ListContents<In>>) {
+      std::vector<In> values;
+      values.reserve(s.size());
+      for (const auto& e : s) values.push_back(e.value);
+      g(std::span<const Result>(values));
+    } else if constexpr (requires { inner.agg; }) {
+      // Flink's AggregateApplyWindowFunction: a fresh accumulator over what is left.
+      std::optional<typename Inner::State> acc(inner.agg.CreateAccumulator());
+      for (const auto& e : s) inner.agg.Add(e.value, *acc);
+      inner.Fire(*acc, w, g);
+    } else {
+      std::optional<typename Inner::State> acc;
+      for (const auto& e : s) inner.Add(acc, e.value, e.timestamp);
+      if (acc) inner.Fire(*acc, w, g);
+    }
+    evictor.template EvictAfter<In, W>(s, w);
+  }
+};
+
+// --- Window functions ----------------------------------------------------------------------------
+
+// Emits the pre-aggregated result as is (Reduce / Aggregate without a process function).
+struct PassThroughWindowFunction {
+  template <typename K, typename W, typename V, typename Out>
+  void Apply(const K&, WindowContext<W>&, std::span<const V> values, Collector<Out>& out) {
+    for (const V& v : values) out.Collect(v);
+  }
+  template <typename K, typename W>
+  void Clear(const K&, WindowContext<W>&) {}
+};
+
+// A user process window function; kAll: without the key (WindowAll).
+template <typename F, bool kAll>
+struct UserWindowFunction {
+  F fn;
+  void Open(const RuntimeContext& ctx) { OpenUserFunction(fn, ctx); }
+  void Close() { CloseUserFunction(fn); }
+  template <typename K, typename W, typename V, typename Out>
+  void Apply(const K& key, WindowContext<W>& ctx, std::span<const V> values, Collector<Out>& out) {
+    if constexpr (kAll) {
+      if constexpr (requires { fn.Process(ctx, values, out); }) {
+        fn.Process(ctx, values, out);
+      } else {
+        std::invoke(fn, ctx, values, out);
+      }
+    } else {
+      if constexpr (requires { fn.Process(key, ctx, values, out); }) {
+        fn.Process(key, ctx, values, out);
+      } else {
+        std::invoke(fn, key, ctx, values, out);
+      }
+    }
+  }
+  template <typename K, typename W>
+  void Clear(const K& key, WindowContext<W>& ctx) {
+    if constexpr (kAll) {
+      if constexpr (requires { fn.Clear(ctx); }) fn.Clear(ctx);
+    } else {
+      if constexpr (requires { fn.Clear(key, ctx); }) fn.Clear(key, ctx);
+    }
+  }
+};
+
+// The window's settings besides its types.
+template <typename T>
+struct WindowSettings {
+  int64_t allowed_lateness_ms = 0;
+  std::optional<OutputTag<T>> late_tag;
+};
+
+// Flink's isEventTime() of an assigner: GlobalWindows is not event time (nothing is ever late).
+template <typename Assigner>
+inline constexpr bool kEventTimeAssigner =
+    Assigner::kDomain == TimeDomain::kEventTime &&
+    !std::is_same_v<typename Assigner::WindowType, GlobalWindow>;
+
+template <typename K, typename In, typename Out, typename KS, typename Assigner, typename Trig,
+          typename Acc, typename WinFn>
+class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
+  using Base = UserFunctionOperator<In, Out, WinFn>;
+  using W = typename Assigner::WindowType;
+  using State = typename Acc::State;
+  static constexpr bool kEventTime = kEventTimeAssigner<Assigner>;
+  static constexpr bool kMerging = Assigner::kMerging;
+  static constexpr int kTriggerSlots = 8;
+  static constexpr Timestamp kNoTimer = kMinWatermark;
+
+ public:
+  WindowOperator(const OperatorSetup& setup, KS ks, Assigner assigner, Trig trigger, Acc acc,
+                 WinFn fn, WindowSettings<In> settings)
+      : Base(setup, std::move(fn)),
+        key_selector_(std::move(ks)),
+        assigner_(std::move(assigner)),
+        trigger_(std::move(trigger)),
+        acc_(std::move(acc)),
+        settings_(std::move(settings)),
+        clock_(setup.clock),
+        window_ctx_(&this->ctx_, &this->side_, setup.clock),
+        trigger_ctx_(this) {}
+
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    GuardUserCode(this->name(), [&] {
+      for (size_t i = 0; i < records.size(); ++i) ProcessElement(records[i], timestamps[i]);
+    });
+    this->FlushOutputs();
+  }
+
+  void OnWatermark(Timestamp watermark) override {
+    this->watermark_ = watermark;
+    GuardUserCode(this->name(), [&] {
+      typename TimerQueue<K, W>::Timer timer;
+      while (event_timers_.PopDue(watermark, &timer)) OnTimer(timer, TimeDomain::kEventTime);
+    });
+    this->FlushOutputs();
+    Base::OnWatermark(watermark);
+  }
+
+  Timestamp NextProcessingDeadline() const override {
+    return const_cast<WindowOperator*>(this)->processing_timers_.NextTime();
+  }
+  void OnProcessingTime(Timestamp now) override { FireProcessingTimers(now); }
+
+  // A bounded input ended: pending processing-time windows fire now rather than being lost (Flink
+  // drops them; Sluice never drops data silently). Event time already reached +infinity.
+  void OnEndOfInput() override {
+    FireProcessingTimers(kMaxWatermark);
+    Base::OnEndOfInput();
+  }
+
+  void Close() override {
+    if (dropped_ > 0 && this->ctx_.counters != nullptr) {
+      this->ctx_.counters->Add(this->name(), "numLateRecordsDropped", dropped_);
+      dropped_ = 0;
+    }
+    Base::Close();
+  }
+
+  // Tests and debugging: windows with contents or trigger state, and pending timers.
+  size_t num_window_entries() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::optional<State> contents;
+    std::array<std::optional<int64_t>, kTriggerSlots> slots{};
+    // Event-time timers of this (key, window) known to be registered: skips the timer-set lookup
+    // when every record of a window registers the same end-of-window and cleanup timers.
+    std::array<Timestamp, 2> registered{kNoTimer, kNoTimer};
+    bool Empty() const {
+      if (contents) return false;
+      for (const auto& s : slots) {
+        if (s) return false;
+      }
+      return true;
+    }
+  };
+  using EntryKey = std::pair<K, W>;
+
+  // The TriggerContext of the current (key, window).
+  class Ctx final : public OnMergeContext {
+   public:
+    explicit Ctx(WindowOperator* op) : op_(op) {}
+    void Set(const K* key, const W& window, Entry* entry) {
+      key_ = key;
+      window_ = window;
+      entry_ = entry;
+    }
+    Timestamp CurrentWatermark() const override { return op_->watermark_; }
+    Timestamp CurrentProcessingTime() const override { return op_->clock_->NowMillis(); }
+    void RegisterEventTimeTimer(Timestamp time) override {
+      auto& reg = entry_->registered;
+      if (reg[0] == time || reg[1] == time) return;
+      op_->event_timers_.Register(time, *key_, window_);
+      reg[1] = reg[0];
+      reg[0] = time;
+    }
+    void DeleteEventTimeTimer(Timestamp time) override {
+      Forget(time);
+      op_->event_timers_.Delete(time, *key_, window_);
+    }
+    void RegisterProcessingTimeTimer(Timestamp time) override {
+      op_->processing_timers_.Register(time, *key_, window_);
+    }
+    void DeleteProcessingTimeTimer(Timestamp time) override {
+      op_->processing_timers_.Delete(time, *key_, window_);
+    }
+    std::optional<int64_t>& State(int slot) override {
+      if (slot < 0 || slot >= kTriggerSlots) {
+        throw std::out_of_range(absl::StrCat("trigger state slot ", slot, " is out of range [0, ",
+                                             kTriggerSlots, ")"));
+      }
+      return entry_->slots[static_cast<size_t>(slot)];
+    }
+    void MergeState(int slot, int64_t (*fn)(int64_t, int64_t)) override {
+      std::optional<int64_t>& target = State(slot);
+      for (const W& m : *merged_) {
+        if (m == window_) continue;
+        auto it = op_->entries_.find(EntryKey(*key_, m));
+        if (it == op_->entries_.end()) continue;
+        const std::optional<int64_t>& v = it->second.slots[static_cast<size_t>(slot)];
+        if (v) target = target ? fn(*target, *v) : *v;
+      }
+    }
+    void Forget(Timestamp time) {
+      auto& reg = entry_->registered;
+      if (reg[0] == time) reg[0] = kNoTimer;
+      if (reg[1] == time) reg[1] = kNoTimer;
+    }
+    void SetMerged(const std::vector<W>* merged) { merged_ = merged; }
+
+   private:
+    WindowOperator* op_;
+    const K* key_ = nullptr;
+    W window_{};
+    Entry* entry_ = nullptr;
+    const std::vector<W>* merged_ = nullptr;
+  };
+
+  void ProcessElement(const In& value, Timestamp timestamp) {
+    Timestamp assign_time = timestamp;
+    if constexpr (Assigner::kDomain == TimeDomain::kProcessingTime) {
+      assign_time = clock_->NowMillis();
+    } else if constexpr (kEventTime) {
+      if (timestamp == kNoTimestamp) [[unlikely]] {
+        throw std::invalid_argument(
+            "a record has no timestamp, but the window assigner works in event time: give the "
+            "stream timestamps with a WatermarkStrategy (FromSource(source, strategy) or "
+            "AssignTimestampsAndWatermarks), or use a processing-time window assigner");
+      }
+    }
+    key_ = key_selector_(value);
+    windows_.clear();
+    assigner_.AssignWindows(value, assign_time, windows_);
+    bool skipped = true;
+    for (const W& assigned : windows_) {
+      W window = assigned;
+      if constexpr (kMerging) {
+        window = AddToMergingSet(assigned);
+        if (IsWindowLate(window)) {
+          RetireWindow(window);
+          continue;
+        }
+      } else {
+        if (IsWindowLate(window)) continue;
+      }
+      skipped = false;
+      Entry& e = entries_.try_emplace(EntryKey(*key_, window)).first->second;
+      acc_.Add(e.contents, value, timestamp);
+      trigger_ctx_.Set(&*key_, window, &e);
+      TriggerResult r = trigger_.OnElement(value, timestamp, window, trigger_ctx_);
+      if (IsFire(r) && e.contents) Emit(window, *e.contents);
+      if (IsPurge(r)) e.contents.reset();
+      RegisterCleanupTimer(window);
+      if (e.Empty()) entries_.erase(EntryKey(*key_, window));
+    }
+    if (skipped && IsElementLate(timestamp)) {
+      if (settings_.late_tag) {
+        this->side_.Emit(*settings_.late_tag, In(value), timestamp);
+      } else {
+        ++dropped_;
+      }
+    }
+  }
+
+  void FireProcessingTimers(Timestamp now) {
+    GuardUserCode(this->name(), [&] {
+      typename TimerQueue<K, W>::Timer timer;
+      while (processing_timers_.PopDue(now, &timer)) OnTimer(timer, TimeDomain::kProcessingTime);
+    });
+    this->FlushOutputs();
+  }
+
+  void OnTimer(const typename TimerQueue<K, W>::Timer& timer, TimeDomain domain) {
+    if constexpr (kMerging) {
+      auto set = merging_.find(timer.key);
+      if (set == merging_.end() ||
+          std::find(set->second.begin(), set->second.end(), timer.ns) == set->second.end()) {
+        return;  // the window was merged into another or already retired
+      }
+    }
+    key_ = timer.key;
+    const W& window = timer.ns;
+    auto [it, inserted] = entries_.try_emplace(EntryKey(timer.key, window));
+    Entry* e = &it->second;
+    trigger_ctx_.Set(&*key_, window, e);
+    TriggerResult r;
+    if (domain == TimeDomain::kEventTime) {
+      trigger_ctx_.Forget(timer.time);
+      r = trigger_.OnEventTime(timer.time, window, trigger_ctx_);
+    } else {
+      r = trigger_.OnProcessingTime(timer.time, window, trigger_ctx_);
+    }
+    if (IsFire(r) && e->contents) Emit(window, *e->contents);
+    if (IsPurge(r)) e->contents.reset();
+    bool event_time_domain = domain == TimeDomain::kEventTime;
+    if (event_time_domain == kEventTime && timer.time == CleanupTime(window)) {
+      ClearAllState(window);
+    } else if (e->Empty()) {
+      entries_.erase(it);
+    }
+  }
+
+  void Emit(const W& window, State& contents) {
+    this->out_.SetTimestamp(window.max_timestamp());
+    window_ctx_.Set(&window, this->watermark_);
+    acc_.Fire(contents, window, [&](auto values) {
+      this->fn_.Apply(*key_, window_ctx_, values, this->out_);
+    });
+  }
+
+  // Frees everything of (current key, window): contents, trigger state (the trigger's Clear
+  // deletes its timers), the window function's per-window state, the merging-set entry.
+  void ClearAllState(const W& window) {
+    auto it = entries_.try_emplace(EntryKey(*key_, window)).first;
+    trigger_ctx_.Set(&*key_, window, &it->second);
+    trigger_.Clear(window, trigger_ctx_);
+    window_ctx_.Set(&window, this->watermark_);
+    this->fn_.Clear(*key_, window_ctx_);
+    entries_.erase(EntryKey(*key_, window));
+    if constexpr (kMerging) RetireWindow(window);
+  }
+
+  static Timestamp CleanupTimeOf(const W& window, int64_t lateness) {
+    if constexpr (kEventTime) {
+      return SaturatingAdd(window.max_timestamp(), lateness);
+    } else {
+      return window.max_timestamp();
+    }
+  }
+  Timestamp CleanupTime(const W& window) const {
+    return CleanupTimeOf(window, settings_.allowed_lateness_ms);
+  }
+  bool IsWindowLate(const W& window) const {
+    return kEventTime && CleanupTime(window) <= this->watermark_;
+  }
+  bool IsElementLate(Timestamp timestamp) const {
+    return kEventTime &&
+           SaturatingAdd(timestamp, settings_.allowed_lateness_ms) <= this->watermark_;
+  }
+  // Uses the trigger context of the current (key, window).
+  void RegisterCleanupTimer(const W& window) {
+    Timestamp t = CleanupTime(window);
+    if (t == kMaxWatermark) return;  // never cleaned up (global windows)
+    if constexpr (kEventTime) {
+      trigger_ctx_.RegisterEventTimeTimer(t);
+    } else {
+      trigger_ctx_.RegisterProcessingTimeTimer(t);
+    }
+  }
+  void DeleteCleanupTimer(const W& window) {
+    Timestamp t = CleanupTime(window);
+    if (t == kMaxWatermark) return;
+    if constexpr (kEventTime) {
+      trigger_ctx_.DeleteEventTimeTimer(t);
+    } else {
+      trigger_ctx_.DeleteProcessingTimeTimer(t);
+    }
+  }
+
+  // --- Merging windows (Flink's MergingWindowSet.addWindow) ---------------------------------------
+
+  // Adds `window` to the current key's set, merging it with the windows it overlaps; returns the
+  // window the element belongs to.
+  W AddToMergingSet(const W& window) {
+    std::vector<W>& set = merging_[*key_];
+    std::vector<W> all = set;
+    all.push_back(window);
+    W result = window;
+    bool merged_new = false;
+    bool any = false;
+    MergeTimeWindows(std::move(all), [&](const W& cover, std::vector<W>& members) {
+      any = true;
+      auto self = std::find(members.begin(), members.end(), window);
+      if (self != members.end()) {
+        members.erase(self);
+        merged_new = true;
+        result = cover;
+      }
+      if (members.empty()) return;
+      std::erase_if(set, [&](const W& w) {
+        return std::find(members.begin(), members.end(), w) != members.end();
+      });
+      set.push_back(cover);
+      if (!(members.size() == 1 && members[0] == cover)) MergeWindows(cover, members);
+    });
+    if (!any || (result == window && !merged_new)) set.push_back(window);
+    return result;
+  }
+
+  void MergeWindows(const W& cover, const std::vector<W>& members) {
+    if (kEventTime && CleanupTime(cover) <= this->watermark_) {
+      throw std::logic_error(
+          "the end of an event-time session window became earlier than the watermark by merging");
+    }
+    Entry* target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
+    trigger_ctx_.Set(&*key_, cover, target);
+    trigger_ctx_.SetMerged(&members);
+    trigger_.OnMerge(cover, trigger_ctx_);
+    trigger_ctx_.SetMerged(nullptr);
+    for (const W& m : members) {
+      auto it = entries_.find(EntryKey(*key_, m));
+      Entry scratch;
+      trigger_ctx_.Set(&*key_, m, it == entries_.end() ? &scratch : &it->second);
+      trigger_.Clear(m, trigger_ctx_);
+      DeleteCleanupTimer(m);
+    }
+    // Contents in window order, so a process function sees the session's elements grouped by the
+    // part they arrived in.
+    std::vector<W> ordered = members;
+    std::sort(ordered.begin(), ordered.end());
+    for (const W& m : ordered) {
+      auto it = entries_.find(EntryKey(*key_, m));
+      if (it == entries_.end()) continue;
+      std::optional<State> moved = std::move(it->second.contents);
+      entries_.erase(it);
+      target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
+      if (moved) acc_.Merge(target->contents, *moved);
+    }
+    if (target->Empty()) entries_.erase(EntryKey(*key_, cover));
+  }
+
+  void RetireWindow(const W& window) {
+    auto it = merging_.find(*key_);
+    if (it == merging_.end()) return;
+    std::erase(it->second, window);
+    if (it->second.empty()) merging_.erase(it);
+  }
+
+  KS key_selector_;
+  Assigner assigner_;
+  Trig trigger_;
+  Acc acc_;
+  WindowSettings<In> settings_;
+  const Clock* clock_;
+  WindowContext<W> window_ctx_;
+  Ctx trigger_ctx_;
+
+  std::optional<K> key_;       // the key being processed
+  std::vector<W> windows_;     // scratch: the windows of the current element
+  absl::flat_hash_map<EntryKey, Entry> entries_;
+  TimerQueue<K, W> event_timers_;
+  TimerQueue<K, W> processing_timers_;
+  // Merging assigners: the current windows of each key.
+  absl::flat_hash_map<K, std::vector<W>> merging_;
+  int64_t dropped_ = 0;
+};
+
+
+// Sliding (and tumbling) event-time windows with the default trigger and an incremental function
+// (Reduce, Aggregate; optionally followed by a process function): instead of adding each element
+// to size/slide windows, it goes into one slice ("pane") of gcd(size, slide) ms, and a firing
+// window combines the partial results of its slices. Results equal the window operator's when the
+// reduce function is associative and commutative (Flink merges partial reductions of session
+// windows too); per record: one hash lookup and one fold.
+//
+// Same rules as WindowOperator with EventTimeTrigger: a window fires when the watermark passes
+// its max timestamp if any of its slices has contents; a late element within the allowed lateness
+// re-fires its windows at once; at a window's cleanup time (max timestamp + lateness) the slices
+// that no later window covers are freed.
+template <typename K, typename In, typename Out, typename KS, typename Assigner, typename Acc,
+          typename WinFn>
+class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
+  using Base = UserFunctionOperator<In, Out, WinFn>;
+  using State = typename Acc::State;
+  using SliceKey = std::pair<K, Timestamp>;  // (key, slice start)
+
+ public:
+  SlicingWindowOperator(const OperatorSetup& setup, KS ks, Assigner assigner, Acc acc, WinFn fn,
+                        WindowSettings<In> settings)
+      : Base(setup, std::move(fn)),
+        key_selector_(std::move(ks)),
+        size_(assigner.size()),
+        slide_(assigner.slide()),
+        offset_(assigner.offset()),
+        pane_(std::gcd(assigner.size(), assigner.slide())),
+        acc_(std::move(acc)),
+        settings_(std::move(settings)),
+        window_ctx_(&this->ctx_, &this->side_, setup.clock) {}
+
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    GuardUserCode(this->name(), [&] {
+      for (size_t i = 0; i < records.size(); ++i) ProcessElement(records[i], timestamps[i]);
+    });
+    this->FlushOutputs();
+  }
+
+  void OnWatermark(Timestamp watermark) override {
+    this->watermark_ = watermark;
+    GuardUserCode(this->name(), [&] {
+      typename TimerQueue<K, Timestamp>::Timer timer;
+      while (timers_.PopDue(watermark, &timer)) OnTimer(timer);
+    });
+    this->FlushOutputs();
+    Base::OnWatermark(watermark);
+  }
+
+  void Close() override {
+    if (dropped_ > 0 && this->ctx_.counters != nullptr) {
+      this->ctx_.counters->Add(this->name(), "numLateRecordsDropped", dropped_);
+      dropped_ = 0;
+    }
+    Base::Close();
+  }
+
+  size_t num_slices() const { return slices_.size(); }
+
+ private:
+  Timestamp CleanupTime(Timestamp start) const {
+    return SaturatingAdd(start + size_ - 1, settings_.allowed_lateness_ms);
+  }
+
+  void ProcessElement(const In& value, Timestamp timestamp) {
+    if (timestamp == kNoTimestamp) [[unlikely]] {
+      throw std::invalid_argument(
+          "a record has no timestamp, but the window assigner works in event time: give the "
+          "stream timestamps with a WatermarkStrategy (FromSource(source, strategy) or "
+          "AssignTimestampsAndWatermarks), or use a processing-time window assigner");
+    }
+    const Timestamp wm = this->watermark_;
+    const Timestamp last_start = WindowStartWithOffset(timestamp, offset_, slide_);
+    // The latest window has the latest cleanup time: if it is late, every window is.
+    if (CleanupTime(last_start) <= wm) {
+      if (SaturatingAdd(timestamp, settings_.allowed_lateness_ms) <= wm) {
+        if (settings_.late_tag) {
+          this->side_.Emit(*settings_.late_tag, In(value), timestamp);
+        } else {
+          ++dropped_;
+        }
+      }
+      return;
+    }
+    key_ = key_selector_(value);
+    const Timestamp slice = WindowStartWithOffset(timestamp, offset_, pane_);
+    auto [it, inserted] = slices_.try_emplace(SliceKey(*key_, slice));
+    acc_.Add(it->second, value, timestamp);
+    if (inserted) {
+      // A new slice: its live windows need their firing and cleanup timers.
+      for (Timestamp start = last_start; start > timestamp - size_; start -= slide_) {
+        Timestamp max = start + size_ - 1;
+        if (CleanupTime(start) <= wm) break;  // this and earlier windows are gone
+        if (max > wm) timers_.Register(max, *key_, start);
+        if (settings_.allowed_lateness_ms > 0) timers_.Register(CleanupTime(start), *key_, start);
+      }
+    }
+    // Late but within the allowed lateness: the windows already fired fire again at once (the
+    // EventTimeTrigger's FIRE on element), latest window first as the assigner orders them.
+    Timestamp first_start = last_start;
+    while (first_start - slide_ > timestamp - size_) first_start -= slide_;
+    if (first_start + size_ - 1 <= wm) {
+      for (Timestamp start = last_start; start > timestamp - size_; start -= slide_) {
+        if (start + size_ - 1 > wm) continue;
+        if (CleanupTime(start) <= wm) break;
+        FireWindow(start);
+      }
+    }
+  }
+
+  void OnTimer(const typename TimerQueue<K, Timestamp>::Timer& timer) {
+    key_ = timer.key;
+    const Timestamp start = timer.ns;
+    if (timer.time == start + size_ - 1) FireWindow(start);
+    if (timer.time == CleanupTime(start)) {
+      TimeWindow window{start, start + size_};
+      window_ctx_.Set(&window, this->watermark_);
+      this->fn_.Clear(*key_, window_ctx_);
+      // No later window covers the slices of [start, start + slide).
+      for (Timestamp s = start; s < start + slide_; s += pane_) slices_.erase(SliceKey(*key_, s));
+    }
+  }
+
+  // Combines the slices of window [start, start + size) of the current key and emits the result.
+  void FireWindow(Timestamp start) {
+    std::optional<State> combined;
+    for (Timestamp s = start; s < start + size_; s += pane_) {
+      auto it = slices_.find(SliceKey(*key_, s));
+      if (it == slices_.end() || !it->second) continue;
+      State copy = *it->second;
+      acc_.Merge(combined, copy);
+    }
+    if (!combined) return;
+    TimeWindow window{start, start + size_};
+    this->out_.SetTimestamp(window.max_timestamp());
+    window_ctx_.Set(&window, this->watermark_);
+    acc_.Fire(*combined, window, [&](auto values) {
+      this->fn_.Apply(*key_, window_ctx_, values, this->out_);
+    });
+  }
+
+  KS key_selector_;
+  const int64_t size_;
+  const int64_t slide_;
+  const int64_t offset_;
+  const int64_t pane_;
+  Acc acc_;
+  WindowSettings<In> settings_;
+  WindowContext<TimeWindow> window_ctx_;
+  std::optional<K> key_;
+  absl::flat_hash_map<SliceKey, std::optional<State>> slices_;
+  // Per (key, window start): the firing time (max timestamp) and the cleanup time.
+  TimerQueue<K, Timestamp> timers_;
+  int64_t dropped_ = 0;
+};
+
+// True when SlicingWindowOperator can run a window: event-time tumbling or sliding windows, the
+// default trigger, no evictor, an incremental function.
+template <typename Assigner, typename Trig, typename Contents>
+inline constexpr bool kSliceable = false;
+template <typename Trig, typename Contents>
+  requires std::is_same_v<Trig, EventTimeTrigger>
+inline constexpr bool kSliceable<SlidingWindows<TimeDomain::kEventTime>, Trig, Contents> =
+    !std::is_same_v<Contents, ListContents<typename Contents::Result>>;
+template <typename Trig, typename Contents>
+  requires std::is_same_v<Trig, EventTimeTrigger>
+inline constexpr bool kSliceable<TumblingWindows<TimeDomain::kEventTime>, Trig, Contents> =
+    !std::is_same_v<Contents, ListContents<typename Contents::Result>>;
+
+}  // namespace sluice::internal
