@@ -230,6 +230,26 @@ TEST(TimestampsAndWatermarksOperatorTest, PerSplitMinimumIdleSplitsLeftOutReleas
                                       "r9000@9000", "wm:8999"));
 }
 
+TEST(TimestampsAndWatermarksOperatorTest, NoSplitLeftKeepsTheWatermarkThenIdlesAfterTheTimeout) {
+  ManualClock clock(0);
+  Recorder<int> rec;
+  internal::TimestampsAndWatermarksOperator<int> op(SetupInto(&rec, &clock),
+                                                    IntStrategy(absl::Seconds(1)));
+  op.Open();
+  internal::SplitConsumers<int>* splits = op.splits();
+  internal::BatchConsumer<int>* s1 = splits->AddSplit("s1");
+  Feed(s1, {1000});
+  AdvanceTo(clock, op, 100);
+  splits->ReleaseSplit(s1);    // no split left at 100: the watermark stays
+  AdvanceTo(clock, op, 1000);  // 900 ms without a split
+  AdvanceTo(clock, op, 1100);  // 1 s: idle
+  internal::BatchConsumer<int>* s2 = splits->AddSplit("s2");
+  Feed(s2, {3000});
+  AdvanceTo(clock, op, 1200);
+  EXPECT_THAT(rec.events,
+              ElementsAre("r1000@1000", "wm:999", "idle", "active", "r3000@3000", "wm:2999"));
+}
+
 TEST(TimestampsAndWatermarksOperatorTest, WithoutSplitsTheMainOutputDecidesAsBefore) {
   ManualClock clock(0);
   Recorder<int> rec;
