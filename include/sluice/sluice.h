@@ -11,6 +11,7 @@
 #include <sluice/api/concepts.h>
 #include <sluice/api/data_stream.h>
 #include <sluice/api/functions.h>
+#include <sluice/api/interval_join.h>
 #include <sluice/api/job_handle.h>
 #include <sluice/api/join.h>
 #include <sluice/api/stream_environment.h>

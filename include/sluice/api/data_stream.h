@@ -34,6 +34,7 @@
 #include <sluice/connectors/source.h>
 #include <sluice/core/output_tag.h>
 #include <sluice/internal/exchange.h>
+#include <sluice/internal/co_process_operators.h>
 #include <sluice/internal/graph.h>
 #include <sluice/internal/operators.h>
 #include <sluice/time/watermark_strategy.h>
@@ -60,6 +61,8 @@ template <typename T1, typename T2>
 class ConnectedStreams;
 template <typename A, typename B, bool kJoin>
 class TwoInputWindowBuilder;
+template <typename K, typename T1, typename T2, typename KS1, typename KS2>
+class KeyedConnectedStreams;
 
 namespace internal {
 
@@ -391,6 +394,22 @@ class KeyedStream : public DataStream<T> {
     });
   }
 
+  // Connected with another keyed stream of the same key type: Process takes a
+  // KeyedCoProcessFunction (Map/FlatMap work as on ConnectedStreams). Any other stream connects
+  // unkeyed, as DataStream::Connect.
+  using DataStream<T>::Connect;
+  template <typename K2, typename U, typename KS2>
+  KeyedConnectedStreams<K, T, U, KS, KS2> Connect(const KeyedStream<K2, U, KS2>& other) const {
+    static_assert(std::is_same_v<K, K2>,
+                  "Connect(): two KeyedStreams connect only when their keys have the same type");
+    return KeyedConnectedStreams<K, T, U, KS, KS2>(*this, other);
+  }
+
+  // Interval join with a keyed stream of the same key type (api/interval_join.h):
+  // IntervalJoin(other).Between(lower, upper).Process(fn).
+  template <typename K2, typename U, typename KS2>
+  auto IntervalJoin(const KeyedStream<K2, U, KS2>& other) const;
+
   // Windows per key (api/windowed_stream.h): Window(assigner) with Flink's assigners, and count
   // windows — CountWindow(n) fires every n elements of a key, CountWindow(n, slide) every `slide`
   // elements over the last n.
@@ -446,10 +465,24 @@ class ConnectedStreams {
     });
   }
 
+  // Partitions both inputs by key: `key1(const T1&)` and `key2(const T2&)` return the same key
+  // type, so records of either input with equal keys meet in one subtask. The result's Process
+  // takes a KeyedCoProcessFunction<K, T1, T2, Out>.
+  template <typename KS1, typename KS2>
+    requires KeySelector<KS1, T1> && KeySelector<KS2, T2>
+  auto KeyBy(KS1 key1, KS2 key2) const {
+    using K = KeyOf<KS1, T1>;
+    static_assert(std::is_same_v<K, KeyOf<KS2, T2>>,
+                  "Connect(...).KeyBy(key1, key2): both key selectors must return the same key "
+                  "type");
+    return KeyedConnectedStreams<K, T1, T2, KS1, KS2>(first_.KeyBy(std::move(key1)),
+                                                      second_.KeyBy(std::move(key2)));
+  }
+
   const DataStream<T1>& first() const { return first_; }
   const DataStream<T2>& second() const { return second_; }
 
- private:
+  // Internal: adds a two-input operator fed by `first` (gate 0) and `second` (gate 1).
   template <typename Out>
   DataStream<Out> Add(std::string name, internal::OperatorFactory factory) const {
     if (first_.env() != second_.env()) {
@@ -461,8 +494,86 @@ class ConnectedStreams {
     return DataStream<Out>(first_.env(), {{id, ""}});
   }
 
+ private:
   DataStream<T1> first_;
   DataStream<T2> second_;
+};
+
+namespace internal {
+
+// The output type of a two-input process function: F::OutputType, or given explicitly.
+template <typename Out, typename F>
+struct CoProcessOutput {
+  using type = Out;
+};
+template <typename F>
+  requires requires { typename F::OutputType; }
+struct CoProcessOutput<Deduce, F> {
+  using type = typename F::OutputType;
+};
+
+}  // namespace internal
+
+// Two connected streams partitioned by keys of one type K (`a.Connect(b).KeyBy(ka, kb)`, or two
+// KeyedStreams connected): Process runs a KeyedCoProcessFunction with per-key timers, as Flink's
+// keyed ConnectedStreams.
+//
+//   class Join : public sluice::KeyedCoProcessFunction<int64_t, Order, Payment, Paid> { ... };
+//   auto paid = orders.Connect(payments)
+//                   .KeyBy([](const Order& o) { return o.id; },
+//                          [](const Payment& p) { return p.order_id; })
+//                   .Process(Join());
+template <typename K, typename T1, typename T2, typename KS1, typename KS2>
+class KeyedConnectedStreams {
+ public:
+  KeyedConnectedStreams(KeyedStream<K, T1, KS1> first, KeyedStream<K, T2, KS2> second)
+      : first_(std::move(first)), second_(std::move(second)) {}
+
+  // A class derived from KeyedCoProcessFunction<K, T1, T2, Out> (or any copyable class with its
+  // ProcessElement1/ProcessElement2, and OnTimer if it uses timers; then write Process<Out>(fn)).
+  template <typename Out = internal::Deduce, typename F>
+  auto Process(F fn) const {
+    static_assert(requires { typename internal::CoProcessOutput<Out, F>::type; },
+                  "Process cannot deduce Out: derive from sluice::KeyedCoProcessFunction<K, In1, "
+                  "In2, Out> or write Process<Out>(fn)");
+    using O = typename internal::CoProcessOutput<Out, F>::type;
+    static_assert(std::copy_constructible<F>, "a process function must be copyable");
+    static_assert(
+        requires(F& f, const T1& a, const T2& b, KeyedProcessContext<K>& ctx, Collector<O>& out) {
+          f.ProcessElement1(a, ctx, out);
+          f.ProcessElement2(b, ctx, out);
+        },
+        "Process on keyed connected streams needs a sluice::KeyedCoProcessFunction<K, In1, In2, "
+        "Out> with ProcessElement1(const In1&, Context&, Collector<Out>&) and "
+        "ProcessElement2(const In2&, Context&, Collector<Out>&)");
+    KS1 ks1 = first_.key_selector();
+    KS2 ks2 = second_.key_selector();
+    return Unkeyed().template Add<O>(
+        "Keyed Co-Process", [ks1, ks2, fn](internal::OperatorSetup& s) {
+          return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
+              std::make_unique<internal::KeyedCoProcessOperator<K, T1, T2, O, KS1, KS2, F>>(
+                  s, ks1, ks2, fn));
+        });
+  }
+
+  // CoMap / CoFlatMap over the keyed inputs, as on ConnectedStreams.
+  template <typename F1, typename F2>
+  auto Map(F1 f1, F2 f2) const {
+    return Unkeyed().Map(std::move(f1), std::move(f2));
+  }
+  template <typename Out = internal::Deduce, typename F1, typename F2>
+  auto FlatMap(F1 f1, F2 f2) const {
+    return Unkeyed().template FlatMap<Out>(std::move(f1), std::move(f2));
+  }
+
+  const KeyedStream<K, T1, KS1>& first() const { return first_; }
+  const KeyedStream<K, T2, KS2>& second() const { return second_; }
+
+ private:
+  ConnectedStreams<T1, T2> Unkeyed() const { return ConnectedStreams<T1, T2>(first_, second_); }
+
+  KeyedStream<K, T1, KS1> first_;
+  KeyedStream<K, T2, KS2> second_;
 };
 
 // The handle of a sink: set its parallelism and name.

@@ -126,4 +126,86 @@ class KeyedProcessFunction {
   virtual void Close() {}
 };
 
+// --- Two inputs ----------------------------------------------------------------------------------
+
+// A process function over two connected streams keyed by the same key type
+// (`a.Connect(b).KeyBy(key_a, key_b).Process(fn)`, or `keyed_a.Connect(keyed_b).Process(fn)`), as
+// Flink's KeyedCoProcessFunction. ProcessElement1 sees the records of the first input,
+// ProcessElement2 those of the second; both share the function object of a subtask, and through
+// the context the current key, its timers and the side outputs. Event-time timers fire when the
+// operator's watermark (the smaller of its two inputs' watermarks) passes them.
+//
+//   class Enrich : public sluice::KeyedCoProcessFunction<int64_t, Order, Customer, Enriched> {
+//     void ProcessElement1(const Order& o, Context& ctx, Collector<Enriched>& out) override;
+//     void ProcessElement2(const Customer& c, Context& ctx, Collector<Enriched>& out) override;
+//     void OnTimer(Timestamp t, Context& ctx, Collector<Enriched>& out) override;
+//   };
+template <typename K, typename In1, typename In2, typename Out>
+class KeyedCoProcessFunction {
+ public:
+  using KeyType = K;
+  using FirstInputType = In1;
+  using SecondInputType = In2;
+  using OutputType = Out;
+  using Context = KeyedProcessContext<K>;
+  virtual ~KeyedCoProcessFunction() = default;
+  virtual void Open(const RuntimeContext&) {}
+  virtual void ProcessElement1(const In1& value, Context& ctx, Collector<Out>& out) = 0;
+  virtual void ProcessElement2(const In2& value, Context& ctx, Collector<Out>& out) = 0;
+  // A timer registered through the context fired; ctx.CurrentKey() is its key and
+  // ctx.time_domain() its kind. Records emitted from an event-time timer carry `time`.
+  virtual void OnTimer(Timestamp /*time*/, Context& /*ctx*/, Collector<Out>& /*out*/) {}
+  virtual void Close() {}
+};
+
+// Context of ProcessJoinFunction::ProcessElement: the timestamps of the joined pair. Valid only
+// during the call.
+class ProcessJoinContext {
+ public:
+  ProcessJoinContext(const RuntimeContext* runtime, internal::SideOutputs* side)
+      : runtime_(runtime), side_(side) {}
+
+  Timestamp LeftTimestamp() const { return left_; }
+  Timestamp RightTimestamp() const { return right_; }
+  // The timestamp of the joined pair: the larger of the two, which output records carry.
+  Timestamp timestamp() const { return left_ > right_ ? left_ : right_; }
+
+  // Emits `value` to the side output `tag`, with the pair's timestamp.
+  template <typename S, typename V>
+  void Output(const OutputTag<S>& tag, V&& value) {
+    side_->Emit(tag, S(std::forward<V>(value)), timestamp());
+  }
+
+  const RuntimeContext& runtime() const { return *runtime_; }
+
+  // --- Runtime side -------------------------------------------------------------------------------
+  void SetTimestamps(Timestamp left, Timestamp right) {
+    left_ = left;
+    right_ = right;
+  }
+
+ private:
+  const RuntimeContext* runtime_;
+  internal::SideOutputs* side_;
+  Timestamp left_ = kNoTimestamp;
+  Timestamp right_ = kNoTimestamp;
+};
+
+// The function of an interval join (`keyed_a.IntervalJoin(keyed_b).Between(lo, hi).Process(fn)`),
+// as Flink's ProcessJoinFunction: called once per joined pair, with the pair's timestamps in the
+// context. Records it emits carry the larger of the two timestamps.
+template <typename In1, typename In2, typename Out>
+class ProcessJoinFunction {
+ public:
+  using FirstInputType = In1;
+  using SecondInputType = In2;
+  using OutputType = Out;
+  using Context = ProcessJoinContext;
+  virtual ~ProcessJoinFunction() = default;
+  virtual void Open(const RuntimeContext&) {}
+  virtual void ProcessElement(const In1& left, const In2& right, Context& ctx,
+                              Collector<Out>& out) = 0;
+  virtual void Close() {}
+};
+
 }  // namespace sluice
