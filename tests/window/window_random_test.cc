@@ -428,6 +428,10 @@ TEST_P(WindowRandomTest, MatchesTheReference) {
   for (const REv& e : c.events) keys.insert(e.key);
   for (int64_t key : keys) {
     EXPECT_THAT(OfKey(got.lists, key), ElementsAreArray(OfKey(want.lists, key))) << "key " << key;
+    EXPECT_THAT(OfKey(got.evicting, key), ElementsAreArray(OfKey(want.lists, key)))
+        << "key " << key;
+    EXPECT_THAT(OfKey(got.aggregates, key), ElementsAreArray(OfKey(want.aggregates, key)))
+        << "key " << key;
   }
 
   std::vector<REv> want_late = ByValue(want.late);
