@@ -504,6 +504,71 @@ TEST_P(WindowOperatorTest, EvictorWithReduceAndAggregateOnTimeWindows) {
                                    F("a", 10, 20, {4, 1}, kMax)));
 }
 
+// An evictor may leave a window empty; a later FIRE of the trigger then has no contents and, as
+// in Flink's EvictingWindowOperator (whose emptied list state reads as null), calls no function.
+TEST_P(WindowOperatorTest, AWindowEmptiedByAnEvictorDoesNotFire) {
+  std::vector<Ev> events = {{"a", 1, 1}, WithMark({"a", 2, 2}, 35), WithMark({"a", 36, 3}, 45)};
+  auto fired = Run(events, [](DataStream<Ev> in) {
+    return in.KeyBy(ByKey)
+        .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(100)))
+        .Trigger(ContinuousEventTimeTrigger::Of(absl::Milliseconds(10)))
+        .Evictor(CountEvictor::Of(0, /*evict_after=*/true))
+        .Process<Fired>(ListValues{});
+  });
+  // Firings at 10 and 40; the timers at 20, 30, 50, ..., 90 and 99 find the window empty.
+  EXPECT_THAT(fired, ElementsAre(F("a", 0, 100, {1, 2}, 35), F("a", 0, 100, {3}, 45)));
+}
+
+// --- Incremental functions fold in arrival order -------------------------------------------------
+
+// Flink's ReducingState folds a window's records in the order they arrive, whatever their
+// timestamps, so a reduce function need not be commutative (here: it records the order).
+// Sluice shares slices between sliding windows by default (which needs a commutative reduce);
+// WithoutSliceSharing() gives Flink's exact behaviour.
+TEST_P(WindowOperatorTest, ReduceFoldsEachWindowInArrivalOrderWithoutSliceSharing) {
+  std::vector<Ev> events = {{"a", 7, 1}, {"a", 2, 2}, {"a", 8, 3}};
+  auto digits = [](const Ev& x, const Ev& y) { return Ev{x.key, 0, x.value * 10 + y.value}; };
+  auto fired = Run(events, [&](DataStream<Ev> in) {
+    return in.KeyBy(ByKey)
+        .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(10), absl::Milliseconds(5)))
+        .WithoutSliceSharing()
+        .Reduce(digits,
+                [](const std::string& key, WindowContext<TimeWindow>& ctx, std::span<const Ev> r,
+                   Collector<Fired>& out) { out.Collect(Result(key, ctx, {r[0].value})); });
+  });
+  // [0, 10) got 7, then 2, then 8; [5, 15) got 7 and 8; [-5, 5) got 2.
+  EXPECT_THAT(fired, UnorderedElementsAre(F("a", -5, 5, {2}, kMax), F("a", 0, 10, {123}, kMax),
+                                          F("a", 5, 15, {13}, kMax)));
+}
+
+// Flink calls AggregateFunction::merge only when windows merge (sessions): with
+// WithoutSliceSharing(), an aggregate that does not support merging works with tumbling and
+// sliding windows. (By default Sluice merges per-slice accumulators of sliding windows.)
+class CountWithoutMerge final : public AggregateFunction<Ev, int64_t, int64_t> {
+ public:
+  int64_t CreateAccumulator() override { return 0; }
+  void Add(const Ev&, int64_t& acc) override { ++acc; }
+  int64_t GetResult(const int64_t& acc) override { return acc; }
+  void Merge(const int64_t&, int64_t&) override {
+    throw std::logic_error("merge is only needed by merging windows");
+  }
+};
+
+TEST_P(WindowOperatorTest, AggregateWithoutMergeWorksWithoutSliceSharing) {
+  std::vector<Ev> events = {{"a", 7, 1}, {"a", 2, 2}, {"a", 8, 3}};
+  auto fired = Run(events, [](DataStream<Ev> in) {
+    return in.KeyBy(ByKey)
+        .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(10), absl::Milliseconds(5)))
+        .WithoutSliceSharing()
+        .Aggregate(CountWithoutMerge(), [](const std::string& key, WindowContext<TimeWindow>& ctx,
+                                           std::span<const int64_t> r, Collector<Fired>& out) {
+          out.Collect(Result(key, ctx, {r[0]}));
+        });
+  });
+  EXPECT_THAT(fired, UnorderedElementsAre(F("a", -5, 5, {1}, kMax), F("a", 0, 10, {3}, kMax),
+                                          F("a", 5, 15, {2}, kMax)));
+}
+
 // --- Sessions and late data ----------------------------------------------------------------------
 
 // Gap 10 ms, allowed lateness 20 ms. A late record that bridges two fired (not yet cleaned up)

@@ -128,6 +128,18 @@ class WindowedStream {
     return result;
   }
 
+  // Sliding and tumbling event-time windows with Reduce or Aggregate (and the default trigger, no
+  // evictor) keep one partial result per slice of gcd(size, slide) and combine the slices of a
+  // window when it fires, instead of folding every record into size/slide windows. That needs a
+  // reduce function that is associative and commutative and an AggregateFunction::Merge. This
+  // turns it off: one value per window, records folded in arrival order, Merge never called for
+  // non-merging windows — Flink's exact behaviour, at the cost of size/slide folds per record.
+  WindowedStream WithoutSliceSharing() const {
+    WindowedStream result = *this;
+    result.settings_.share_slices = false;
+    return result;
+  }
+
   // --- Window functions ---------------------------------------------------------------------------
 
   // `fn(const T&, const T&) -> T`, applied incrementally; emits the reduced value per firing.
@@ -233,6 +245,7 @@ class WindowedStream {
                                                               std::move(contents), fn, settings));
       };
       if constexpr (std::is_same_v<Ev, NoEvictor> && internal::kSliceable<Assigner, Trig, Acc>) {
+        if (!settings.share_slices) return make(acc);
         return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
             std::make_unique<internal::SlicingWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc,
                                                              WinFn>>(s, ks, assigner, acc, fn,

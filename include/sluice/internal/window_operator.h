@@ -172,6 +172,9 @@ struct EvictingContents {
     }
     evictor.template EvictAfter<In, W>(s, w);
   }
+  // An evictor may leave no element: the window then has no contents (Flink's emptied list state
+  // reads as null), so later firings call no function.
+  static bool Emptied(const State& s) { return s.empty(); }
 };
 
 // --- Window functions ----------------------------------------------------------------------------
@@ -223,6 +226,8 @@ template <typename T>
 struct WindowSettings {
   int64_t allowed_lateness_ms = 0;
   std::optional<OutputTag<T>> late_tag;
+  // Sliding/tumbling Reduce and Aggregate keep partial results per slice (SlicingWindowOperator).
+  bool share_slices = true;
 };
 
 // Flink's isEventTime() of an assigner: GlobalWindows is not event time (nothing is ever late).
@@ -404,7 +409,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       acc_.Add(e.contents, value, timestamp);
       trigger_ctx_.Set(&*key_, window, &e);
       TriggerResult r = trigger_.OnElement(value, timestamp, window, trigger_ctx_);
-      if (IsFire(r) && e.contents) Emit(window, *e.contents);
+      if (IsFire(r) && e.contents) Emit(window, e.contents);
       if (IsPurge(r)) e.contents.reset();
       RegisterCleanupTimer(window);
       if (e.Empty()) entries_.erase(EntryKey(*key_, window));
@@ -446,7 +451,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     } else {
       r = trigger_.OnProcessingTime(timer.time, window, trigger_ctx_);
     }
-    if (IsFire(r) && e->contents) Emit(window, *e->contents);
+    if (IsFire(r) && e->contents) Emit(window, e->contents);
     if (IsPurge(r)) e->contents.reset();
     bool event_time_domain = domain == TimeDomain::kEventTime;
     if (event_time_domain == kEventTime && timer.time == CleanupTime(window)) {
@@ -456,12 +461,15 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     }
   }
 
-  void Emit(const W& window, State& contents) {
+  void Emit(const W& window, std::optional<State>& contents) {
     this->out_.SetTimestamp(window.max_timestamp());
     window_ctx_.Set(&window, this->watermark_);
-    acc_.Fire(contents, window, [&](auto values) {
+    acc_.Fire(*contents, window, [&](auto values) {
       this->fn_.Apply(*key_, window_ctx_, values, this->out_);
     });
+    if constexpr (requires { Acc::Emptied(*contents); }) {
+      if (Acc::Emptied(*contents)) contents.reset();
+    }
   }
 
   // Frees everything of (current key, window): contents, trigger state (the trigger's Clear
