@@ -534,9 +534,11 @@ TEST(IdlenessJobTest, AllInputsIdleMakeTheGateIdleWithoutAdvancing) {
   feed_a->Record({"a", 5001});
   ASSERT_TRUE(WaitForSize(sink, 2));
   clock->Set(500);  // a: 5000, b: 99
-  absl::SleepFor(absl::Milliseconds(50));
+  // Time for each source task to act on the clock, so a goes idle before b (not observable in
+  // the output; generous for sanitizer builds).
+  absl::SleepFor(absl::Milliseconds(300));
   clock->Set(1000);  // a idle: b's 99 alone
-  absl::SleepFor(absl::Milliseconds(50));
+  absl::SleepFor(absl::Milliseconds(300));
   clock->Set(2000);  // b idle too: the gate stays at 99 (no jump to +inf or to a's 5000)
   ExpectStaysAt(sink, 2);
   feed_b->Record({"b", 6000});  // b active again
