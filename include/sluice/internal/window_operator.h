@@ -236,6 +236,35 @@ inline constexpr bool kEventTimeAssigner =
     Assigner::kDomain == TimeDomain::kEventTime &&
     !std::is_same_v<typename Assigner::WindowType, GlobalWindow>;
 
+inline constexpr const char* kNoTimestampInEventTimeWindow =
+    "a record has no timestamp, but the window assigner works in event time: give the stream "
+    "timestamps with a WatermarkStrategy (FromSource(source, strategy) or "
+    "AssignTimestampsAndWatermarks), or use a processing-time window assigner";
+
+// Records that went into no window because they were late: to the late-data side output, or
+// counted in the job counter "<operator>.numLateRecordsDropped" (published on Close).
+template <typename In>
+class LateRecords {
+ public:
+  void Add(const WindowSettings<In>& settings, SideOutputs& side, const In& value,
+           Timestamp timestamp) {
+    if (settings.late_tag) {
+      side.Emit(*settings.late_tag, In(value), timestamp);
+    } else {
+      ++dropped_;
+    }
+  }
+  void Publish(const RuntimeContext& ctx) {
+    if (dropped_ > 0 && ctx.counters != nullptr) {
+      ctx.counters->Add(ctx.operator_name, "numLateRecordsDropped", dropped_);
+      dropped_ = 0;
+    }
+  }
+
+ private:
+  int64_t dropped_ = 0;
+};
+
 template <typename K, typename In, typename Out, typename KS, typename Assigner, typename Trig,
           typename Acc, typename WinFn>
 class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
@@ -290,10 +319,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   }
 
   void Close() override {
-    if (dropped_ > 0 && this->ctx_.counters != nullptr) {
-      this->ctx_.counters->Add(this->name(), "numLateRecordsDropped", dropped_);
-      dropped_ = 0;
-    }
+    late_.Publish(this->ctx_);
     Base::Close();
   }
 
@@ -383,10 +409,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       assign_time = clock_->NowMillis();
     } else if constexpr (kEventTime) {
       if (timestamp == kNoTimestamp) [[unlikely]] {
-        throw std::invalid_argument(
-            "a record has no timestamp, but the window assigner works in event time: give the "
-            "stream timestamps with a WatermarkStrategy (FromSource(source, strategy) or "
-            "AssignTimestampsAndWatermarks), or use a processing-time window assigner");
+        throw std::invalid_argument(kNoTimestampInEventTimeWindow);
       }
     }
     key_ = key_selector_(value);
@@ -414,13 +437,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       RegisterCleanupTimer(window);
       if (e.Empty()) entries_.erase(EntryKey(*key_, window));
     }
-    if (skipped && IsElementLate(timestamp)) {
-      if (settings_.late_tag) {
-        this->side_.Emit(*settings_.late_tag, In(value), timestamp);
-      } else {
-        ++dropped_;
-      }
-    }
+    if (skipped && IsElementLate(timestamp)) late_.Add(settings_, this->side_, value, timestamp);
   }
 
   void FireProcessingTimers(Timestamp now) {
@@ -606,7 +623,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   TimerQueue<K, W> processing_timers_;
   // Merging assigners: the current windows of each key.
   absl::flat_hash_map<K, std::vector<W>> merging_;
-  int64_t dropped_ = 0;
+  LateRecords<In> late_;
 };
 
 
@@ -659,10 +676,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   }
 
   void Close() override {
-    if (dropped_ > 0 && this->ctx_.counters != nullptr) {
-      this->ctx_.counters->Add(this->name(), "numLateRecordsDropped", dropped_);
-      dropped_ = 0;
-    }
+    late_.Publish(this->ctx_);
     Base::Close();
   }
 
@@ -675,21 +689,14 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
 
   void ProcessElement(const In& value, Timestamp timestamp) {
     if (timestamp == kNoTimestamp) [[unlikely]] {
-      throw std::invalid_argument(
-          "a record has no timestamp, but the window assigner works in event time: give the "
-          "stream timestamps with a WatermarkStrategy (FromSource(source, strategy) or "
-          "AssignTimestampsAndWatermarks), or use a processing-time window assigner");
+      throw std::invalid_argument(kNoTimestampInEventTimeWindow);
     }
     const Timestamp wm = this->watermark_;
     const Timestamp last_start = WindowStartWithOffset(timestamp, offset_, slide_);
     // The latest window has the latest cleanup time: if it is late, every window is.
     if (CleanupTime(last_start) <= wm) {
       if (SaturatingAdd(timestamp, settings_.allowed_lateness_ms) <= wm) {
-        if (settings_.late_tag) {
-          this->side_.Emit(*settings_.late_tag, In(value), timestamp);
-        } else {
-          ++dropped_;
-        }
+        late_.Add(settings_, this->side_, value, timestamp);
       }
       return;
     }
@@ -762,7 +769,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   absl::flat_hash_map<SliceKey, std::optional<State>> slices_;
   // Per (key, window start): the firing time (max timestamp) and the cleanup time.
   TimerQueue<K, Timestamp> timers_;
-  int64_t dropped_ = 0;
+  LateRecords<In> late_;
 };
 
 // True when SlicingWindowOperator can run a window: event-time tumbling or sliding windows, the
