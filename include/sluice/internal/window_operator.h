@@ -544,6 +544,28 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   // window the element belongs to.
   W AddToMergingSet(const W& window) {
     std::vector<W>& set = merging_[*key_];
+    // The common cases without allocating: the windows of a set never overlap or touch, so the
+    // new window merges exactly with the ones it overlaps or touches.
+    size_t hits = 0, hit = 0;
+    for (size_t i = 0; i < set.size(); ++i) {
+      if (set[i].Intersects(window)) {
+        ++hits;
+        hit = i;
+      }
+    }
+    if (hits == 0) {
+      set.push_back(window);
+      return window;
+    }
+    if (hits == 1) {
+      const W existing = set[hit];
+      const W cover = existing.Cover(window);
+      if (cover == existing) return existing;
+      set[hit] = cover;
+      merge_scratch_.assign(1, existing);
+      MergeWindows(cover, merge_scratch_);
+      return cover;
+    }
     std::vector<W> all = set;
     all.push_back(window);
     W result = window;
@@ -587,9 +609,12 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     }
     // Contents in window order, so a process function sees the session's elements grouped by the
     // part they arrived in.
-    std::vector<W> ordered = members;
-    std::sort(ordered.begin(), ordered.end());
-    for (const W& m : ordered) {
+    std::vector<W> sorted;
+    if (members.size() > 1) {
+      sorted = members;
+      std::sort(sorted.begin(), sorted.end());
+    }
+    for (const W& m : members.size() > 1 ? sorted : members) {
       auto it = entries_.find(EntryKey(*key_, m));
       if (it == entries_.end()) continue;
       std::optional<State> moved = std::move(it->second.contents);
@@ -623,6 +648,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   TimerQueue<K, W> processing_timers_;
   // Merging assigners: the current windows of each key.
   absl::flat_hash_map<K, std::vector<W>> merging_;
+  std::vector<W> merge_scratch_;
   LateRecords<In> late_;
 };
 
