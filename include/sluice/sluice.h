@@ -23,10 +23,10 @@
 #include <sluice/connectors/socket.h>
 #include <sluice/connectors/source.h>
 #include <sluice/core/collector.h>
+#include <sluice/core/counters.h>
 #include <sluice/core/format.h>
 #include <sluice/core/key.h>
 #include <sluice/core/output_tag.h>
 #include <sluice/core/runtime_context.h>
 #include <sluice/core/runtime_options.h>
 #include <sluice/core/status.h>
-#include <sluice/core/counters.h>

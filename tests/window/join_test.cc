@@ -129,13 +129,14 @@ using Group = std::tuple<int64_t, Timestamp, std::vector<int64_t>, std::vector<i
 TEST_P(WindowJoinTest, CoGroupSeesBothSidesOfEveryWindowEvenWhenOneIsEmpty) {
   Input in = RandomInput(7);
   StreamEnvironment env({.parallelism = GetParam()});  // bounded: batch mode
-  auto left = env.FromSource(CollectionSource<Left>(in.left),
-                             WatermarkStrategy<Left>::ForMonotonousTimestamps().WithTimestampAssigner(
-                                 [](const Left& l) { return l.time; }));
-  auto right = env.FromSource(
-      CollectionSource<Right>(in.right),
-      WatermarkStrategy<Right>::ForMonotonousTimestamps().WithTimestampAssigner(
-          [](const Right& r) { return r.time; }));
+  auto left =
+      env.FromSource(CollectionSource<Left>(in.left),
+                     WatermarkStrategy<Left>::ForMonotonousTimestamps().WithTimestampAssigner(
+                         [](const Left& l) { return l.time; }));
+  auto right =
+      env.FromSource(CollectionSource<Right>(in.right),
+                     WatermarkStrategy<Right>::ForMonotonousTimestamps().WithTimestampAssigner(
+                         [](const Right& r) { return r.time; }));
   CollectSink<Group> sink;
   left.CoGroup(right)
       .Where([](const Left& l) { return l.key; })
