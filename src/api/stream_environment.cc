@@ -52,6 +52,13 @@ absl::Status RuntimeOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "RuntimeOptions.worker_threads must be >= 0 (0 = hardware threads), got ", worker_threads));
   }
+  if (state_backend == StateBackendKind::kRocksDb) {
+    if (absl::Status st = rocksdb.Validate(); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("RuntimeOptions.rocksdb: ", st.message()));
+    }
+  } else if (state_backend != StateBackendKind::kHashMap) {
+    return absl::InvalidArgumentError("RuntimeOptions.state_backend is not a StateBackendKind");
+  }
   return absl::OkStatus();
 }
 

@@ -1,12 +1,19 @@
 #include "runtime/job.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <system_error>
 #include <map>
 #include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 
 #include <sluice/core/status.h>
 
@@ -31,6 +38,20 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   SLUICE_RETURN_IF_ERROR(options.Validate());
   clock_ = options.clock ? options.clock : std::make_shared<SystemClock>();
   if (!graph.errors.empty()) return graph.errors.front();
+  state_.kind = options.state_backend;
+  if (state_.kind == StateBackendKind::kRocksDb) {
+    state_.rocksdb = options.rocksdb;
+    state_.rocksdb_resources = MakeRocksDbResources(options.rocksdb);
+    std::string base = options.rocksdb.local_dir;
+    if (base.empty()) {
+      const char* tmp = std::getenv("TMPDIR");
+      base = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/sluice-rocksdb");
+    }
+    static std::atomic<int> job_counter{0};
+    state_.rocksdb_job_dir =
+        absl::StrCat(base, "/job-", ::getpid(), "-", job_counter.fetch_add(1), "-",
+                     absl::ToUnixMicros(absl::Now()));
+  }
   if (graph.nodes.empty()) {
     return absl::FailedPreconditionError(
         "the job has no operators: add a source and a sink before Execute()");
@@ -175,6 +196,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
         OperatorSetup setup;
         setup.runtime = RuntimeContext{node.name,  task->name(), s, p, options.max_parallelism,
                                        batch_mode, &counters_};
+        setup.state = &state_;
+        setup.node_id = node.id;
         setup.batch_size = options.batch_size;
         setup.services = task;
         setup.clock = clock_.get();
@@ -238,6 +261,11 @@ Job::~Job() {
   JoinPool();
   // Tasks own timers bound to the pool's services: destroy them while the pool still exists.
   tasks_.clear();
+  // The operators (and their RocksDB instances) are gone: remove the job's working directory.
+  if (!state_.rocksdb_job_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(state_.rocksdb_job_dir, ec);
+  }
   channels_.clear();
 }
 

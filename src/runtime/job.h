@@ -72,6 +72,7 @@ class Job {
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<std::unique_ptr<Task>> tasks_;
   std::shared_ptr<Clock> clock_;
+  StateBackendSetup state_;  // outlives the operators whose backends use it
   int clock_listener_ = -1;
   std::atomic<bool> cancelled_{false};
 

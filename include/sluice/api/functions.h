@@ -23,6 +23,7 @@
 #include <sluice/core/output_tag.h>
 #include <sluice/core/runtime_context.h>
 #include <sluice/core/status.h>
+#include <sluice/internal/keyed_state_backend.h>
 #include <sluice/internal/side_outputs.h>
 #include <sluice/internal/timer_queue.h>
 #include <sluice/time/clock.h>
@@ -89,12 +90,17 @@ class KeyedProcessContext : public ProcessContext {
     const Clock* clock = nullptr;
   };
   void SetTimers(Timers* timers) { timers_ = timers; }
-  void SetCurrentKey(K key) { key_.emplace(std::move(key)); }
+  void SetState(internal::KeyedStateBackend<K>* state) { state_ = state; }
+  void SetCurrentKey(K key) {
+    key_.emplace(std::move(key));
+    if (state_ != nullptr) state_->SetCurrentKey(&*key_);
+  }
   void SetTimeDomain(TimeDomain d) { domain_ = d; }
 
  private:
   std::optional<K> key_;
   Timers* timers_ = nullptr;
+  internal::KeyedStateBackend<K>* state_ = nullptr;
   TimeDomain domain_ = TimeDomain::kEventTime;
 };
 

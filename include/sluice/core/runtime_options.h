@@ -10,6 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
+#include <sluice/state/rocksdb_options.h>
+#include <sluice/state/state.h>
 #include <sluice/time/clock.h>
 
 namespace sluice {
@@ -44,6 +46,10 @@ struct RuntimeOptions {
   absl::Duration auto_watermark_interval = absl::Milliseconds(200);
   // Where processing time comes from. nullptr = the system clock. Tests inject a ManualClock.
   std::shared_ptr<Clock> clock;
+  // Where keyed state lives. Default kHashMap.
+  StateBackendKind state_backend = StateBackendKind::kHashMap;
+  // Used when state_backend is kRocksDb.
+  RocksDbStateOptions rocksdb;
 
   // Returns InvalidArgument naming the first bad field.
   absl::Status Validate() const;

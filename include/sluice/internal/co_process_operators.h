@@ -134,10 +134,14 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
       : Base(setup, std::move(fn)),
         ks1_(std::move(ks1)),
         ks2_(std::move(ks2)),
-        context_(&this->ctx_, &this->side_) {
+        context_(&this->ctx_, &this->side_),
+        state_(MakeKeyedStateBackend<K>(setup)) {
     timers_.clock = setup.clock;
     context_.SetTimers(&timers_);
+    context_.SetState(state_.get());
+    this->ctx_.keyed_state = state_.get();
   }
+  KeyedStateBackend<K>& state() { return *state_; }
 
   void ProcessBatch(int gate, AnyBatch& batch) override {
     context_.SetWatermark(this->watermark_);
@@ -211,6 +215,7 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
   KS1 ks1_;
   KS2 ks2_;
   KeyedProcessContext<K> context_;
+  std::unique_ptr<KeyedStateBackend<K>> state_;
   typename KeyedProcessContext<K>::Timers timers_;
 };
 

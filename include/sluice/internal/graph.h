@@ -5,6 +5,10 @@
 // not a template. Factories run once per subtask when the job starts, never per record.
 #pragma once
 
+#include <sluice/internal/rocksdb_store.h>
+#include <sluice/state/rocksdb_options.h>
+#include <sluice/state/state.h>
+
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -83,8 +87,18 @@ struct OutputSetup {
 
 class OperatorBase;
 
+// How keyed operators of a job keep state (built by the Job from RuntimeOptions).
+struct StateBackendSetup {
+  StateBackendKind kind = StateBackendKind::kHashMap;
+  RocksDbStateOptions rocksdb;
+  std::shared_ptr<RocksDbResources> rocksdb_resources;
+  std::string rocksdb_job_dir;  // unique per job; removed when the job ends
+};
+
 struct OperatorSetup {
   RuntimeContext runtime;
+  const StateBackendSetup* state = nullptr;
+  int node_id = 0;
   int batch_size = 1024;
   std::vector<OutputSetup> outputs;
   TaskServices* services = nullptr;

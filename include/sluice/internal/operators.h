@@ -27,6 +27,7 @@
 #include <sluice/internal/batch.h>
 #include <sluice/internal/graph.h>
 #include <sluice/internal/job_failure.h>
+#include <sluice/internal/keyed_state_backend.h>
 #include <sluice/internal/side_outputs.h>
 #include <sluice/internal/watermark_combiner.h>
 #include <sluice/time/clock.h>
@@ -52,6 +53,25 @@ void GuardUserCode(const std::string& op, Body&& body) {
   } catch (...) {
     RethrowAsJobFailure(op);
   }
+}
+
+// The keyed state backend of a keyed operator subtask (RocksDB opens lazily, on first state).
+template <typename K>
+std::unique_ptr<KeyedStateBackend<K>> MakeKeyedStateBackend(const OperatorSetup& setup) {
+  const RuntimeContext& rc = setup.runtime;
+  const KeyGroupRange range =
+      KeyGroupRange::ForSubtask(rc.max_parallelism, rc.parallelism, rc.subtask_index);
+  const StateBackendKind kind = setup.state != nullptr ? setup.state->kind : StateBackendKind::kHashMap;
+  auto backend = std::make_unique<KeyedStateBackend<K>>(kind, rc.operator_name, range,
+                                                        rc.max_parallelism, setup.clock);
+  if (kind == StateBackendKind::kRocksDb) {
+    const StateBackendSetup* st = setup.state;
+    std::string path = absl::StrCat(st->rocksdb_job_dir, "/op", setup.node_id, "-", rc.subtask_index);
+    backend->set_rocksdb_opener([st, path, clock = setup.clock] {
+      return RocksDbStore::Open(st->rocksdb, st->rocksdb_resources, path, clock);
+    });
+  }
+  return backend;
 }
 
 class OperatorBase {
@@ -262,10 +282,14 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
   KeyedProcessOperator(const OperatorSetup& setup, KeySelector ks, F fn)
       : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
         key_selector_(std::move(ks)),
-        context_(&this->ctx_, &this->side_) {
+        context_(&this->ctx_, &this->side_),
+        state_(MakeKeyedStateBackend<K>(setup)) {
     timers_.clock = setup.clock;
     context_.SetTimers(&timers_);
+    context_.SetState(state_.get());
+    this->ctx_.keyed_state = state_.get();
   }
+  KeyedStateBackend<K>& state() { return *state_; }
 
   // Fires the event-time timers the watermark passed, in time order, then forwards it.
   void OnWatermark(Timestamp watermark) override {
@@ -326,6 +350,7 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
   KeySelector key_selector_;
   KeyedProcessContext<K> context_;
   typename KeyedProcessContext<K>::Timers timers_;
+  std::unique_ptr<KeyedStateBackend<K>> state_;
 };
 
 // Rolling reduce per key. Streaming: emits the updated value for every record, as Flink does.

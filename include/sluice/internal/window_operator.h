@@ -287,7 +287,12 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         settings_(std::move(settings)),
         clock_(setup.clock),
         window_ctx_(&this->ctx_, &this->side_, setup.clock),
-        trigger_ctx_(this) {}
+        trigger_ctx_(this),
+        state_(MakeKeyedStateBackend<K>(setup)) {
+    this->ctx_.keyed_state = state_.get();
+    window_ctx_.SetState(state_.get(), kMerging);
+  }
+  KeyedStateBackend<K>& state() { return *state_; }
 
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
@@ -413,6 +418,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       }
     }
     key_ = key_selector_(value);
+    state_->SetCurrentKey(&*key_);
     windows_.clear();
     assigner_.AssignWindows(value, assign_time, windows_);
     bool skipped = true;
@@ -457,6 +463,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       }
     }
     key_ = timer.key;
+    state_->SetCurrentKey(&*key_);
     const W& window = timer.ns;
     auto [it, inserted] = entries_.try_emplace(EntryKey(timer.key, window));
     Entry* e = &it->second;
@@ -642,6 +649,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   Ctx trigger_ctx_;
 
   std::optional<K> key_;       // the key being processed
+  std::unique_ptr<KeyedStateBackend<K>> state_;
   std::vector<W> windows_;     // scratch: the windows of the current element
   absl::flat_hash_map<EntryKey, Entry> entries_;
   TimerQueue<K, W> event_timers_;
@@ -682,7 +690,12 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         pane_(std::gcd(assigner.size(), assigner.slide())),
         acc_(std::move(acc)),
         settings_(std::move(settings)),
-        window_ctx_(&this->ctx_, &this->side_, setup.clock) {}
+        window_ctx_(&this->ctx_, &this->side_, setup.clock),
+        state_(MakeKeyedStateBackend<K>(setup)) {
+    this->ctx_.keyed_state = state_.get();
+    window_ctx_.SetState(state_.get(), false);
+  }
+  KeyedStateBackend<K>& state() { return *state_; }
 
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
@@ -727,6 +740,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       return;
     }
     key_ = key_selector_(value);
+    state_->SetCurrentKey(&*key_);
     const Timestamp slice = WindowStartWithOffset(timestamp, offset_, pane_);
     auto [it, inserted] = slices_.try_emplace(SliceKey(*key_, slice));
     acc_.Add(it->second, value, timestamp);
@@ -754,6 +768,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
 
   void OnTimer(const typename TimerQueue<K, Timestamp>::Timer& timer) {
     key_ = timer.key;
+    state_->SetCurrentKey(&*key_);
     const Timestamp start = timer.ns;
     if (timer.time == start + size_ - 1) FireWindow(start);
     if (timer.time == CleanupTime(start)) {
@@ -792,6 +807,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   WindowSettings<In> settings_;
   WindowContext<TimeWindow> window_ctx_;
   std::optional<K> key_;
+  std::unique_ptr<KeyedStateBackend<K>> state_;
   absl::flat_hash_map<SliceKey, std::optional<State>> slices_;
   // Per (key, window start): the firing time (max timestamp) and the cleanup time.
   TimerQueue<K, Timestamp> timers_;

@@ -74,16 +74,44 @@ class WindowContext {
     side_->Emit(tag, S(std::forward<V>(value)), window_->max_timestamp());
   }
 
+  // Keyed state of the current key and this window (Flink's windowState()). It lives as long as
+  // the function keeps it: clear it in the function's Clear(ctx), which runs when the window is
+  // purged (after window end + allowed lateness).
+  // Not available with merging windows (sessions), as in Flink: the job fails with
+  // FailedPrecondition; use GlobalState() there.
+  StateAccess<W> WindowState() const {
+    if (merging_) {
+      internal::ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+          "operator '", runtime_->operator_name,
+          "': per-window state (WindowState()) is not available with merging windows "
+          "(session windows); use GlobalState()")));
+    }
+    return StateAccess<W>(store_, &ns_, &runtime_->operator_name);
+  }
+  // Keyed state of the current key, shared by all its windows (Flink's globalState()).
+  StateAccess<internal::VoidNamespace> GlobalState() const {
+    return StateAccess<internal::VoidNamespace>(store_, &internal::kNoNamespace,
+                                                &runtime_->operator_name);
+  }
+
   // --- Runtime side -------------------------------------------------------------------------------
   void Set(const W* window, Timestamp watermark) {
     window_ = window;
+    ns_.current = window;
     watermark_ = watermark;
+  }
+  void SetState(internal::KeyedStateStore* store, bool merging) {
+    store_ = store;
+    merging_ = merging;
   }
 
  private:
   const RuntimeContext* runtime_;
   internal::SideOutputs* side_;
   const Clock* clock_;
+  internal::KeyedStateStore* store_ = nullptr;
+  internal::NamespaceSlot<W> ns_;
+  bool merging_ = false;
   const W* window_ = nullptr;
   Timestamp watermark_ = kMinWatermark;
 };

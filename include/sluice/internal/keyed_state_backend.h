@@ -1,0 +1,1374 @@
+// Keyed state backends: where the state handles of state/state.h keep their values. Internal.
+//
+// One KeyedStateBackend<K> per keyed operator subtask. It knows the current key (set per record
+// or timer) and owns one table per registered state name. Tables do not depend on the key type:
+//
+//  * HashMap backend: the backend maps each key to a dense id (per key group, so a key group's
+//    keys can be enumerated for snapshots and rescaling); a table is a vector indexed by that id
+//    (and, for namespaced state such as per-window state, a small hash map per id). Reading state
+//    of the current key is one vector index. An id is reference counted by the entries that exist
+//    for it and returned when the last one is cleared, so keys without state cost nothing.
+//  * RocksDB backend: the backend encodes the current key once ([key group: 2 bytes BE][key]);
+//    a table is a column family, and appends the namespace (and map key) to that prefix.
+//
+// Both produce the same canonical snapshot records (see WriteKeyGroup / RestoreRecord): a
+// composite key (key, namespace, map key — the RocksDB key without its key-group prefix) and a
+// value encoded as RocksDB stores it, so a snapshot of one backend restores into the other.
+//
+// Value encodings (identical on both backends):
+//  * value, reducing, aggregating state and map entries: [8-byte timestamp if TTL][serialized]
+//  * list state: elements, each [varint length][8-byte timestamp if TTL][serialized element]
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+#include <sluice/core/key.h>
+#include <sluice/core/status.h>
+#include <sluice/internal/job_failure.h>
+#include <sluice/internal/rocksdb_store.h>
+#include <sluice/internal/timer_queue.h>
+#include <sluice/state/serializer.h>
+#include <sluice/state/state.h>
+#include <sluice/time/clock.h>
+
+namespace sluice::internal {
+
+enum class StateKind : uint8_t { kValue = 1, kList = 2, kMap = 3, kReducing = 4, kAggregating = 5 };
+inline const char* StateKindName(StateKind kind) {
+  switch (kind) {
+    case StateKind::kValue: return "ValueState";
+    case StateKind::kList: return "ListState";
+    case StateKind::kMap: return "MapState";
+    case StateKind::kReducing: return "ReducingState";
+    case StateKind::kAggregating: return "AggregatingState";
+  }
+  return "state";
+}
+
+[[noreturn]] inline void ThrowStateError(absl::Status status) { throw JobFailure(std::move(status)); }
+
+inline void PutFixed64(int64_t v, std::string* out) {
+  out->append(reinterpret_cast<const char*>(&v), sizeof v);
+}
+inline int64_t GetFixed64(std::string_view bytes) {
+  int64_t v = 0;
+  std::memcpy(&v, bytes.data(), sizeof v);
+  return v;
+}
+
+// What a table sees of the current key. Implemented by KeyedStateBackend<K>.
+class KeyContext {
+ public:
+  static constexpr uint32_t kNoId = UINT32_MAX;
+  virtual ~KeyContext() = default;
+
+  // HashMap backend: the current key's id, or kNoId when it has no state.
+  uint32_t CurrentId() {
+    if (!resolved_) Resolve();
+    return id_;
+  }
+  // HashMap backend: the current key's id, allocated if it had none.
+  uint32_t EnsureCurrentId() {
+    if (CurrentId() == kNoId) id_ = Allocate();
+    return id_;
+  }
+  // HashMap backend: entries of `id` appeared / disappeared.
+  void Ref(uint32_t id) { ++refs_[id]; }
+  void Unref(uint32_t id) {
+    if (--refs_[id] == 0) {
+      Release(id);
+      if (id == id_) id_ = kNoId;
+    }
+  }
+  // RocksDB backend: [key group 2 bytes BE][serialized key].
+  const std::string& CurrentKeyBytes() {
+    if (!bytes_resolved_) ResolveBytes();
+    return key_bytes_;
+  }
+  Timestamp Now() const { return clock_->NowMillis(); }
+  const Clock* clock() const { return clock_; }
+  bool has_key() const { return has_key_; }
+
+ protected:
+  virtual void Resolve() = 0;
+  virtual uint32_t Allocate() = 0;
+  virtual void Release(uint32_t id) = 0;
+  virtual void ResolveBytes() = 0;
+
+  bool has_key_ = false;
+  bool resolved_ = false;
+  bool bytes_resolved_ = false;
+  uint32_t id_ = kNoId;
+  std::vector<uint32_t> refs_;
+  std::string key_bytes_;
+  const Clock* clock_ = nullptr;
+};
+
+// The current namespace of namespaced tables (the window of a window function's windowState()).
+template <typename N>
+struct NamespaceSlot {
+  const N* current = nullptr;
+};
+
+class StateTableBase {
+ public:
+  StateTableBase(std::string name, StateKind kind, const std::type_info& type, int64_t ttl_ms)
+      : name_(std::move(name)), kind_(kind), type_(&type), ttl_ms_(ttl_ms) {}
+  virtual ~StateTableBase() = default;
+  const std::string& name() const { return name_; }
+  StateKind kind() const { return kind_; }
+  const std::type_info& type() const { return *type_; }
+  int64_t ttl_ms() const { return ttl_ms_; }
+  const std::type_info& namespace_type() const { return *ns_type_; }
+  void set_namespace_type(const std::type_info& t) { ns_type_ = &t; }
+
+  // HashMap: calls emit(composite key suffix after the key, value bytes) for every live entry of
+  // key `id`. RocksDB tables do not implement it (the backend scans the column family).
+  virtual void ForEachEntry(uint32_t /*id*/, int64_t /*now*/,
+                            absl::FunctionRef<void(std::string_view, std::string_view)> /*emit*/) {}
+  // HashMap: restores one entry of key `id` from a canonical record.
+  virtual bool RestoreEntry(uint32_t /*id*/, std::string_view /*suffix*/,
+                            std::string_view /*value*/) {
+    return false;
+  }
+  // RocksDB: the column family.
+  int column_family() const { return cf_; }
+  void set_column_family(int cf) { cf_ = cf; }
+
+ protected:
+  bool Expired(int64_t ts, int64_t now) const { return ttl_ms_ > 0 && ts + ttl_ms_ <= now; }
+
+  std::string name_;
+  StateKind kind_;
+  const std::type_info* type_;
+  const std::type_info* ns_type_ = &typeid(VoidNamespace);
+  int64_t ttl_ms_;
+  int cf_ = -1;
+};
+
+// --- HashMap tables ---------------------------------------------------------------------------------
+
+// Storage per key id: the payload P directly (no namespace) or a map namespace -> P.
+template <typename N, typename P>
+class HeapTable : public StateTableBase {
+ public:
+  static constexpr bool kVoid = std::is_same_v<N, VoidNamespace>;
+  using Entry = std::conditional_t<kVoid, P, absl::flat_hash_map<N, P>>;
+
+  HeapTable(std::string name, StateKind kind, const std::type_info& type, int64_t ttl_ms,
+            KeyContext* ctx, const NamespaceSlot<N>* ns)
+      : StateTableBase(std::move(name), kind, type, ttl_ms), ctx_(ctx), ns_(ns) {}
+
+  void ForEachEntry(uint32_t id, int64_t now,
+                    absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+    if (id >= entries_.size()) return;
+    std::string suffix, value;
+    auto one = [&](const std::string& ns_bytes, const P& p) {
+      static_cast<const void>(p);
+      ForEachPayloadRecord(p, now, [&](std::string_view extra, std::string_view v) {
+        suffix.assign(ns_bytes);
+        suffix.append(extra);
+        value.assign(v);
+        emit(suffix, value);
+      });
+    };
+    if constexpr (kVoid) {
+      if (entries_[id].present()) one(std::string(), entries_[id]);
+    } else {
+      for (const auto& [ns, p] : entries_[id]) one(SerializeToString(ns), p);
+    }
+  }
+
+  bool RestoreEntry(uint32_t id, std::string_view suffix, std::string_view value) override {
+    ByteReader in(suffix);
+    if (id >= entries_.size()) entries_.resize(id + 1);
+    P* p = nullptr;
+    bool created = false;
+    if constexpr (kVoid) {
+      p = &entries_[id];
+      created = !p->present();
+    } else {
+      N ns{};
+      if (!Serializer<N>::Read(in, &ns)) return false;
+      auto [it, inserted] = entries_[id].try_emplace(std::move(ns));
+      p = &it->second;
+      created = entries_[id].size() == 1 && inserted;
+    }
+    if (!RestorePayload(*p, in.rest(), value)) return false;
+    if (created) ctx_->Ref(id);
+    return true;
+  }
+
+ protected:
+  // For each record of a payload: (extra composite-key bytes, value bytes). Derived classes.
+  virtual void ForEachPayloadRecord(
+      const P& p, int64_t now, absl::FunctionRef<void(std::string_view, std::string_view)> emit) = 0;
+  virtual bool RestorePayload(P& p, std::string_view extra, std::string_view value) = 0;
+
+  // The payload of the current (key, namespace), or nullptr.
+  P* Find() {
+    const uint32_t id = ctx_->CurrentId();
+    if (id == KeyContext::kNoId || id >= entries_.size()) return nullptr;
+    if constexpr (kVoid) {
+      P& p = entries_[id];
+      return p.present() ? &p : nullptr;
+    } else {
+      auto& m = entries_[id];
+      auto it = m.find(*ns_->current);
+      return it == m.end() ? nullptr : &it->second;
+    }
+  }
+  // The payload of the current (key, namespace), created empty if absent. The caller makes it
+  // present before returning to user code, or calls Erase.
+  P& FindOrCreate() {
+    const uint32_t id = ctx_->EnsureCurrentId();
+    if (id >= entries_.size()) entries_.resize(std::max<size_t>(id + 1, entries_.size() * 2));
+    if constexpr (kVoid) {
+      P& p = entries_[id];
+      if (!p.present()) ctx_->Ref(id);
+      return p;
+    } else {
+      auto& m = entries_[id];
+      auto [it, inserted] = m.try_emplace(*ns_->current);
+      if (inserted && m.size() == 1) ctx_->Ref(id);
+      return it->second;
+    }
+  }
+  // Removes the current (key, namespace)'s payload (which exists).
+  void Erase() {
+    const uint32_t id = ctx_->CurrentId();
+    if constexpr (kVoid) {
+      entries_[id].reset();
+    } else {
+      auto& m = entries_[id];
+      m.erase(*ns_->current);
+      if (!m.empty()) return;
+    }
+    ctx_->Unref(id);
+  }
+  int64_t Now() const { return ttl_ms_ > 0 ? ctx_->Now() : 0; }
+
+  KeyContext* ctx_;
+  const NamespaceSlot<N>* ns_;
+  std::vector<Entry> entries_;
+  bool update_on_read_ = false;
+
+ public:
+  void set_update_on_read(bool v) { update_on_read_ = v; }
+};
+
+template <typename T>
+struct SingleSlot {
+  std::optional<T> value;
+  int64_t ts = 0;
+  bool present() const { return value.has_value(); }
+  void reset() { value.reset(); }
+};
+
+// Value, reducing and aggregating state: one (optional) value per (key, namespace).
+template <typename N, typename T>
+class HeapSingleTable : public HeapTable<N, SingleSlot<T>> {
+  using Base = HeapTable<N, SingleSlot<T>>;
+
+ public:
+  using Base::Base;
+
+ protected:
+  // The live value of the current (key, namespace), refreshing its TTL on read if configured.
+  T* Live() {
+    SingleSlot<T>* s = this->Find();
+    if (s == nullptr) return nullptr;
+    if (this->ttl_ms_ > 0) {
+      const int64_t now = this->ctx_->Now();
+      if (this->Expired(s->ts, now)) {
+        this->Erase();
+        return nullptr;
+      }
+      if (this->update_on_read_) s->ts = now;
+    }
+    return &*s->value;
+  }
+  void Set(T value) {
+    SingleSlot<T>& s = this->FindOrCreate();
+    s.value = std::move(value);
+    s.ts = this->Now();
+  }
+  void ClearCurrent() {
+    if (this->Find() != nullptr) this->Erase();
+  }
+  void ForEachPayloadRecord(
+      const SingleSlot<T>& s, int64_t now,
+      absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+    if (this->Expired(s.ts, now)) return;
+    std::string v;
+    if (this->ttl_ms_ > 0) PutFixed64(s.ts, &v);
+    Serializer<T>::Write(*s.value, &v);
+    emit({}, v);
+  }
+  bool RestorePayload(SingleSlot<T>& s, std::string_view extra, std::string_view value) override {
+    if (!extra.empty()) return false;
+    if (this->ttl_ms_ > 0) {
+      if (value.size() < 8) return false;
+      s.ts = GetFixed64(value);
+      value.remove_prefix(8);
+    }
+    T t{};
+    if (!DeserializeFromString(value, &t)) return false;
+    s.value = std::move(t);
+    return true;
+  }
+};
+
+template <typename N, typename T>
+class HeapValueState final : public HeapSingleTable<N, T>, public ValueStateImpl<T> {
+ public:
+  using HeapSingleTable<N, T>::HeapSingleTable;
+  std::optional<T> Value() override {
+    T* v = this->Live();
+    return v == nullptr ? std::nullopt : std::optional<T>(*v);
+  }
+  void Update(T value) override { this->Set(std::move(value)); }
+  void Clear() override { this->ClearCurrent(); }
+};
+
+template <typename N, typename T, typename F>
+class HeapReducingState final : public HeapSingleTable<N, T>, public MergingStateImpl<T, T> {
+ public:
+  template <typename... A>
+  HeapReducingState(F f, A&&... a) : HeapSingleTable<N, T>(std::forward<A>(a)...), f_(std::move(f)) {}
+  std::optional<T> Get() override {
+    T* v = this->Live();
+    return v == nullptr ? std::nullopt : std::optional<T>(*v);
+  }
+  void Add(T value) override {
+    T* v = this->Live();
+    if (v == nullptr) {
+      this->Set(std::move(value));
+    } else {
+      this->Set(f_(std::as_const(*v), std::as_const(value)));
+    }
+  }
+  void Clear() override { this->ClearCurrent(); }
+
+ private:
+  F f_;
+};
+
+template <typename N, typename Agg>
+class HeapAggregatingState final
+    : public HeapSingleTable<N, typename Agg::AccumulatorType>,
+      public MergingStateImpl<typename Agg::InputType, typename Agg::OutputType> {
+  using Acc = typename Agg::AccumulatorType;
+
+ public:
+  template <typename... A>
+  HeapAggregatingState(Agg agg, A&&... a)
+      : HeapSingleTable<N, Acc>(std::forward<A>(a)...), agg_(std::move(agg)) {}
+  std::optional<typename Agg::OutputType> Get() override {
+    Acc* acc = this->Live();
+    if (acc == nullptr) return std::nullopt;
+    return agg_.GetResult(std::as_const(*acc));
+  }
+  void Add(typename Agg::InputType value) override {
+    Acc* acc = this->Live();
+    if (acc == nullptr) {
+      Acc fresh = agg_.CreateAccumulator();
+      agg_.Add(std::as_const(value), fresh);
+      this->Set(std::move(fresh));
+    } else {
+      agg_.Add(std::as_const(value), *acc);
+      if (this->ttl_ms_ > 0) this->Find()->ts = this->ctx_->Now();
+    }
+  }
+  void Clear() override { this->ClearCurrent(); }
+
+ private:
+  Agg agg_;
+};
+
+template <typename T>
+struct ListSlot {
+  std::vector<T> values;
+  std::vector<int64_t> ts;  // parallel to values when TTL is on
+  bool present() const { return !values.empty(); }
+  void reset() {
+    values.clear();
+    values.shrink_to_fit();
+    ts.clear();
+    ts.shrink_to_fit();
+  }
+};
+
+template <typename N, typename T>
+class HeapListState final : public HeapTable<N, ListSlot<T>>, public ListStateImpl<T> {
+  using Base = HeapTable<N, ListSlot<T>>;
+
+ public:
+  using Base::Base;
+  std::vector<T> Get() override {
+    ListSlot<T>* s = Live();
+    return s == nullptr ? std::vector<T>() : s->values;
+  }
+  void Add(T value) override {
+    ListSlot<T>& s = this->FindOrCreate();
+    s.values.push_back(std::move(value));
+    if (this->ttl_ms_ > 0) s.ts.push_back(this->ctx_->Now());
+  }
+  void AddAll(std::vector<T> values) override {
+    if (values.empty()) return;
+    ListSlot<T>& s = this->FindOrCreate();
+    const int64_t now = this->Now();
+    for (T& v : values) {
+      s.values.push_back(std::move(v));
+      if (this->ttl_ms_ > 0) s.ts.push_back(now);
+    }
+  }
+  void Update(std::vector<T> values) override {
+    Clear();
+    AddAll(std::move(values));
+  }
+  void Clear() override {
+    if (this->Find() != nullptr) this->Erase();
+  }
+
+ protected:
+  ListSlot<T>* Live() {
+    ListSlot<T>* s = this->Find();
+    if (s == nullptr || this->ttl_ms_ == 0) return s;
+    const int64_t now = this->ctx_->Now();
+    size_t kept = 0;
+    for (size_t i = 0; i < s->values.size(); ++i) {
+      if (this->Expired(s->ts[i], now)) continue;
+      if (kept != i) {
+        s->values[kept] = std::move(s->values[i]);
+        s->ts[kept] = s->ts[i];
+      }
+      if (this->update_on_read_) s->ts[kept] = now;
+      ++kept;
+    }
+    s->values.resize(kept);
+    s->ts.resize(kept);
+    if (kept == 0) {
+      this->Erase();
+      return nullptr;
+    }
+    return s;
+  }
+  void ForEachPayloadRecord(
+      const ListSlot<T>& s, int64_t now,
+      absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+    std::string v, element;
+    for (size_t i = 0; i < s.values.size(); ++i) {
+      if (this->ttl_ms_ > 0 && this->Expired(s.ts[i], now)) continue;
+      element.clear();
+      if (this->ttl_ms_ > 0) PutFixed64(s.ts[i], &element);
+      Serializer<T>::Write(s.values[i], &element);
+      AppendListElement(element, &v);
+    }
+    if (!v.empty()) emit({}, v);
+  }
+  bool RestorePayload(ListSlot<T>& s, std::string_view extra, std::string_view value) override {
+    if (!extra.empty()) return false;
+    bool ok = true;
+    const bool listed = ForEachListElement(value, [&](std::string_view e) {
+      if (this->ttl_ms_ > 0) {
+        if (e.size() < 8) {
+          ok = false;
+          return;
+        }
+        s.ts.push_back(GetFixed64(e));
+        e.remove_prefix(8);
+      }
+      T t{};
+      if (!DeserializeFromString(e, &t)) ok = false;
+      s.values.push_back(std::move(t));
+    });
+    return listed && ok && !s.values.empty();
+  }
+};
+
+template <typename UV>
+struct MapEntry {
+  UV value;
+  int64_t ts = 0;
+};
+template <typename UK, typename UV>
+struct MapSlot {
+  absl::flat_hash_map<UK, MapEntry<UV>> entries;
+  bool present() const { return !entries.empty(); }
+  void reset() { absl::flat_hash_map<UK, MapEntry<UV>>().swap(entries); }
+};
+
+template <typename N, typename UK, typename UV>
+class HeapMapState final : public HeapTable<N, MapSlot<UK, UV>>, public MapStateImpl<UK, UV> {
+  using Base = HeapTable<N, MapSlot<UK, UV>>;
+
+ public:
+  using Base::Base;
+  std::optional<UV> Get(const UK& key) override {
+    MapEntry<UV>* e = LiveEntry(key);
+    return e == nullptr ? std::nullopt : std::optional<UV>(e->value);
+  }
+  bool Contains(const UK& key) override { return LiveEntry(key) != nullptr; }
+  void Put(UK key, UV value) override {
+    MapSlot<UK, UV>& s = this->FindOrCreate();
+    s.entries.insert_or_assign(std::move(key), MapEntry<UV>{std::move(value), this->Now()});
+  }
+  void Remove(const UK& key) override {
+    MapSlot<UK, UV>* s = this->Find();
+    if (s == nullptr) return;
+    s->entries.erase(key);
+    if (s->entries.empty()) this->Erase();
+  }
+  std::vector<std::pair<UK, UV>> Entries() override {
+    std::vector<std::pair<UK, UV>> out;
+    MapSlot<UK, UV>* s = Live();
+    if (s == nullptr) return out;
+    out.reserve(s->entries.size());
+    for (const auto& [k, e] : s->entries) out.emplace_back(k, e.value);
+    return out;
+  }
+  bool IsEmpty() override { return Live() == nullptr; }
+  void Clear() override {
+    if (this->Find() != nullptr) this->Erase();
+  }
+
+ private:
+  MapEntry<UV>* LiveEntry(const UK& key) {
+    MapSlot<UK, UV>* s = this->Find();
+    if (s == nullptr) return nullptr;
+    auto it = s->entries.find(key);
+    if (it == s->entries.end()) return nullptr;
+    if (this->ttl_ms_ > 0) {
+      const int64_t now = this->ctx_->Now();
+      if (this->Expired(it->second.ts, now)) {
+        s->entries.erase(it);
+        if (s->entries.empty()) this->Erase();
+        return nullptr;
+      }
+      if (this->update_on_read_) it->second.ts = now;
+    }
+    return &it->second;
+  }
+  MapSlot<UK, UV>* Live() {
+    MapSlot<UK, UV>* s = this->Find();
+    if (s == nullptr || this->ttl_ms_ == 0) return s;
+    const int64_t now = this->ctx_->Now();
+    absl::erase_if(s->entries, [&](const auto& kv) { return this->Expired(kv.second.ts, now); });
+    if (s->entries.empty()) {
+      this->Erase();
+      return nullptr;
+    }
+    if (this->update_on_read_) {
+      for (auto& [k, e] : s->entries) e.ts = now;
+    }
+    return s;
+  }
+  void ForEachPayloadRecord(
+      const MapSlot<UK, UV>& s, int64_t now,
+      absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+    std::string k, v;
+    for (const auto& [uk, e] : s.entries) {
+      if (this->Expired(e.ts, now)) continue;
+      k.clear();
+      v.clear();
+      Serializer<UK>::Write(uk, &k);
+      if (this->ttl_ms_ > 0) PutFixed64(e.ts, &v);
+      Serializer<UV>::Write(e.value, &v);
+      emit(k, v);
+    }
+  }
+  bool RestorePayload(MapSlot<UK, UV>& s, std::string_view extra, std::string_view value) override {
+    UK uk{};
+    if (!DeserializeFromString(extra, &uk)) return false;
+    MapEntry<UV> e;
+    if (this->ttl_ms_ > 0) {
+      if (value.size() < 8) return false;
+      e.ts = GetFixed64(value);
+      value.remove_prefix(8);
+    }
+    if (!DeserializeFromString(value, &e.value)) return false;
+    s.entries.insert_or_assign(std::move(uk), std::move(e));
+    return true;
+  }
+};
+
+// --- RocksDB tables ---------------------------------------------------------------------------------
+
+template <typename N>
+class RocksTable : public StateTableBase {
+ public:
+  RocksTable(std::string name, StateKind kind, const std::type_info& type, int64_t ttl_ms,
+             KeyContext* ctx, const NamespaceSlot<N>* ns, RocksDbStore* db)
+      : StateTableBase(std::move(name), kind, type, ttl_ms), ctx_(ctx), ns_(ns), db_(db) {}
+  void set_update_on_read(bool v) { update_on_read_ = v; }
+
+ protected:
+  // The RocksDB key of the current (key, namespace) in key_.
+  const std::string& CurrentKey() {
+    key_.assign(ctx_->CurrentKeyBytes());
+    if constexpr (!std::is_same_v<N, VoidNamespace>) Serializer<N>::Write(*ns_->current, &key_);
+    return key_;
+  }
+  int64_t Now() const { return ttl_ms_ > 0 ? ctx_->Now() : 0; }
+  // Reads a TTL-prefixed single value at `key`; false if absent or expired (then deleted).
+  template <typename T>
+  bool ReadSingle(const std::string& key, T* out, bool refresh) {
+    if (!db_->Get(cf_, key, &scratch_)) return false;
+    std::string_view v = scratch_;
+    if (ttl_ms_ > 0) {
+      const int64_t now = ctx_->Now();
+      if (v.size() < 8) Corrupt(key);
+      if (Expired(GetFixed64(v), now)) {
+        db_->Delete(cf_, key);
+        return false;
+      }
+      v.remove_prefix(8);
+      if (refresh && update_on_read_) {
+        std::string updated;
+        PutFixed64(now, &updated);
+        updated.append(v);
+        db_->Put(cf_, key, updated);
+      }
+    }
+    if (!DeserializeFromString(v, out)) Corrupt(key);
+    return true;
+  }
+  template <typename T>
+  void WriteSingle(const std::string& key, const T& value) {
+    value_.clear();
+    if (ttl_ms_ > 0) PutFixed64(ctx_->Now(), &value_);
+    Serializer<T>::Write(value, &value_);
+    db_->Put(cf_, key, value_);
+  }
+  [[noreturn]] void Corrupt(std::string_view) {
+    ThrowStateError(absl::DataLossError(absl::StrCat("RocksDB state backend at ", db_->path(),
+                                                     ": state '", name_,
+                                                     "' holds a value that does not decode")));
+  }
+
+  KeyContext* ctx_;
+  const NamespaceSlot<N>* ns_;
+  RocksDbStore* db_;
+  std::string key_, value_, scratch_;
+  bool update_on_read_ = false;
+};
+
+template <typename N, typename T>
+class RocksValueState final : public RocksTable<N>, public ValueStateImpl<T> {
+ public:
+  using RocksTable<N>::RocksTable;
+  std::optional<T> Value() override {
+    T v{};
+    if (!this->ReadSingle(this->CurrentKey(), &v, true)) return std::nullopt;
+    return v;
+  }
+  void Update(T value) override { this->WriteSingle(this->CurrentKey(), value); }
+  void Clear() override { this->db_->Delete(this->cf_, this->CurrentKey()); }
+};
+
+template <typename N, typename T, typename F>
+class RocksReducingState final : public RocksTable<N>, public MergingStateImpl<T, T> {
+ public:
+  template <typename... A>
+  RocksReducingState(F f, A&&... a) : RocksTable<N>(std::forward<A>(a)...), f_(std::move(f)) {}
+  std::optional<T> Get() override {
+    T v{};
+    if (!this->ReadSingle(this->CurrentKey(), &v, true)) return std::nullopt;
+    return v;
+  }
+  void Add(T value) override {
+    const std::string& key = this->CurrentKey();
+    T v{};
+    if (this->ReadSingle(key, &v, false)) {
+      this->WriteSingle(key, f_(std::as_const(v), std::as_const(value)));
+    } else {
+      this->WriteSingle(key, value);
+    }
+  }
+  void Clear() override { this->db_->Delete(this->cf_, this->CurrentKey()); }
+
+ private:
+  F f_;
+};
+
+template <typename N, typename Agg>
+class RocksAggregatingState final
+    : public RocksTable<N>,
+      public MergingStateImpl<typename Agg::InputType, typename Agg::OutputType> {
+  using Acc = typename Agg::AccumulatorType;
+
+ public:
+  template <typename... A>
+  RocksAggregatingState(Agg agg, A&&... a) : RocksTable<N>(std::forward<A>(a)...), agg_(std::move(agg)) {}
+  std::optional<typename Agg::OutputType> Get() override {
+    Acc acc{};
+    if (!this->ReadSingle(this->CurrentKey(), &acc, true)) return std::nullopt;
+    return agg_.GetResult(std::as_const(acc));
+  }
+  void Add(typename Agg::InputType value) override {
+    const std::string& key = this->CurrentKey();
+    Acc acc{};
+    if (!this->ReadSingle(key, &acc, false)) acc = agg_.CreateAccumulator();
+    agg_.Add(std::as_const(value), acc);
+    this->WriteSingle(key, acc);
+  }
+  void Clear() override { this->db_->Delete(this->cf_, this->CurrentKey()); }
+
+ private:
+  Agg agg_;
+};
+
+template <typename N, typename T>
+class RocksListState final : public RocksTable<N>, public ListStateImpl<T> {
+ public:
+  using RocksTable<N>::RocksTable;
+  std::vector<T> Get() override {
+    std::vector<T> out;
+    const std::string& key = this->CurrentKey();
+    if (!this->db_->Get(this->cf_, key, &this->scratch_)) return out;
+    const int64_t now = this->Now();
+    bool dropped = false;
+    bool ok = true;
+    std::string rewritten, element;
+    const bool listed = ForEachListElement(this->scratch_, [&](std::string_view e) {
+      if (this->ttl_ms_ > 0) {
+        if (e.size() < 8) {
+          ok = false;
+          return;
+        }
+        if (this->Expired(GetFixed64(e), now)) {
+          dropped = true;
+          return;
+        }
+        element.clear();
+        PutFixed64(this->update_on_read_ ? now : GetFixed64(e), &element);
+        element.append(e.substr(8));
+        AppendListElement(element, &rewritten);
+        e.remove_prefix(8);
+      }
+      T t{};
+      if (!DeserializeFromString(e, &t)) ok = false;
+      out.push_back(std::move(t));
+    });
+    if (!listed || !ok) this->Corrupt(key);
+    if (this->ttl_ms_ > 0 && (dropped || this->update_on_read_)) {
+      if (out.empty()) {
+        this->db_->Delete(this->cf_, key);
+      } else {
+        this->db_->Put(this->cf_, key, rewritten);
+      }
+    }
+    return out;
+  }
+  void Add(T value) override {
+    this->value_.clear();
+    Encode(value, this->Now(), &this->value_);
+    this->db_->Append(this->cf_, this->CurrentKey(), this->value_);
+  }
+  void AddAll(std::vector<T> values) override {
+    if (values.empty()) return;
+    this->value_.clear();
+    const int64_t now = this->Now();
+    for (const T& v : values) Encode(v, now, &this->value_);
+    this->db_->Append(this->cf_, this->CurrentKey(), this->value_);
+  }
+  void Update(std::vector<T> values) override {
+    if (values.empty()) {
+      Clear();
+      return;
+    }
+    this->value_.clear();
+    const int64_t now = this->Now();
+    for (const T& v : values) Encode(v, now, &this->value_);
+    this->db_->Put(this->cf_, this->CurrentKey(), this->value_);
+  }
+  void Clear() override { this->db_->Delete(this->cf_, this->CurrentKey()); }
+
+ private:
+  void Encode(const T& v, int64_t now, std::string* out) {
+    element_.clear();
+    if (this->ttl_ms_ > 0) PutFixed64(now, &element_);
+    Serializer<T>::Write(v, &element_);
+    AppendListElement(element_, out);
+  }
+  std::string element_;
+};
+
+template <typename N, typename UK, typename UV>
+class RocksMapState final : public RocksTable<N>, public MapStateImpl<UK, UV> {
+ public:
+  using RocksTable<N>::RocksTable;
+  std::optional<UV> Get(const UK& key) override {
+    UV v{};
+    if (!this->ReadSingle(EntryKey(key), &v, true)) return std::nullopt;
+    return v;
+  }
+  bool Contains(const UK& key) override {
+    UV v{};
+    return this->ReadSingle(EntryKey(key), &v, false);
+  }
+  void Put(UK key, UV value) override { this->WriteSingle(EntryKey(key), value); }
+  void Remove(const UK& key) override { this->db_->Delete(this->cf_, EntryKey(key)); }
+  std::vector<std::pair<UK, UV>> Entries() override {
+    std::vector<std::pair<UK, UV>> out;
+    ForEachLive([&](UK k, UV v) {
+      out.emplace_back(std::move(k), std::move(v));
+      return true;
+    });
+    return out;
+  }
+  bool IsEmpty() override {
+    bool empty = true;
+    ForEachLive([&](UK, UV) {
+      empty = false;
+      return false;
+    });
+    return empty;
+  }
+  void Clear() override { this->db_->DeletePrefix(this->cf_, this->CurrentKey()); }
+
+ private:
+  const std::string& EntryKey(const UK& key) {
+    this->CurrentKey();
+    Serializer<UK>::Write(key, &this->key_);
+    return this->key_;
+  }
+  template <typename Fn>
+  void ForEachLive(Fn&& fn) {
+    const std::string prefix = this->CurrentKey();
+    const int64_t now = this->Now();
+    std::vector<std::string> expired;
+    bool bad = false;
+    this->db_->ScanPrefix(this->cf_, prefix, [&](std::string_view k, std::string_view v) {
+      if (this->ttl_ms_ > 0) {
+        if (v.size() < 8) {
+          bad = true;
+          return false;
+        }
+        if (this->Expired(GetFixed64(v), now)) {
+          expired.emplace_back(k);
+          return true;
+        }
+        v.remove_prefix(8);
+      }
+      UK uk{};
+      UV uv{};
+      if (!DeserializeFromString(k.substr(prefix.size()), &uk) ||
+          !DeserializeFromString(v, &uv)) {
+        bad = true;
+        return false;
+      }
+      return fn(std::move(uk), std::move(uv));
+    });
+    if (bad) this->Corrupt(prefix);
+    for (const std::string& k : expired) this->db_->Delete(this->cf_, k);
+  }
+};
+
+// --- The backend ------------------------------------------------------------------------------------
+
+// Registry of one subtask's states, independent of the key type. Operators hold a
+// KeyedStateBackend<K>; RuntimeContext and window contexts hold this base.
+class KeyedStateStore : public KeyContext {
+ public:
+  KeyedStateStore(StateBackendKind kind, std::string operator_name, KeyGroupRange range,
+                  int max_parallelism, const Clock* clock)
+      : kind_(kind), operator_name_(std::move(operator_name)), range_(range),
+        max_parallelism_(max_parallelism) {
+    clock_ = clock;
+  }
+  StateBackendKind kind() const { return kind_; }
+  const std::string& operator_name() const { return operator_name_; }
+  KeyGroupRange key_groups() const { return range_; }
+  RocksDbStore* rocksdb() const { return db_.get(); }
+  // RocksDB: opens this subtask's instance on first use (the backend is created for every keyed
+  // operator; only those whose functions register state open a RocksDB instance).
+  void set_rocksdb_opener(std::function<absl::StatusOr<std::unique_ptr<RocksDbStore>>()> opener) {
+    opener_ = std::move(opener);
+  }
+  absl::Status EnsureRocksDb() {
+    if (db_ != nullptr) return absl::OkStatus();
+    if (!opener_) return absl::InternalError("RocksDB state backend: no instance directory");
+    SLUICE_ASSIGN_OR_RETURN(db_, opener_());
+    return absl::OkStatus();
+  }
+  const std::vector<std::unique_ptr<StateTableBase>>& tables() const { return tables_; }
+
+  template <typename N, typename T>
+  ValueState<T> GetValueState(const ValueStateDescriptor<T>& d, const NamespaceSlot<N>* ns) {
+    static_assert(Serializable<T>, "ValueState<T> needs a sluice::Serializer<T> (state/serializer.h)");
+    return ValueState<T>(Register<ValueStateImpl<T>, HeapValueState<N, T>, RocksValueState<N, T>>(
+        d, StateKind::kValue, typeid(T), TtlLayout::kValue, ns));
+  }
+  template <typename N, typename T>
+  ListState<T> GetListState(const ListStateDescriptor<T>& d, const NamespaceSlot<N>* ns) {
+    static_assert(Serializable<T>, "ListState<T> needs a sluice::Serializer<T> (state/serializer.h)");
+    return ListState<T>(Register<ListStateImpl<T>, HeapListState<N, T>, RocksListState<N, T>>(
+        d, StateKind::kList, typeid(T), TtlLayout::kList, ns));
+  }
+  template <typename N, typename UK, typename UV>
+  MapState<UK, UV> GetMapState(const MapStateDescriptor<UK, UV>& d, const NamespaceSlot<N>* ns) {
+    static_assert(Serializable<UK> && Serializable<UV>,
+                  "MapState<UK, UV> needs sluice::Serializer<UK> and <UV> (state/serializer.h)");
+    if (kind_ == StateBackendKind::kRocksDb && !IsCanonicallySerialized<UK>()) {
+      ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+          "operator '", operator_name_, "': MapState '", d.name,
+          "' on the RocksDB backend needs a user key type whose encoding is canonical (equal "
+          "keys, equal bytes): floating point and structs with padding are not; give the type a "
+          "sluice::Serializer with kCanonical = true")));
+    }
+    return MapState<UK, UV>(Register<MapStateImpl<UK, UV>, HeapMapState<N, UK, UV>, RocksMapState<N, UK, UV>>(
+        d, StateKind::kMap, typeid(std::pair<UK, UV>), TtlLayout::kValue, ns));
+  }
+  template <typename N, typename T, typename F>
+  ReducingState<T> GetReducingState(const ReducingStateDescriptor<T, F>& d,
+                                    const NamespaceSlot<N>* ns) {
+    static_assert(Serializable<T>, "ReducingState<T> needs a sluice::Serializer<T>");
+    return ReducingState<T>(Register<MergingStateImpl<T, T>, HeapReducingState<N, T, F>, RocksReducingState<N, T, F>>(
+        d, StateKind::kReducing, typeid(T), TtlLayout::kValue, ns, d.reduce));
+  }
+  template <typename N, typename Agg>
+  AggregatingState<typename Agg::InputType, typename Agg::OutputType> GetAggregatingState(
+      const AggregatingStateDescriptor<Agg>& d, const NamespaceSlot<N>* ns) {
+    static_assert(Serializable<typename Agg::AccumulatorType>,
+                  "AggregatingState needs a sluice::Serializer for the accumulator type");
+    return AggregatingState<typename Agg::InputType, typename Agg::OutputType>(
+        Register<MergingStateImpl<typename Agg::InputType, typename Agg::OutputType>,
+                 HeapAggregatingState<N, Agg>, RocksAggregatingState<N, Agg>>(
+            d, StateKind::kAggregating, typeid(typename Agg::AccumulatorType), TtlLayout::kValue,
+            ns, d.aggregate));
+  }
+
+ protected:
+  template <typename Impl, typename Heap, typename Rocks, typename N, typename... Extra>
+  Impl* Register(const StateDescriptorBase& d, StateKind kind, const std::type_info& type,
+                 TtlLayout layout, const NamespaceSlot<N>* ns, const Extra&... extra) {
+    const int64_t ttl_ms = d.ttl ? absl::ToInt64Milliseconds(d.ttl->ttl) : 0;
+    if (d.name.empty()) {
+      ThrowStateError(absl::InvalidArgumentError(
+          absl::StrCat("operator '", operator_name_, "': a state descriptor has an empty name")));
+    }
+    if (d.ttl && ttl_ms <= 0) {
+      ThrowStateError(absl::InvalidArgumentError(
+          absl::StrCat("operator '", operator_name_, "': state '", d.name,
+                        "': StateTtlConfig.ttl must be at least 1 ms")));
+    }
+    if (!key_serializable_ && (kind_ == StateBackendKind::kRocksDb)) {
+      ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+          "operator '", operator_name_, "': state '", d.name,
+          "' on the RocksDB backend needs a key type with a canonical sluice::Serializer")));
+    }
+    for (const auto& t : tables_) {
+      if (t->name() != d.name) continue;
+      if (t->kind() != kind || t->type() != type || t->ttl_ms() != ttl_ms ||
+          t->namespace_type() != typeid(N)) {
+        ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+            "operator '", operator_name_, "': state '", d.name, "' is already registered as a ",
+            StateKindName(t->kind()), " with another type, namespace or TTL; one name is one "
+            "state")));
+      }
+      return dynamic_cast<Impl*>(t.get());
+    }
+    if (auto it = restored_.find(d.name); it != restored_.end()) {
+      if (it->second.kind != kind || it->second.ttl_ms != ttl_ms) {
+        ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+            "operator '", operator_name_, "': state '", d.name, "' was restored as a ",
+            StateKindName(it->second.kind), it->second.ttl_ms > 0 ? " with TTL" : "",
+            " but is registered as a ", StateKindName(kind), ttl_ms > 0 ? " with TTL" : "")));
+      }
+    }
+    const bool on_read =
+        d.ttl && d.ttl->update_type == StateTtlConfig::UpdateType::kOnReadAndWrite;
+    Impl* impl = nullptr;
+    if (kind_ == StateBackendKind::kHashMap) {
+      auto t = std::make_unique<Heap>(extra..., d.name, kind, type, ttl_ms, this, ns);
+      t->set_update_on_read(on_read);
+      t->set_namespace_type(typeid(N));
+      impl = t.get();
+      tables_.push_back(std::move(t));
+      ReplayPending(*tables_.back());
+    } else {
+      if (absl::Status st = EnsureRocksDb(); !st.ok()) ThrowStateError(st);
+      absl::StatusOr<int> cf = db_->ColumnFamily(d.name, layout, ttl_ms);
+      if (!cf.ok()) ThrowStateError(cf.status());
+      cf_by_name_[d.name] = *cf;
+      auto t = std::make_unique<Rocks>(extra..., d.name, kind, type, ttl_ms, this, ns, db_.get());
+      t->set_update_on_read(on_read);
+      t->set_namespace_type(typeid(N));
+      t->set_column_family(*cf);
+      impl = t.get();
+      tables_.push_back(std::move(t));
+    }
+    return impl;
+  }
+  // HashMap: restored records of a state registered after the restore.
+  virtual void ReplayPending(StateTableBase& table) = 0;
+
+  struct RestoredState {
+    StateKind kind;
+    int64_t ttl_ms;
+  };
+  absl::flat_hash_map<std::string, RestoredState> restored_;
+  absl::flat_hash_map<std::string, int> cf_by_name_;  // RocksDB
+  std::function<absl::StatusOr<std::unique_ptr<RocksDbStore>>()> opener_;
+  bool key_serializable_ = false;
+  StateBackendKind kind_;
+  std::string operator_name_;
+  KeyGroupRange range_;
+  int max_parallelism_;
+  std::unique_ptr<RocksDbStore> db_;
+  std::vector<std::unique_ptr<StateTableBase>> tables_;
+};
+
+
+// Canonical snapshot format of one subtask's keyed state (version 1):
+//   header: "SLKS" [u32 version][varint #states] per state: [name][u8 kind][varint ttl_ms]
+//   then per key group of the subtask's range, in order (offsets recorded by the caller):
+//     records until the next key group: [varint state index + 1][composite key][value], where
+//     composite key = serialized key, namespace, map key (length-prefixed as a whole) and value is
+//     the encoded value (length-prefixed); a 0 byte ends the key group.
+inline constexpr uint32_t kKeyedSnapshotVersion = 1;
+
+struct KeyedSnapshot {
+  std::string bytes;
+  KeyGroupRange key_groups;
+  std::vector<uint64_t> key_group_offsets;  // one per key group of key_groups
+};
+
+template <typename K>
+class KeyedStateBackend final : public KeyedStateStore {
+ public:
+  KeyedStateBackend(StateBackendKind kind, std::string operator_name, KeyGroupRange range,
+                    int max_parallelism, const Clock* clock)
+      : KeyedStateStore(kind, std::move(operator_name), range, max_parallelism, clock),
+        dicts_(static_cast<size_t>(range.end - range.start + 1)) {
+    key_serializable_ = CanonicalKey();
+    if (kind == StateBackendKind::kHashMap) key_serializable_ = Serializable<K>;
+  }
+  static constexpr bool CanonicalKey() {
+    if constexpr (Serializable<K>) {
+      return IsCanonicallySerialized<K>();
+    } else {
+      return false;
+    }
+  }
+
+  // RocksDB: the instance this backend owns (opened by the caller under a unique directory).
+  void set_rocksdb(std::unique_ptr<RocksDbStore> db) { db_ = std::move(db); }
+
+  // The key of the record or timer being processed; `key` must stay valid until the next call.
+  void SetCurrentKey(const K* key) {
+    key_ = key;
+    has_key_ = true;
+    resolved_ = false;
+    bytes_resolved_ = false;
+  }
+
+  // Number of keys with state (HashMap backend); for tests and metrics.
+  size_t num_keys() const {
+    size_t n = 0;
+    for (const auto& d : dicts_) n += d.size();
+    return n;
+  }
+
+  // --- Snapshots ----------------------------------------------------------------------------------
+  absl::StatusOr<KeyedSnapshot> Snapshot() {
+    KeyedSnapshot snap;
+    snap.key_groups = range_;
+    std::string& out = snap.bytes;
+    out.append("SLKS");
+    const uint32_t version = kKeyedSnapshotVersion;
+    out.append(reinterpret_cast<const char*>(&version), sizeof version);
+    // States: registered tables, then restored-but-unregistered ones (kept, never dropped).
+    std::vector<std::pair<std::string, RestoredState>> states;
+    for (const auto& t : tables_) states.push_back({t->name(), {t->kind(), t->ttl_ms()}});
+    for (const auto& [name, rs] : restored_) {
+      if (!HasTable(name)) states.push_back({name, rs});
+    }
+    PutVarint(states.size(), &out);
+    for (const auto& [name, rs] : states) {
+      PutLengthPrefixed(name, &out);
+      out.push_back(static_cast<char>(rs.kind));
+      PutVarint(static_cast<uint64_t>(rs.ttl_ms), &out);
+    }
+    const int64_t now = clock_->NowMillis();
+    std::string composite;
+    auto emit_record = [&](size_t state_index, std::string_view key_part, std::string_view suffix,
+                           std::string_view value) {
+      PutVarint(state_index + 1, &out);
+      PutVarint(key_part.size() + suffix.size(), &out);
+      out.append(key_part);
+      out.append(suffix);
+      PutLengthPrefixed(value, &out);
+    };
+    for (int kg = range_.start; kg <= range_.end; ++kg) {
+      snap.key_group_offsets.push_back(out.size());
+      if (kind_ == StateBackendKind::kHashMap) {
+        if constexpr (Serializable<K>) {
+          for (const auto& [key, id] : dicts_[kg - range_.start]) {
+            std::string key_bytes = SerializeToString(key);
+            for (size_t i = 0; i < tables_.size(); ++i) {
+              tables_[i]->ForEachEntry(id, now, [&](std::string_view suffix, std::string_view v) {
+                emit_record(i, key_bytes, suffix, v);
+              });
+            }
+          }
+        }
+        for (size_t i = tables_.size(); i < states.size(); ++i) {
+          auto it = pending_.find(states[i].first);
+          if (it == pending_.end()) continue;
+          for (const PendingRecord& r : it->second) {
+            if (r.key_group == kg) emit_record(i, r.composite, {}, r.value);
+          }
+        }
+      } else {
+        const std::string begin = KeyGroupPrefix(kg);
+        const std::string end = kg == 0xFFFF ? std::string() : KeyGroupPrefix(kg + 1);
+        for (size_t i = 0; i < states.size(); ++i) {
+          auto cf = cf_by_name_.find(states[i].first);
+          if (cf == cf_by_name_.end() || db_ == nullptr) continue;
+          const int64_t ttl = states[i].second.ttl_ms;
+          const bool list = states[i].second.kind == StateKind::kList;
+          std::string kept;
+          db_->Scan(cf->second, begin, end, [&](std::string_view k, std::string_view v) {
+            std::string_view value = v;
+            if (ttl > 0) {
+              if (!list) {
+                if (v.size() >= 8 && GetFixed64(v) + ttl <= now) return true;
+              } else {
+                kept.clear();
+                ForEachListElement(v, [&](std::string_view e) {
+                  if (e.size() >= 8 && GetFixed64(e) + ttl > now) AppendListElement(e, &kept);
+                });
+                if (kept.empty()) return true;
+                value = kept;
+              }
+            }
+            emit_record(i, k.substr(2), {}, value);
+            return true;
+          });
+        }
+      }
+      out.push_back(0);
+    }
+    return snap;
+  }
+
+  // Restores the key groups of `file` (a snapshot covering `file_range`, with per-key-group
+  // `offsets`) that belong to this backend's range. Call before processing starts; may be called
+  // once per snapshot file when rescaling. `where` names the file in errors.
+  absl::Status Restore(std::string_view file, KeyGroupRange file_range,
+                       const std::vector<uint64_t>& offsets, const std::string& where) {
+    auto corrupt = [&](const std::string& what) {
+      return absl::DataLossError(absl::StrCat(where, ": keyed state snapshot is corrupt (", what,
+                                              ")"));
+    };
+    ByteReader in(file);
+    std::string_view magic;
+    uint32_t version = 0;
+    if (!in.ReadBytes(4, &magic) || magic != "SLKS" || !in.ReadRaw(&version, sizeof version)) {
+      return corrupt("bad header");
+    }
+    if (version == 0 || version > kKeyedSnapshotVersion) {
+      return absl::DataLossError(absl::StrCat(where, ": keyed state snapshot has format version ",
+                                              version, ", this Sluice reads versions 1..",
+                                              kKeyedSnapshotVersion));
+    }
+    uint64_t n = 0;
+    if (!in.ReadVarint(&n) || n > in.remaining()) return corrupt("bad state count");
+    std::vector<std::pair<std::string, RestoredState>> states;
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string_view name_bytes;
+      uint8_t kind = 0;
+      uint64_t ttl = 0;
+      if (!in.ReadLengthPrefixed(&name_bytes) || !in.ReadRaw(&kind, 1) ||
+          !in.ReadVarint(&ttl) || kind < 1 || kind > 5) {
+        return corrupt("bad state list");
+      }
+      const std::string name(name_bytes);
+      RestoredState rs{static_cast<StateKind>(kind), static_cast<int64_t>(ttl)};
+      if (auto it = restored_.find(name); it != restored_.end() &&
+          (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms)) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(where, ": state '", name, "' differs from another restored snapshot"));
+      }
+      restored_[name] = rs;
+      states.emplace_back(name, rs);
+    }
+    if (offsets.size() != static_cast<size_t>(file_range.end - file_range.start + 1)) {
+      return corrupt("key group offsets do not match the key group range");
+    }
+    std::vector<int> cfs(states.size(), -1);
+    for (int kg = std::max(file_range.start, range_.start);
+         kg <= std::min(file_range.end, range_.end); ++kg) {
+      const uint64_t off = offsets[kg - file_range.start];
+      if (off > file.size()) return corrupt(absl::StrCat("offset of key group ", kg));
+      ByteReader block(file.substr(off));
+      while (true) {
+        uint64_t idx = 0;
+        if (!block.ReadVarint(&idx)) return corrupt(absl::StrCat("key group ", kg, " truncated"));
+        if (idx == 0) break;
+        std::string_view composite, value;
+        if (idx > states.size() || !block.ReadLengthPrefixed(&composite) ||
+            !block.ReadLengthPrefixed(&value)) {
+          return corrupt(absl::StrCat("record in key group ", kg));
+        }
+        const auto& [name, rs] = states[idx - 1];
+        if (kind_ == StateBackendKind::kRocksDb) {
+          if (cfs[idx - 1] < 0) {
+            SLUICE_RETURN_IF_ERROR(EnsureRocksDb());
+            SLUICE_ASSIGN_OR_RETURN(
+                cfs[idx - 1],
+                db_->ColumnFamily(name,
+                                  rs.kind == StateKind::kList ? TtlLayout::kList : TtlLayout::kValue,
+                                  rs.ttl_ms));
+            cf_by_name_[name] = cfs[idx - 1];
+          }
+          std::string key = KeyGroupPrefix(kg);
+          key.append(composite);
+          db_->Put(cfs[idx - 1], key, value);
+        } else {
+          pending_[name].push_back({kg, std::string(composite), std::string(value)});
+        }
+      }
+    }
+    if (kind_ == StateBackendKind::kHashMap) {
+      for (auto& t : tables_) ReplayPending(*t);
+      for (const auto& [name, records] : pending_) {
+        if (records.empty()) continue;
+        if constexpr (!Serializable<K>) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              where, ": the key type of operator '", operator_name_, "' has no sluice::Serializer"));
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  struct PendingRecord {
+    int key_group;
+    std::string composite;
+    std::string value;
+  };
+
+  static std::string KeyGroupPrefix(int kg) {
+    std::string p(2, '\0');
+    p[0] = static_cast<char>((kg >> 8) & 0xFF);
+    p[1] = static_cast<char>(kg & 0xFF);
+    return p;
+  }
+  bool HasTable(const std::string& name) const {
+    for (const auto& t : tables_) {
+      if (t->name() == name) return true;
+    }
+    return false;
+  }
+
+  void ReplayPending(StateTableBase& table) override {
+    auto it = pending_.find(table.name());
+    if (it == pending_.end()) return;
+    if constexpr (Serializable<K>) {
+      for (const PendingRecord& r : it->second) {
+        ByteReader in(r.composite);
+        K key{};
+        if (!Serializer<K>::Read(in, &key) ||
+            KeyGroupFor(key, max_parallelism_) != r.key_group) {
+          ThrowStateError(absl::DataLossError(absl::StrCat(
+              "operator '", operator_name_, "': restored state '", table.name(),
+              "' holds a key that does not decode or belongs to another key group")));
+        }
+        const uint32_t id = IdFor(key, r.key_group);
+        if (!table.RestoreEntry(id, in.rest(), r.value)) {
+          ThrowStateError(absl::DataLossError(
+              absl::StrCat("operator '", operator_name_, "': restored state '", table.name(),
+                           "' holds a value that does not decode")));
+        }
+        if (refs_[id] == 0) ReleaseIfUnused(id);
+      }
+    }
+    pending_.erase(it);
+  }
+
+  // Id of `key` (in key group `kg`), allocated if needed (HashMap).
+  uint32_t IdFor(const K& key, int kg) {
+    auto& dict = dicts_[kg - range_.start];
+    auto it = dict.find(key);
+    if (it != dict.end()) return it->second;
+    const uint32_t id = NewId();
+    dict.emplace(key, id);
+    id_keys_[id].emplace(key);
+    id_kg_[id] = kg;
+    return id;
+  }
+  void ReleaseIfUnused(uint32_t id) { Release(id); }
+
+  uint32_t NewId() {
+    uint32_t id;
+    if (!free_.empty()) {
+      id = free_.back();
+      free_.pop_back();
+    } else {
+      id = static_cast<uint32_t>(id_keys_.size());
+      id_keys_.emplace_back();
+      id_kg_.push_back(0);
+      refs_.push_back(0);
+    }
+    return id;
+  }
+
+  void Resolve() override {
+    resolved_ = true;
+    current_kg_ = KeyGroupFor(*key_, max_parallelism_);
+    if (current_kg_ < range_.start || current_kg_ > range_.end) {
+      ThrowStateError(absl::InternalError(absl::StrCat(
+          "operator '", operator_name_, "': key group ", current_kg_,
+          " is outside this subtask's range [", range_.start, ", ", range_.end, "]")));
+    }
+    const auto& dict = dicts_[current_kg_ - range_.start];
+    auto it = dict.find(*key_);
+    id_ = it == dict.end() ? kNoId : it->second;
+  }
+  uint32_t Allocate() override {
+    if (!resolved_) Resolve();
+    return IdFor(*key_, current_kg_);
+  }
+  void Release(uint32_t id) override {
+    dicts_[id_kg_[id] - range_.start].erase(*id_keys_[id]);
+    id_keys_[id].reset();
+    free_.push_back(id);
+  }
+  void ResolveBytes() override {
+    bytes_resolved_ = true;
+    if constexpr (Serializable<K>) {
+      const int kg = KeyGroupFor(*key_, max_parallelism_);
+      key_bytes_ = KeyGroupPrefix(kg);
+      Serializer<K>::Write(*key_, &key_bytes_);
+    }
+  }
+
+  const K* key_ = nullptr;
+  int current_kg_ = 0;
+  std::vector<absl::flat_hash_map<K, uint32_t>> dicts_;  // per key group of the range
+  std::vector<std::optional<K>> id_keys_;
+  std::vector<int> id_kg_;
+  std::vector<uint32_t> free_;
+  absl::flat_hash_map<std::string, std::vector<PendingRecord>> pending_;
+};
+
+}  // namespace sluice::internal
