@@ -9,6 +9,7 @@
 #pragma once
 
 #include <memory>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,21 @@ class SinkWriter {
   virtual absl::Status Finish() { return absl::OkStatus(); }
   // Releases resources; called after Finish(), or instead of it when the job fails or is cancelled.
   virtual void Close() {}
+
+  // --- Checkpoints (docs/checkpointing.md) ---------------------------------------------------------
+  // Checkpoint `id`'s barrier arrived: every record before it was written. An at-least-once sink
+  // flushes here; a two-phase-commit sink pre-commits its open transaction and returns what it
+  // needs to commit it later (TwoPhaseCommitSink). The default keeps no state.
+  virtual absl::StatusOr<std::string> SnapshotState(int64_t /*id*/) { return std::string(); }
+  // Checkpoint `id` is complete: commit what was pre-committed for it (and before it).
+  virtual absl::Status NotifyCheckpointComplete(int64_t /*id*/) { return absl::OkStatus(); }
+  // Called once before the first Write when the job resumes: the states that old subtasks'
+  // SnapshotState returned (old subtask j goes to new subtask j % parallelism). A
+  // two-phase-commit sink commits their pre-committed transactions here (the checkpoint they
+  // belong to is complete) — commits must therefore be idempotent.
+  virtual absl::Status RestoreState(const std::vector<std::string>& /*states*/) {
+    return absl::OkStatus();
+  }
 };
 
 template <typename T>

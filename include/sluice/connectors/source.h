@@ -11,7 +11,9 @@
 #pragma once
 
 #include <memory>
+#include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -85,6 +87,21 @@ class SourceReader {
   // Called once when the reader will not be polled again (end of input, failure or cancellation).
   // Must release blocking resources promptly.
   virtual void Close() {}
+
+  // --- Checkpoints (docs/checkpointing.md) ---------------------------------------------------------
+  // The reader's position after everything it emitted so far (file offset, index, sequence
+  // numbers), taken between two PollNext calls when checkpoint `id` starts. A source that cannot
+  // resume keeps the default, and checkpointing a job that reads it fails with this message.
+  virtual absl::StatusOr<std::string> SnapshotState(int64_t /*id*/) {
+    return absl::UnimplementedError("this source does not support checkpoints");
+  }
+  // Called once, before the first PollNext, when the job resumes from a checkpoint: the bytes
+  // SnapshotState returned for this subtask. The reader continues right after that position.
+  virtual absl::Status RestoreState(std::string_view /*state*/) {
+    return absl::UnimplementedError("this source cannot resume from a checkpoint");
+  }
+  // Checkpoint `id` is complete (for example: commit consumed offsets back for monitoring).
+  virtual void NotifyCheckpointComplete(int64_t /*id*/) {}
 };
 
 template <typename T>

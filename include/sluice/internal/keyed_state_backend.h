@@ -47,7 +47,16 @@
 
 namespace sluice::internal {
 
-enum class StateKind : uint8_t { kValue = 1, kList = 2, kMap = 3, kReducing = 4, kAggregating = 5 };
+// kInternal: operator-internal keyed structures (timers, window contents) that snapshot with the
+// keyed state through InternalKeyedState.
+enum class StateKind : uint8_t {
+  kValue = 1,
+  kList = 2,
+  kMap = 3,
+  kReducing = 4,
+  kAggregating = 5,
+  kInternal = 6,
+};
 inline const char* StateKindName(StateKind kind) {
   switch (kind) {
     case StateKind::kValue: return "ValueState";
@@ -55,6 +64,7 @@ inline const char* StateKindName(StateKind kind) {
     case StateKind::kMap: return "MapState";
     case StateKind::kReducing: return "ReducingState";
     case StateKind::kAggregating: return "AggregatingState";
+    case StateKind::kInternal: return "internal state";
   }
   return "state";
 }
@@ -882,6 +892,26 @@ class RocksMapState final : public RocksTable<N>, public MapStateImpl<UK, UV> {
 
 // --- The backend ------------------------------------------------------------------------------------
 
+// An operator's own keyed structures (timers, window contents, interval-join buffers) that must
+// snapshot and rescale with the keyed state. Records are (composite key, value); the composite key
+// starts with the serialized key (Serializer<K>), so the backend can check its key group.
+class InternalKeyedState {
+ public:
+  virtual ~InternalKeyedState() = default;
+  // Called once per snapshot, before the key groups are written in order.
+  virtual void PrepareSnapshot() {}
+  // Emits every record of key group `kg`.
+  virtual void WriteKeyGroup(int kg,
+                             absl::FunctionRef<void(std::string_view, std::string_view)> emit) = 0;
+};
+
+// A record restored from a snapshot: its key group, composite key and value.
+struct RestoredRecord {
+  int key_group;
+  std::string composite;
+  std::string value;
+};
+
 // Registry of one subtask's states, independent of the key type. Operators hold a
 // KeyedStateBackend<K>; RuntimeContext and window contexts hold this base.
 class KeyedStateStore : public KeyContext {
@@ -896,6 +926,20 @@ class KeyedStateStore : public KeyContext {
   const std::string& operator_name() const { return operator_name_; }
   KeyGroupRange key_groups() const { return range_; }
   RocksDbStore* rocksdb() const { return db_.get(); }
+
+  // Operator-internal state `name` (must start with '_') joins this backend's snapshots.
+  void RegisterInternalState(std::string name, InternalKeyedState* state) {
+    internal_.emplace_back(std::move(name), state);
+  }
+  // The records of internal state `name` restored so far (all of this subtask's key groups);
+  // taken once.
+  std::vector<RestoredRecord> TakeRestoredInternal(const std::string& name) {
+    auto it = pending_.find(name);
+    if (it == pending_.end()) return {};
+    std::vector<RestoredRecord> out = std::move(it->second);
+    pending_.erase(it);
+    return out;
+  }
   // RocksDB: opens this subtask's instance on first use (the backend is created for every keyed
   // operator; only those whose functions register state open a RocksDB instance).
   void set_rocksdb_opener(std::function<absl::StatusOr<std::unique_ptr<RocksDbStore>>()> opener) {
@@ -1024,6 +1068,9 @@ class KeyedStateStore : public KeyContext {
     int64_t ttl_ms;
   };
   absl::flat_hash_map<std::string, RestoredState> restored_;
+  // Restored records not (yet) in a table: HashMap states registered later, internal states.
+  absl::flat_hash_map<std::string, std::vector<RestoredRecord>> pending_;
+  std::vector<std::pair<std::string, InternalKeyedState*>> internal_;
   absl::flat_hash_map<std::string, int> cf_by_name_;  // RocksDB
   std::function<absl::StatusOr<std::unique_ptr<RocksDbStore>>()> opener_;
   bool key_serializable_ = false;
@@ -1097,8 +1144,14 @@ class KeyedStateBackend final : public KeyedStateStore {
     // States: registered tables, then restored-but-unregistered ones (kept, never dropped).
     std::vector<std::pair<std::string, RestoredState>> states;
     for (const auto& t : tables_) states.push_back({t->name(), {t->kind(), t->ttl_ms()}});
+    const size_t first_internal = states.size();
+    for (const auto& [name, st] : internal_) {
+      states.push_back({name, {StateKind::kInternal, 0}});
+      st->PrepareSnapshot();
+    }
+    const size_t first_unregistered = states.size();
     for (const auto& [name, rs] : restored_) {
-      if (!HasTable(name)) states.push_back({name, rs});
+      if (!HasTable(name) && !IsInternal(name)) states.push_back({name, rs});
     }
     PutVarint(states.size(), &out);
     for (const auto& [name, rs] : states) {
@@ -1118,6 +1171,20 @@ class KeyedStateBackend final : public KeyedStateStore {
     };
     for (int kg = range_.start; kg <= range_.end; ++kg) {
       snap.key_group_offsets.push_back(out.size());
+      for (size_t i = first_internal; i < first_unregistered; ++i) {
+        internal_[i - first_internal].second->WriteKeyGroup(
+            kg, [&](std::string_view composite, std::string_view v) {
+              emit_record(i, composite, {}, v);
+            });
+      }
+      for (size_t i = first_unregistered; i < states.size(); ++i) {
+        if (kind_ == StateBackendKind::kRocksDb) break;  // restored into column families
+        auto it = pending_.find(states[i].first);
+        if (it == pending_.end()) continue;
+        for (const RestoredRecord& r : it->second) {
+          if (r.key_group == kg) emit_record(i, r.composite, {}, r.value);
+        }
+      }
       if (kind_ == StateBackendKind::kHashMap) {
         if constexpr (Serializable<K>) {
           for (const auto& [key, id] : dicts_[kg - range_.start]) {
@@ -1129,17 +1196,11 @@ class KeyedStateBackend final : public KeyedStateStore {
             }
           }
         }
-        for (size_t i = tables_.size(); i < states.size(); ++i) {
-          auto it = pending_.find(states[i].first);
-          if (it == pending_.end()) continue;
-          for (const PendingRecord& r : it->second) {
-            if (r.key_group == kg) emit_record(i, r.composite, {}, r.value);
-          }
-        }
       } else {
         const std::string begin = KeyGroupPrefix(kg);
         const std::string end = kg == 0xFFFF ? std::string() : KeyGroupPrefix(kg + 1);
         for (size_t i = 0; i < states.size(); ++i) {
+          if (i >= first_internal && i < first_unregistered) continue;
           auto cf = cf_by_name_.find(states[i].first);
           if (cf == cf_by_name_.end() || db_ == nullptr) continue;
           const int64_t ttl = states[i].second.ttl_ms;
@@ -1197,7 +1258,7 @@ class KeyedStateBackend final : public KeyedStateStore {
       uint8_t kind = 0;
       uint64_t ttl = 0;
       if (!in.ReadLengthPrefixed(&name_bytes) || !in.ReadRaw(&kind, 1) ||
-          !in.ReadVarint(&ttl) || kind < 1 || kind > 5) {
+          !in.ReadVarint(&ttl) || kind < 1 || kind > 6) {
         return corrupt("bad state list");
       }
       const std::string name(name_bytes);
@@ -1229,7 +1290,7 @@ class KeyedStateBackend final : public KeyedStateStore {
           return corrupt(absl::StrCat("record in key group ", kg));
         }
         const auto& [name, rs] = states[idx - 1];
-        if (kind_ == StateBackendKind::kRocksDb) {
+        if (kind_ == StateBackendKind::kRocksDb && rs.kind != StateKind::kInternal) {
           if (cfs[idx - 1] < 0) {
             SLUICE_RETURN_IF_ERROR(EnsureRocksDb());
             SLUICE_ASSIGN_OR_RETURN(
@@ -1261,11 +1322,6 @@ class KeyedStateBackend final : public KeyedStateStore {
   }
 
  private:
-  struct PendingRecord {
-    int key_group;
-    std::string composite;
-    std::string value;
-  };
 
   static std::string KeyGroupPrefix(int kg) {
     std::string p(2, '\0');
@@ -1273,6 +1329,7 @@ class KeyedStateBackend final : public KeyedStateStore {
     p[1] = static_cast<char>(kg & 0xFF);
     return p;
   }
+  static bool IsInternal(const std::string& name) { return !name.empty() && name[0] == '_'; }
   bool HasTable(const std::string& name) const {
     for (const auto& t : tables_) {
       if (t->name() == name) return true;
@@ -1284,7 +1341,7 @@ class KeyedStateBackend final : public KeyedStateStore {
     auto it = pending_.find(table.name());
     if (it == pending_.end()) return;
     if constexpr (Serializable<K>) {
-      for (const PendingRecord& r : it->second) {
+      for (const RestoredRecord& r : it->second) {
         ByteReader in(r.composite);
         K key{};
         if (!Serializer<K>::Read(in, &key) ||
@@ -1368,7 +1425,6 @@ class KeyedStateBackend final : public KeyedStateStore {
   std::vector<std::optional<K>> id_keys_;
   std::vector<int> id_kg_;
   std::vector<uint32_t> free_;
-  absl::flat_hash_map<std::string, std::vector<PendingRecord>> pending_;
 };
 
 }  // namespace sluice::internal

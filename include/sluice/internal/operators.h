@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <exception>
 #include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -74,6 +75,39 @@ std::unique_ptr<KeyedStateBackend<K>> MakeKeyedStateBackend(const OperatorSetup&
   return backend;
 }
 
+// What one operator subtask contributes to a checkpoint (see docs/checkpointing.md).
+struct OperatorStateSnapshot {
+  // Keyed state, in key groups (rescalable): state handles, timers, window contents.
+  std::optional<KeyedSnapshot> keyed;
+  // Non-keyed state of this subtask: a source's position, a sink's pending transactions.
+  std::string operator_state;
+};
+
+// What one operator subtask restores from, before Open().
+struct OperatorStateRestore {
+  struct Keyed {
+    std::string_view bytes;
+    KeyGroupRange key_groups;
+    std::vector<uint64_t> offsets;
+    std::string where;  // "checkpoint <dir>: file <path>" for errors
+  };
+  int64_t checkpoint_id = 0;
+  int old_parallelism = 0;
+  // The keyed snapshots of the old subtasks whose key groups intersect this subtask's range.
+  std::vector<Keyed> keyed;
+  // operator_state of every old subtask, by old subtask index.
+  std::vector<std::string> operator_states;
+};
+
+// Restores a keyed backend from every intersecting old subtask's snapshot.
+template <typename K>
+absl::Status RestoreKeyedBackend(KeyedStateBackend<K>& backend, const OperatorStateRestore& in) {
+  for (const auto& k : in.keyed) {
+    SLUICE_RETURN_IF_ERROR(backend.Restore(k.bytes, k.key_groups, k.offsets, k.where));
+  }
+  return absl::OkStatus();
+}
+
 class OperatorBase {
  public:
   explicit OperatorBase(RuntimeContext ctx) : ctx_(std::move(ctx)) {}
@@ -105,6 +139,31 @@ class OperatorBase {
   // OnProcessingTime(now) once the clock reaches NextProcessingDeadline().
   virtual Timestamp NextProcessingDeadline() const { return kMaxWatermark; }
   virtual void OnProcessingTime(Timestamp /*now*/) {}
+
+  // --- Checkpoints ----------------------------------------------------------------------------
+  // Captures this subtask's state at checkpoint `id`'s barrier: the effect of every record before
+  // the barrier and of none after it. Runs on the task's thread. Throws JobFailure.
+  virtual void SnapshotState(int64_t /*id*/, OperatorStateSnapshot& /*out*/) {}
+  // Checkpoint `id` is complete (every subtask acknowledged it and its _metadata is durable):
+  // two-phase-commit sinks commit here. Throws JobFailure.
+  virtual void NotifyCheckpointComplete(int64_t /*id*/) {}
+  // Checkpoint `id` was aborted (timeout, a declined snapshot, a failed write).
+  virtual void NotifyCheckpointAborted(int64_t /*id*/) {}
+  // Restores this subtask before Open(). The default accepts only an empty restore, so state that
+  // an operator cannot restore is never silently dropped.
+  virtual absl::Status RestoreState(const OperatorStateRestore& in) {
+    for (const std::string& s : in.operator_states) {
+      if (!s.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "operator '", name(), "' cannot restore the operator state it was checkpointed with"));
+      }
+    }
+    if (!in.keyed.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("operator '", name(), "' cannot restore keyed state"));
+    }
+    return absl::OkStatus();
+  }
 
  protected:
   RuntimeContext ctx_;
@@ -290,6 +349,15 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
     this->ctx_.keyed_state = state_.get();
   }
   KeyedStateBackend<K>& state() { return *state_; }
+
+  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+    absl::StatusOr<KeyedSnapshot> snap = state_->Snapshot();
+    if (!snap.ok()) throw JobFailure(Annotate(snap.status(), this->name()));
+    out.keyed = std::move(*snap);
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    return RestoreKeyedBackend(*state_, in);
+  }
 
   // Fires the event-time timers the watermark passed, in time order, then forwards it.
   void OnWatermark(Timestamp watermark) override {
@@ -720,6 +788,32 @@ class SinkOperator final : public OneInputOperator<T> {
     }
   }
 
+  void SnapshotState(int64_t id, OperatorStateSnapshot& out) override {
+    absl::StatusOr<std::string> state;
+    GuardUserCode(this->name(), [&] { state = writer_->SnapshotState(id); });
+    if (!state.ok()) throw JobFailure(Annotate(state.status(), this->name()));
+    out.operator_state = std::move(*state);
+  }
+  void NotifyCheckpointComplete(int64_t id) override {
+    absl::Status status;
+    GuardUserCode(this->name(), [&] { status = writer_->NotifyCheckpointComplete(id); });
+    if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    std::vector<std::string> mine;
+    const int p = this->ctx_.parallelism;
+    for (size_t j = 0; j < in.operator_states.size(); ++j) {
+      if (static_cast<int>(j) % p == this->ctx_.subtask_index) mine.push_back(in.operator_states[j]);
+    }
+    absl::Status status;
+    try {
+      status = writer_->RestoreState(mine);
+    } catch (const std::exception& e) {
+      status = absl::UnknownError(absl::StrCat("threw: ", e.what()));
+    }
+    return status.ok() ? status : Annotate(status, this->name());
+  }
+
  private:
   std::unique_ptr<SinkWriter<T>> writer_;
 };
@@ -750,6 +844,32 @@ class SourceOperator final : public SourceOperatorBase, private SplitRouter<T> {
     if (!result.ok()) throw JobFailure(Annotate(result.status(), name()));
     return *result;
   }
+  void SnapshotState(int64_t id, OperatorStateSnapshot& out) override {
+    absl::StatusOr<std::string> state;
+    GuardUserCode(name(), [&] { state = reader_->SnapshotState(id); });
+    if (!state.ok()) throw JobFailure(Annotate(state.status(), name()));
+    out.operator_state = std::move(*state);
+  }
+  void NotifyCheckpointComplete(int64_t id) override {
+    GuardUserCode(name(), [&] { reader_->NotifyCheckpointComplete(id); });
+  }
+  // A source resumes at the same parallelism: subtask i continues from old subtask i's position.
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    if (in.old_parallelism != ctx_.parallelism) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "source '", name(), "' was checkpointed with parallelism ", in.old_parallelism,
+          " and cannot resume with parallelism ", ctx_.parallelism));
+    }
+    const std::string& state = in.operator_states[static_cast<size_t>(ctx_.subtask_index)];
+    absl::Status status;
+    try {
+      status = reader_->RestoreState(state);
+    } catch (const std::exception& e) {
+      status = absl::UnknownError(absl::StrCat("threw: ", e.what()));
+    }
+    return status.ok() ? status : Annotate(status, name());
+  }
+
   // End of a bounded input: event time jumps to +infinity so every event-time window and timer
   // downstream fires (as Flink's sources do), then the end of input follows.
   void EndInput() override {
