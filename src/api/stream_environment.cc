@@ -10,6 +10,7 @@
 #include <sluice/connectors/sinks.h>
 
 #include "runtime/job.h"
+#include "runtime/job_runner.h"
 #include "runtime/task_services.h"
 
 namespace sluice {
@@ -51,6 +52,51 @@ absl::Status RuntimeOptions::Validate() const {
   if (worker_threads < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "RuntimeOptions.worker_threads must be >= 0 (0 = hardware threads), got ", worker_threads));
+  }
+  const CheckpointOptions& cp = checkpointing;
+  if (cp.interval < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeOptions.checkpointing.interval must be >= 0, got ", absl::FormatDuration(cp.interval)));
+  }
+  if (cp.interval > absl::ZeroDuration() && cp.directory.empty()) {
+    return absl::InvalidArgumentError(
+        "RuntimeOptions.checkpointing.directory is required when checkpointing.interval is set");
+  }
+  if (cp.timeout <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeOptions.checkpointing.timeout must be > 0, got ", absl::FormatDuration(cp.timeout)));
+  }
+  if (cp.min_pause < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat("RuntimeOptions.checkpointing.min_pause must be >= 0, got ",
+                                                   absl::FormatDuration(cp.min_pause)));
+  }
+  if (cp.tolerable_failures < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "RuntimeOptions.checkpointing.tolerable_failures must be >= 0, got ", cp.tolerable_failures));
+  }
+  if (cp.retained < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.checkpointing.retained must be >= 1, got ", cp.retained));
+  }
+  const RestartStrategy& rs = restart_strategy;
+  if (rs.kind != RestartStrategy::Kind::kNone) {
+    if (rs.attempts < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("RuntimeOptions.restart_strategy.attempts must be >= 1, got ", rs.attempts));
+    }
+    if (rs.delay < absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("RuntimeOptions.restart_strategy.delay must be >= 0");
+    }
+    if (rs.kind == RestartStrategy::Kind::kExponentialDelay &&
+        (rs.backoff_multiplier < 1.0 || rs.max_delay < rs.delay)) {
+      return absl::InvalidArgumentError(
+          "RuntimeOptions.restart_strategy: backoff_multiplier must be >= 1 and max_delay >= delay");
+    }
+    if (rs.kind == RestartStrategy::Kind::kFailureRate &&
+        rs.failure_rate_interval <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError(
+          "RuntimeOptions.restart_strategy.failure_rate_interval must be > 0");
+    }
   }
   if (state_backend == StateBackendKind::kRocksDb) {
     if (absl::Status st = rocksdb.Validate(); !st.ok()) {
@@ -116,9 +162,9 @@ absl::StatusOr<JobHandle> StreamEnvironment::ExecuteAsync(std::string job_name) 
   internal::StreamGraph graph = std::move(*graph_);
   *graph_ = internal::StreamGraph();
   graph_->generation = graph.generation + 1;
-  SLUICE_ASSIGN_OR_RETURN(std::shared_ptr<internal::Job> job,
-                          internal::Job::Build(std::move(graph), options_, std::move(job_name)));
-  job->Start();
+  SLUICE_ASSIGN_OR_RETURN(
+      std::shared_ptr<internal::JobRunner> job,
+      internal::JobRunner::Start(std::move(graph), options_, std::move(job_name)));
   return JobHandle(std::move(job));
 }
 
@@ -127,7 +173,7 @@ absl::Status StreamEnvironment::Execute(std::string job_name) {
   return job.Wait();
 }
 
-JobHandle::JobHandle(std::shared_ptr<internal::Job> job) : job_(std::move(job)) {}
+JobHandle::JobHandle(std::shared_ptr<internal::JobRunner> job) : job_(std::move(job)) {}
 JobHandle::JobHandle(JobHandle&&) noexcept = default;
 JobHandle& JobHandle::operator=(JobHandle&& other) noexcept {
   if (this != &other) {
@@ -151,12 +197,25 @@ absl::Status JobHandle::Wait() {
   if (!job_) return absl::FailedPreconditionError("JobHandle: the handle was moved from");
   return job_->Wait();
 }
+absl::StatusOr<std::string> JobHandle::TriggerSavepoint(const std::string& dir) {
+  if (!job_) return absl::FailedPreconditionError("the job handle has no job (moved from)");
+  return job_->TriggerSavepoint(dir);
+}
+absl::StatusOr<std::string> JobHandle::StopWithSavepoint(const std::string& dir) {
+  SLUICE_ASSIGN_OR_RETURN(std::string path, TriggerSavepoint(dir));
+  job_->Cancel();
+  return path;
+}
+int64_t JobHandle::LastCompletedCheckpoint() const {
+  return job_ ? job_->CompletedCheckpoints() : 0;
+}
+
 bool JobHandle::WaitFor(absl::Duration timeout) { return job_ ? job_->WaitFor(timeout) : true; }
 void JobHandle::Cancel() {
   if (job_) job_->Cancel();
 }
 std::map<std::string, int64_t> JobHandle::Counters() const {
-  return job_ ? job_->counters().Snapshot() : std::map<std::string, int64_t>{};
+  return job_ ? job_->Counters() : std::map<std::string, int64_t>{};
 }
 bool JobHandle::IsDone() const { return job_ ? job_->IsDone() : true; }
 const std::string& JobHandle::name() const {

@@ -15,11 +15,12 @@ namespace sluice::internal {
 class Task;
 
 struct ChannelMessage {
-  enum class Kind { kData, kWatermark, kWatermarkStatus, kEndOfInput };
+  enum class Kind { kData, kWatermark, kWatermarkStatus, kEndOfInput, kBarrier };
   Kind kind = Kind::kData;
   std::unique_ptr<AnyBatch> batch;
   Timestamp watermark = kMinWatermark;  // kWatermark only
   bool idle = false;                    // kWatermarkStatus only: idle (true) or active (false)
+  int64_t checkpoint_id = 0;            // kBarrier only
 };
 
 class Channel final : public OutputChannel {
@@ -36,6 +37,11 @@ class Channel final : public OutputChannel {
   }
   void PushWatermarkStatus(bool idle) override {
     Push({ChannelMessage::Kind::kWatermarkStatus, nullptr, kMinWatermark, idle});
+  }
+  void PushBarrier(int64_t id) override {
+    ChannelMessage m{ChannelMessage::Kind::kBarrier, nullptr};
+    m.checkpoint_id = id;
+    Push(std::move(m));
   }
   bool HasCapacity() override;
 

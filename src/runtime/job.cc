@@ -15,6 +15,11 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 
+#include <sluice/core/key.h>
+
+#include "checkpoint/checkpoint_storage.h"
+#include "runtime/checkpoint_coordinator.h"
+
 #include <sluice/core/status.h>
 
 namespace sluice::internal {
@@ -236,12 +241,127 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
         if (!op.ok()) return op.status();
         built[node.id] = std::move(*op);
       }
-      for (int m : members) task->AddOperator(std::move(built[m]));
+      for (int m : members) task->AddOperator(std::move(built[m]), m, s);
+      task->SetExactlyOnce(options.checkpointing.mode == CheckpointingMode::kExactlyOnce);
     }
   }
   running_tasks_ = tasks_.size();
+
+  // Checkpoints: resume from a checkpoint or savepoint, then the coordinator.
+  int64_t first_checkpoint_id = 1;
+  if (!options.restore_from.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(RestoredCheckpoint restored,
+                            CheckpointStorage::LoadFromPath(options.restore_from));
+    SLUICE_RETURN_IF_ERROR(Restore(graph, parallelism, options.max_parallelism, restored));
+    first_checkpoint_id = restored.metadata.checkpoint_id() + 1;
+  }
+  std::unique_ptr<CheckpointStorage> storage;
+  if (!options.checkpointing.directory.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(storage, CheckpointStorage::Open({options.checkpointing.directory,
+                                                              options.checkpointing.retained}));
+    std::vector<int64_t> ids = storage->CompletedIds();
+    if (!ids.empty()) first_checkpoint_id = std::max(first_checkpoint_id, ids.front() + 1);
+  }
+  std::vector<OperatorInfo> infos;
+  for (const StreamNode& n : graph.nodes) {
+    infos.push_back({n.id, n.name, parallelism[static_cast<size_t>(n.id)]});
+  }
+  std::vector<Task*> tasks;
+  for (auto& t : tasks_) tasks.push_back(t.get());
+  checkpoint_interval_ = options.checkpointing.interval;
+  coordinator_ = std::make_unique<CheckpointCoordinator>(
+      this, name_, options.checkpointing, std::move(storage), options.max_parallelism,
+      std::move(infos), std::move(tasks), first_checkpoint_id);
   return absl::OkStatus();
 }
+
+absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
+                          int max_parallelism, const RestoredCheckpoint& restored) {
+  const checkpoint::CheckpointMetadata& md = restored.metadata;
+  const std::string what = absl::StrCat(md.savepoint() ? "savepoint " : "checkpoint ", restored.dir);
+  std::map<std::string, const checkpoint::OperatorState*> by_id;
+  for (const checkpoint::OperatorState& os : md.operators()) by_id[os.operator_id()] = &os;
+  for (const auto& [id, os] : by_id) {
+    const int node = std::stoi(id.substr(5));
+    if (node < 0 || static_cast<size_t>(node) >= graph.nodes.size() ||
+        graph.nodes[static_cast<size_t>(node)].name != os->operator_name()) {
+      bool has_state = false;
+      for (const auto& st : os->subtasks()) {
+        has_state = has_state || !st.keyed_state().path().empty() ||
+                    !st.operator_state().path().empty();
+      }
+      if (has_state) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            what, " holds state of operator '", os->operator_name(), "' (", id,
+            ") that this job does not have at that position; the job graph changed"));
+      }
+    }
+    if (os->max_parallelism() != max_parallelism) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          what, " was taken with max_parallelism ", os->max_parallelism(),
+          ", the job has ", max_parallelism, "; key groups cannot be redistributed"));
+    }
+  }
+  // Files read once, shared by the new subtasks that need them.
+  std::map<std::string, std::string> files;
+  auto read = [&](const checkpoint::FileRef& ref) -> absl::StatusOr<const std::string*> {
+    auto it = files.find(ref.path());
+    if (it == files.end()) {
+      SLUICE_ASSIGN_OR_RETURN(std::string bytes, restored.ReadFile(ref));
+      it = files.emplace(ref.path(), std::move(bytes)).first;
+    }
+    return &it->second;
+  };
+  for (auto& task : tasks_) {
+    for (size_t i = 0; i < task->operators().size(); ++i) {
+      const auto [node, subtask] = task->operator_ids()[i];
+      auto it = by_id.find(absl::StrCat("node-", node));
+      if (it == by_id.end()) continue;
+      const checkpoint::OperatorState& os = *it->second;
+      OperatorStateRestore in;
+      in.checkpoint_id = md.checkpoint_id();
+      in.old_parallelism = os.parallelism();
+      const KeyGroupRange mine = KeyGroupRange::ForSubtask(
+          max_parallelism, parallelism[static_cast<size_t>(node)], subtask);
+      in.operator_states.resize(static_cast<size_t>(os.subtasks_size()));
+      for (const checkpoint::SubtaskState& st : os.subtasks()) {
+        if (st.subtask_index() < 0 || st.subtask_index() >= os.subtasks_size()) {
+          return absl::DataLossError(absl::StrCat(what, ": bad subtask index"));
+        }
+        if (!st.operator_state().path().empty()) {
+          SLUICE_ASSIGN_OR_RETURN(const std::string* bytes, read(st.operator_state()));
+          in.operator_states[static_cast<size_t>(st.subtask_index())] = *bytes;
+        }
+        if (st.keyed_state().path().empty()) continue;
+        if (st.key_groups().end() < mine.start || st.key_groups().start() > mine.end) continue;
+        SLUICE_ASSIGN_OR_RETURN(const std::string* bytes, read(st.keyed_state()));
+        OperatorStateRestore::Keyed k;
+        k.bytes = *bytes;
+        k.key_groups = KeyGroupRange{st.key_groups().start(), st.key_groups().end()};
+        k.offsets.assign(st.key_group_offsets().begin(), st.key_group_offsets().end());
+        k.where = absl::StrCat(what, ": file ", st.keyed_state().path());
+        in.keyed.push_back(std::move(k));
+      }
+      SLUICE_RETURN_IF_ERROR(task->operators()[i]->RestoreState(in));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Job::AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots) {
+  coordinator_->Acknowledge(id, std::move(snapshots));
+}
+
+void Job::DeclineCheckpoint(int64_t id, absl::Status why) {
+  coordinator_->Decline(id, std::move(why));
+}
+
+absl::StatusOr<std::string> Job::TriggerSavepoint(const std::string& dir) {
+  if (IsDone()) return absl::FailedPreconditionError("the job has ended: no savepoint can be taken");
+  return coordinator_->TriggerSavepoint(dir);
+}
+
+int64_t Job::CompletedCheckpoints() const { return coordinator_ ? coordinator_->completed() : 0; }
 
 Job::~Job() {
   bool started;
@@ -258,6 +378,7 @@ Job::~Job() {
     for (auto& t : tasks_) t->CloseUnstarted();
   }
   if (clock_listener_ >= 0) clock_->RemoveListener(clock_listener_);
+  if (coordinator_) coordinator_->Stop();
   JoinPool();
   // Tasks own timers bound to the pool's services: destroy them while the pool still exists.
   tasks_.clear();
@@ -277,6 +398,7 @@ void Job::Start() {
   // A manual clock wakes every task when it moves, so due processing-time callbacks run.
   if (clock_->IsManual()) clock_listener_ = clock_->AddListener([this] { WakeAll(); });
   for (auto& t : tasks_) t->Start();
+  if (checkpoint_interval_ > absl::ZeroDuration()) coordinator_->Start();
 }
 
 void Job::Fail(absl::Status status) {
@@ -333,6 +455,7 @@ absl::Status Job::Wait() {
     std::unique_lock<std::mutex> lock(mu_);
     done_cv_.wait(lock, [this] { return done_; });
   }
+  if (coordinator_) coordinator_->Stop();
   JoinPool();
   std::lock_guard<std::mutex> lock(mu_);
   return status_;

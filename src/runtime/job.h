@@ -24,7 +24,9 @@
 #include <sluice/core/runtime_options.h>
 #include <sluice/internal/graph.h>
 
+#include "checkpoint/checkpoint_storage.h"
 #include "runtime/channel.h"
+#include "runtime/checkpoint_coordinator.h"
 #include "runtime/task.h"
 
 namespace sluice::internal {
@@ -54,6 +56,13 @@ class Job {
   boost::asio::thread_pool& pool() { return *pool_; }
   const Clock& clock() const { return *clock_; }
 
+  // --- Checkpoints -------------------------------------------------------------------------------
+  void AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots);
+  void DeclineCheckpoint(int64_t id, absl::Status why);
+  // Takes a savepoint into `dir`; returns its path once complete. Not from a task.
+  absl::StatusOr<std::string> TriggerSavepoint(const std::string& dir);
+  int64_t CompletedCheckpoints() const;
+
   // The largest number of batches any channel held at once (tests of backpressure).
   size_t MaxChannelOccupancy() const;
   const Counters& counters() const { return counters_; }
@@ -61,6 +70,8 @@ class Job {
  private:
   explicit Job(std::string name) : name_(std::move(name)) {}
   absl::Status Compile(StreamGraph graph, const RuntimeOptions& options);
+  absl::Status Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
+                       int max_parallelism, const RestoredCheckpoint& restored);
   void WakeAll();
   void JoinPool();
 
@@ -73,6 +84,8 @@ class Job {
   std::vector<std::unique_ptr<Task>> tasks_;
   std::shared_ptr<Clock> clock_;
   StateBackendSetup state_;  // outlives the operators whose backends use it
+  std::unique_ptr<CheckpointCoordinator> coordinator_;
+  absl::Duration checkpoint_interval_ = absl::ZeroDuration();
   int clock_listener_ = -1;
   std::atomic<bool> cancelled_{false};
 

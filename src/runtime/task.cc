@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 
+#include "runtime/checkpoint_coordinator.h"
 #include "runtime/job.h"
 
 namespace sluice::internal {
@@ -22,9 +23,74 @@ Task::Task(Job* job, std::string name, int batch_size)
 
 Task::~Task() = default;
 
-void Task::AddOperator(std::unique_ptr<OperatorBase> op) {
+void Task::AddOperator(std::unique_ptr<OperatorBase> op, int node_id, int subtask) {
   if (operators_.empty()) source_ = dynamic_cast<SourceOperatorBase*>(op.get());
   operators_.push_back(std::move(op));
+  operator_ids_.emplace_back(node_id, subtask);
+}
+
+void Task::TriggerCheckpoint(int64_t id) {
+  trigger_.store(id, std::memory_order_release);
+  Wake();
+}
+
+void Task::NotifyCheckpointComplete(int64_t id) {
+  completed_.store(id, std::memory_order_release);
+  Wake();
+}
+
+void Task::NotifyCheckpointAborted(int64_t id) {
+  aborted_.store(id, std::memory_order_release);
+  Wake();
+}
+
+void Task::DeliverNotifications() {
+  const int64_t done = completed_.load(std::memory_order_acquire);
+  if (done > notified_) {
+    notified_ = done;
+    for (auto& op : operators_) op->NotifyCheckpointComplete(done);
+  }
+  const int64_t aborted = aborted_.load(std::memory_order_acquire);
+  if (aborted > notified_aborted_) {
+    notified_aborted_ = aborted;
+    for (auto& op : operators_) op->NotifyCheckpointAborted(aborted);
+  }
+}
+
+void Task::PerformCheckpoint(int64_t id) {
+  performed_ = id;
+  std::vector<SubtaskSnapshot> snapshots;
+  snapshots.reserve(operators_.size());
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    SubtaskSnapshot s;
+    s.node_id = operator_ids_[i].first;
+    s.subtask = operator_ids_[i].second;
+    operators_[i]->SnapshotState(id, s.state);
+    snapshots.push_back(std::move(s));
+  }
+  for (auto& w : writers_) w->EmitBarrier(id);
+  job_->AcknowledgeCheckpoint(id, std::move(snapshots));
+}
+
+void Task::OnBarrier(Input& input, int64_t id) {
+  if (id <= performed_ || id < aligning_) return;  // a barrier of a checkpoint taken or given up
+  if (id > aligning_) {
+    // A newer checkpoint: an unfinished alignment for an older one is abandoned.
+    for (Input& in : inputs_) in.blocked = false;
+    aligning_ = id;
+  }
+  input.barrier = id;
+  if (exactly_once_) input.blocked = true;
+  MaybeFinishAlignment();
+}
+
+void Task::MaybeFinishAlignment() {
+  if (aligning_ <= performed_) return;
+  for (const Input& in : inputs_) {
+    if (!in.ended && in.barrier != aligning_) return;
+  }
+  for (Input& in : inputs_) in.blocked = false;
+  PerformCheckpoint(aligning_);
 }
 
 void Task::AddWriter(std::unique_ptr<ExchangeWriterBase> writer) {
@@ -73,6 +139,7 @@ Task::Outcome Task::RunSlice() {
       // Downstream operators first, so an operator never emits into an unopened one.
       for (auto it = operators_.rbegin(); it != operators_.rend(); ++it) (*it)->Open();
     }
+    DeliverNotifications();
     Timestamp deadline = FireProcessingTime();
     for (int i = 0; i < kStepsPerSlice; ++i) {
       retry_after_ = absl::InfiniteDuration();
@@ -110,6 +177,11 @@ Task::Outcome Task::RunSlice() {
 }
 
 Task::Outcome Task::Step() {
+  // A source takes a checkpoint between two polls: its barrier follows what it emitted so far.
+  if (source_ != nullptr) {
+    const int64_t id = trigger_.exchange(0, std::memory_order_acq_rel);
+    if (id > 0) PerformCheckpoint(id);
+  }
   // Backpressure: take no new input while a downstream channel is full. The full channel wakes
   // this task when its consumer makes room.
   if (!WritersHaveCapacity()) return Outcome::kIdle;
@@ -133,7 +205,7 @@ Task::Outcome Task::Step() {
   for (size_t tried = 0; tried < inputs_.size(); ++tried) {
     Input& input = inputs_[next_input_];
     next_input_ = next_input_ + 1 == inputs_.size() ? 0 : next_input_ + 1;
-    if (input.ended) continue;
+    if (input.ended || input.blocked) continue;
     ChannelMessage message;
     if (!input.channel->Pop(&message)) continue;
     if (message.kind == ChannelMessage::Kind::kData) {
@@ -151,7 +223,13 @@ Task::Outcome Task::Step() {
       SyncGate(input.gate);
       return Outcome::kYield;
     }
+    if (message.kind == ChannelMessage::Kind::kBarrier) {
+      OnBarrier(input, message.checkpoint_id);
+      return Outcome::kYield;
+    }
     input.ended = true;
+    // An ended input counts as having delivered every barrier.
+    MaybeFinishAlignment();
     --open_inputs_;
     if (--gate.open_inputs == 0) {
       operators_.front()->EndOfInput(input.gate);
@@ -212,6 +290,12 @@ void Task::CloseUnstarted() {
 
 void Task::Finish() {
   finished_ = true;
+  finished_flag_.store(true, std::memory_order_release);
+  if (const int64_t id = trigger_.exchange(0); id > 0) {
+    job_->DeclineCheckpoint(id, absl::FailedPreconditionError(
+                                    absl::StrCat("task '", name_, "' finished before checkpoint ",
+                                                 id, " reached it")));
+  }
   for (auto& op : operators_) op->Close();
   if (timer_) timer_->cancel();
   job_->TaskFinished();

@@ -34,7 +34,19 @@ class Task final : public TaskServices {
 
   // --- Wiring, before Start() -------------------------------------------------------------------
   // Operators in topological order; the first is the head (a source or the input of the task).
-  void AddOperator(std::unique_ptr<OperatorBase> op);
+  void AddOperator(std::unique_ptr<OperatorBase> op, int node_id = -1, int subtask = 0);
+  // Checkpoints: barriers are aligned (exactly-once) or not (at-least-once).
+  void SetExactlyOnce(bool exactly_once) { exactly_once_ = exactly_once; }
+  bool is_source() const { return source_ != nullptr; }
+  bool finished() const { return finished_flag_.load(std::memory_order_acquire); }
+  // --- Called by the checkpoint coordinator (any thread) ------------------------------------------
+  // Source tasks: take checkpoint `id` at the next poll boundary and send its barrier.
+  void TriggerCheckpoint(int64_t id);
+  void NotifyCheckpointComplete(int64_t id);
+  void NotifyCheckpointAborted(int64_t id);
+  // Restores the task's operators (before Start).
+  const std::vector<std::unique_ptr<OperatorBase>>& operators() const { return operators_; }
+  const std::vector<std::pair<int, int>>& operator_ids() const { return operator_ids_; }
   void AddWriter(std::unique_ptr<ExchangeWriterBase> writer);
   void AddInput(Channel* channel, int gate);
 
@@ -55,6 +67,8 @@ class Task final : public TaskServices {
     int gate;
     int slot;  // in the gate's combiner
     bool ended = false;
+    bool blocked = false;   // exactly-once alignment: its barrier came, others' have not
+    int64_t barrier = 0;    // the last barrier it delivered
   };
   // Per input gate: its channels' watermarks and idleness, and what the head operator was told.
   struct Gate {
@@ -76,6 +90,12 @@ class Task final : public TaskServices {
   bool WritersHaveCapacity();
   void FlushWriters();
   void ArmTimer(absl::Duration delay);
+  // A barrier arrived on `input`; aligns, then checkpoints when every input delivered it.
+  void OnBarrier(Input& input, int64_t id);
+  void MaybeFinishAlignment();
+  // Snapshots every operator, forwards barrier `id` and acknowledges it.
+  void PerformCheckpoint(int64_t id);
+  void DeliverNotifications();
   // Closes every operator, releases the timer and reports to the job.
   void Finish();
 
@@ -94,6 +114,18 @@ class Task final : public TaskServices {
   bool finished_ = false;
   std::optional<boost::asio::steady_timer> timer_;
   std::atomic<int64_t> pending_{0};
+
+  // Checkpoints.
+  std::vector<std::pair<int, int>> operator_ids_;  // (node id, subtask) per operator
+  bool exactly_once_ = true;
+  std::atomic<int64_t> trigger_{0};
+  std::atomic<int64_t> completed_{0};
+  std::atomic<int64_t> aborted_{0};
+  int64_t notified_ = 0;
+  int64_t notified_aborted_ = 0;
+  int64_t aligning_ = 0;   // the newest barrier seen on an input
+  int64_t performed_ = 0;  // the newest checkpoint this task took
+  std::atomic<bool> finished_flag_{false};
 };
 
 }  // namespace sluice::internal

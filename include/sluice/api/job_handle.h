@@ -15,17 +15,19 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
+
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
 namespace sluice {
 namespace internal {
-class Job;
+class JobRunner;
 }  // namespace internal
 
 class JobHandle {
  public:
-  explicit JobHandle(std::shared_ptr<internal::Job> job);
+  explicit JobHandle(std::shared_ptr<internal::JobRunner> job);
   JobHandle(JobHandle&&) noexcept;
   JobHandle& operator=(JobHandle&&) noexcept;
   ~JobHandle();
@@ -44,8 +46,18 @@ class JobHandle {
   // "Window.numLateRecordsDropped". Final once Wait() returned. Empty for a moved-from handle.
   std::map<std::string, int64_t> Counters() const;
 
+  // Takes a savepoint (a self-contained, canonical snapshot of the whole job) into `dir` and
+  // returns its path once it is complete; the job keeps running. Resume a job from it with
+  // RuntimeOptions::restore_from — at another parallelism or with the other state backend too.
+  absl::StatusOr<std::string> TriggerSavepoint(const std::string& dir);
+  // Takes a savepoint, then cancels the job (Flink's stop-with-savepoint). Wait() then returns
+  // CancelledError.
+  absl::StatusOr<std::string> StopWithSavepoint(const std::string& dir);
+  // Number of the last complete checkpoint or savepoint (0 = none yet).
+  int64_t LastCompletedCheckpoint() const;
+
  private:
-  std::shared_ptr<internal::Job> job_;
+  std::shared_ptr<internal::JobRunner> job_;
 };
 
 }  // namespace sluice

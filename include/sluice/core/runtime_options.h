@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -27,6 +28,71 @@ enum class ExecutionMode {
 };
 
 const char* ExecutionModeName(ExecutionMode mode);
+
+// As Flink's CheckpointingMode.
+enum class CheckpointingMode {
+  // Barriers are aligned: a task's state reflects exactly the records before the barrier on every
+  // input. With replayable sources and exactly-once sinks, results are exactly once.
+  kExactlyOnce,
+  // No alignment: records behind an early barrier may be in the snapshot and replayed again.
+  kAtLeastOnce,
+};
+
+// Periodic checkpoints (Flink's execution.checkpointing.*). See docs/checkpointing.md.
+struct CheckpointOptions {
+  // Time between the start of two checkpoints. Zero = no periodic checkpoints.
+  absl::Duration interval = absl::ZeroDuration();
+  // Checkpoint storage root: chk-<id>/ directories, shared/ files. Required with an interval.
+  std::string directory;
+  CheckpointingMode mode = CheckpointingMode::kExactlyOnce;
+  // A checkpoint not complete after this long is aborted. Default 10 min.
+  absl::Duration timeout = absl::Minutes(10);
+  // Least time between the end of one checkpoint and the start of the next. Default 0.
+  absl::Duration min_pause = absl::ZeroDuration();
+  // Failed checkpoints in a row the job tolerates; one more fails the job. Default 0.
+  int tolerable_failures = 0;
+  // Complete checkpoints kept in `directory`. Default 1.
+  int retained = 1;
+};
+
+// What the job does when it fails (Flink's restart-strategy). It restarts in-process from the
+// latest complete checkpoint (from the beginning when there is none).
+struct RestartStrategy {
+  enum class Kind { kNone, kFixedDelay, kExponentialDelay, kFailureRate };
+  Kind kind = Kind::kNone;
+  // kFixedDelay: attempts after the first failure; kFailureRate: failures allowed per interval.
+  int attempts = 3;
+  absl::Duration delay = absl::Seconds(1);  // kFixedDelay, kFailureRate; kExponentialDelay start
+  absl::Duration max_delay = absl::Minutes(5);  // kExponentialDelay
+  double backoff_multiplier = 2.0;              // kExponentialDelay
+  absl::Duration failure_rate_interval = absl::Minutes(1);  // kFailureRate
+
+  static RestartStrategy None() { return {}; }
+  static RestartStrategy FixedDelay(int attempts, absl::Duration delay) {
+    RestartStrategy r;
+    r.kind = Kind::kFixedDelay;
+    r.attempts = attempts;
+    r.delay = delay;
+    return r;
+  }
+  static RestartStrategy ExponentialDelay(absl::Duration initial, absl::Duration max,
+                                          double multiplier) {
+    RestartStrategy r;
+    r.kind = Kind::kExponentialDelay;
+    r.delay = initial;
+    r.max_delay = max;
+    r.backoff_multiplier = multiplier;
+    return r;
+  }
+  static RestartStrategy FailureRate(int failures, absl::Duration interval, absl::Duration delay) {
+    RestartStrategy r;
+    r.kind = Kind::kFailureRate;
+    r.attempts = failures;
+    r.failure_rate_interval = interval;
+    r.delay = delay;
+    return r;
+  }
+};
 
 struct RuntimeOptions {
   // Default parallelism of every operator. 0 = the number of hardware threads.
@@ -50,6 +116,13 @@ struct RuntimeOptions {
   StateBackendKind state_backend = StateBackendKind::kHashMap;
   // Used when state_backend is kRocksDb.
   RocksDbStateOptions rocksdb;
+  // Periodic checkpoints; off by default.
+  CheckpointOptions checkpointing;
+  // Resume from a checkpoint (chk-<id> directory), a savepoint directory, or a checkpoint storage
+  // root (its latest valid checkpoint). Empty = start fresh.
+  std::string restore_from;
+  // Restarts after a failure. Default: none (the failure ends the job).
+  RestartStrategy restart_strategy;
 
   // Returns InvalidArgument naming the first bad field.
   absl::Status Validate() const;

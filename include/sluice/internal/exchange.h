@@ -77,6 +77,11 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
     for (auto* ch : channels_) ch->PushEndOfInput();
   }
 
+  void EmitBarrier(int64_t id) override {
+    FlushBuffers();
+    for (auto* ch : channels_) ch->PushBarrier(id);
+  }
+
   void FlushBuffers() override {
     for (size_t c = 0; c < channels_.size(); ++c) {
       if (!buffers_[c]->records.empty()) Ship(c);

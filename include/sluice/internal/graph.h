@@ -52,6 +52,8 @@ class OutputChannel {
   virtual void PushWatermark(Timestamp watermark) = 0;
   // The producer became idle (true) or active again (false).
   virtual void PushWatermarkStatus(bool idle) = 0;
+  // Checkpoint barrier `id`: every record pushed before it belongs to the checkpoint.
+  virtual void PushBarrier(int64_t id) = 0;
   // True when the channel has room; when it has none, the producing task is woken once it has.
   virtual bool HasCapacity() = 0;
 };
@@ -64,6 +66,8 @@ class ExchangeWriterBase {
   // Pushes partially filled batches.
   virtual void FlushBuffers() = 0;
   virtual bool HasCapacity() = 0;
+  // Pushes the buffered records, then checkpoint barrier `id`, into every channel.
+  virtual void EmitBarrier(int64_t id) = 0;
 };
 
 struct WriterSetup {

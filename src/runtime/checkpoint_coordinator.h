@@ -1,0 +1,129 @@
+// CheckpointCoordinator: triggers checkpoints and savepoints, collects the tasks' snapshots,
+// writes them to checkpoint storage and completes them (Flink's CheckpointCoordinator).
+//
+// It runs on its own thread (one per job that checkpoints): triggering is a timer, and writing
+// state files is the asynchronous part of a checkpoint, so tasks never wait for the disk. A
+// checkpoint: (1) the coordinator asks every source task to checkpoint; (2) each task snapshots its
+// operators when the barrier has reached it on all inputs, forwards the barrier and acknowledges
+// with its snapshots; (3) once every task has acknowledged, the coordinator writes the state files
+// and the _metadata (the checkpoint is complete when _metadata is durable) and (4) tells every
+// task, so two-phase-commit sinks commit. At most one checkpoint is in flight.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+#include <sluice/core/runtime_options.h>
+#include <sluice/internal/operators.h>
+
+#include "checkpoint/checkpoint_storage.h"
+
+namespace sluice::internal {
+
+class Job;
+class Task;
+
+// One operator subtask's contribution to a checkpoint.
+struct SubtaskSnapshot {
+  int node_id = 0;
+  int subtask = 0;
+  OperatorStateSnapshot state;
+};
+
+// What the coordinator knows of each operator of the job.
+struct OperatorInfo {
+  int node_id = 0;
+  std::string name;
+  int parallelism = 1;
+};
+
+class CheckpointCoordinator {
+ public:
+  CheckpointCoordinator(Job* job, std::string job_name, CheckpointOptions options,
+                        std::unique_ptr<CheckpointStorage> storage, int max_parallelism,
+                        std::vector<OperatorInfo> operators, std::vector<Task*> tasks,
+                        int64_t first_id);
+  ~CheckpointCoordinator();
+
+  void Start();
+  // Stops the thread; aborts a checkpoint in flight. Idempotent.
+  void Stop();
+
+  // --- Called by tasks (any thread) ---------------------------------------------------------------
+  void Acknowledge(int64_t id, std::vector<SubtaskSnapshot> snapshots);
+  // A task cannot take part in checkpoint `id` (a source that ended before its barrier).
+  void Decline(int64_t id, absl::Status why);
+
+  // Takes a savepoint into `dir` and waits until it is complete (or failed). Any thread but a
+  // task's.
+  absl::StatusOr<std::string> TriggerSavepoint(const std::string& dir);
+
+  // Checkpoints completed so far (tests, metrics).
+  int64_t completed() const;
+
+ private:
+  struct Pending {
+    int64_t id = 0;
+    bool savepoint = false;
+    std::string savepoint_dir;
+    absl::Time started;
+    std::unique_ptr<PendingCheckpoint> writer;
+    checkpoint::CheckpointMetadata metadata;
+    std::map<std::pair<int, int>, checkpoint::SubtaskState*> subtasks;  // (node, subtask)
+    size_t acks = 0;
+    absl::Status failure;
+    bool declined = false;
+  };
+
+  void Run();
+  bool AnyTaskFinished() const;
+  // Starts checkpoint (or savepoint) `id`. Called with mu_ held.
+  absl::Status TriggerLocked(std::unique_lock<std::mutex>& lock, bool savepoint,
+                             const std::string& dir);
+  // Writes one task's snapshots. Without mu_.
+  absl::Status Write(Pending& p, std::vector<SubtaskSnapshot>& snapshots);
+  void Finish(std::unique_lock<std::mutex>& lock, absl::Status status);
+
+  Job* const job_;
+  const std::string job_name_;
+  const CheckpointOptions options_;
+  std::unique_ptr<CheckpointStorage> storage_;
+  const int max_parallelism_;
+  const std::vector<OperatorInfo> operators_;
+  const std::vector<Task*> tasks_;
+
+  std::mutex stop_mu_;  // serializes Stop()
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  bool stop_ = false;
+  int64_t next_id_;
+  int64_t completed_ = 0;
+  int consecutive_failures_ = 0;
+  absl::Time last_end_ = absl::InfinitePast();
+  absl::Time next_trigger_ = absl::InfiniteFuture();
+  std::unique_ptr<Pending> pending_;
+  std::vector<std::vector<SubtaskSnapshot>> acks_;  // received, not yet written
+  // Savepoint requests and their results.
+  struct SavepointRequest {
+    std::string dir;
+    bool started = false;
+    bool done = false;
+    absl::StatusOr<std::string> result = absl::UnknownError("pending");
+  };
+  std::vector<std::shared_ptr<SavepointRequest>> savepoints_;
+  std::shared_ptr<SavepointRequest> current_savepoint_;
+};
+
+}  // namespace sluice::internal

@@ -1,0 +1,173 @@
+#include "runtime/job_runner.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+#include "checkpoint/checkpoint_storage.h"
+
+namespace sluice::internal {
+
+JobRunner::JobRunner(StreamGraph graph, RuntimeOptions options, std::string name)
+    : graph_(std::move(graph)), options_(std::move(options)), name_(std::move(name)) {
+  next_exponential_ = options_.restart_strategy.delay;
+}
+
+absl::StatusOr<std::shared_ptr<JobRunner>> JobRunner::Start(StreamGraph graph,
+                                                            RuntimeOptions options,
+                                                            std::string name) {
+  std::shared_ptr<JobRunner> runner(new JobRunner(std::move(graph), std::move(options), name));
+  SLUICE_ASSIGN_OR_RETURN(runner->job_, Job::Build(runner->graph_, runner->options_, name));
+  runner->job_->Start();
+  if (runner->options_.restart_strategy.kind != RestartStrategy::Kind::kNone) {
+    runner->supervisor_ = std::thread([r = runner.get()] { r->Supervise(); });
+  }
+  return runner;
+}
+
+JobRunner::~JobRunner() {
+  Cancel();
+  if (supervisor_.joinable()) supervisor_.join();
+  if (std::shared_ptr<Job> job = Current()) (void)job->Wait();
+}
+
+std::shared_ptr<Job> JobRunner::Current() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return job_;
+}
+
+absl::StatusOr<absl::Duration> JobRunner::NextDelay(const absl::Status& failure) {
+  const RestartStrategy& rs = options_.restart_strategy;
+  const absl::Time now = absl::Now();
+  switch (rs.kind) {
+    case RestartStrategy::Kind::kNone:
+      return failure;
+    case RestartStrategy::Kind::kFixedDelay:
+      if (attempts_ - 1 >= rs.attempts) break;
+      return rs.delay;
+    case RestartStrategy::Kind::kExponentialDelay: {
+      absl::Duration d = next_exponential_;
+      next_exponential_ = std::min(rs.max_delay, next_exponential_ * rs.backoff_multiplier);
+      return d;
+    }
+    case RestartStrategy::Kind::kFailureRate:
+      failures_.push_back(now);
+      failures_.erase(std::remove_if(failures_.begin(), failures_.end(),
+                                     [&](absl::Time t) { return now - t > rs.failure_rate_interval; }),
+                      failures_.end());
+      if (static_cast<int>(failures_.size()) > rs.attempts) break;
+      return rs.delay;
+  }
+  return absl::Status(failure.code(),
+                      absl::StrCat(failure.message(), " (the restart strategy allows no more "
+                                                      "restarts after ", attempts_, " attempts)"));
+}
+
+void JobRunner::Supervise() {
+  while (true) {
+    std::shared_ptr<Job> job = Current();
+    absl::Status status = job->Wait();
+    std::unique_lock<std::mutex> lock(mu_);
+    last_checkpoint_ = std::max(last_checkpoint_, job->CompletedCheckpoints());
+    if (status.ok() || cancelled_ || absl::IsCancelled(status)) {
+      done_ = true;
+      status_ = status;
+      cv_.notify_all();
+      return;
+    }
+    absl::StatusOr<absl::Duration> delay = NextDelay(status);
+    if (!delay.ok()) {
+      done_ = true;
+      status_ = delay.status();
+      cv_.notify_all();
+      return;
+    }
+    cv_.wait_for(lock, absl::ToChronoNanoseconds(*delay), [this] { return cancelled_; });
+    if (cancelled_) {
+      done_ = true;
+      status_ = absl::CancelledError(absl::StrCat("job '", name_, "' was cancelled"));
+      cv_.notify_all();
+      return;
+    }
+    // Resume from the latest complete checkpoint, if there is one.
+    RuntimeOptions options = options_;
+    if (!options.checkpointing.directory.empty()) {
+      absl::StatusOr<std::unique_ptr<CheckpointStorage>> storage = CheckpointStorage::Open(
+          {options.checkpointing.directory, options.checkpointing.retained});
+      if (storage.ok() && (*storage)->LoadLatestValid().ok()) {
+        options.restore_from = options.checkpointing.directory;
+      }
+    }
+    lock.unlock();
+    absl::StatusOr<std::shared_ptr<Job>> next = Job::Build(graph_, options, name_);
+    lock.lock();
+    if (!next.ok()) {
+      done_ = true;
+      status_ = absl::Status(next.status().code(),
+                             absl::StrCat("restart failed: ", next.status().message()));
+      cv_.notify_all();
+      return;
+    }
+    job_ = std::move(*next);
+    ++attempts_;
+    job_->Start();
+  }
+}
+
+absl::Status JobRunner::Wait() {
+  if (!supervisor_.joinable()) return Current()->Wait();
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return done_; });
+  return status_;
+}
+
+bool JobRunner::WaitFor(absl::Duration timeout) {
+  if (!supervisor_.joinable()) return Current()->WaitFor(timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (timeout >= absl::Hours(24 * 365 * 100)) {
+    cv_.wait(lock, [this] { return done_; });
+    return true;
+  }
+  return cv_.wait_for(lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())),
+                      [this] { return done_; });
+}
+
+void JobRunner::Cancel() {
+  std::shared_ptr<Job> job;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled_ = true;
+    job = job_;
+  }
+  cv_.notify_all();
+  if (job) job->Cancel();
+}
+
+bool JobRunner::IsDone() const {
+  if (!supervisor_.joinable()) return Current()->IsDone();
+  std::lock_guard<std::mutex> lock(mu_);
+  return done_;
+}
+
+std::map<std::string, int64_t> JobRunner::Counters() const {
+  return Current()->counters().Snapshot();
+}
+
+absl::StatusOr<std::string> JobRunner::TriggerSavepoint(const std::string& dir) {
+  return Current()->TriggerSavepoint(dir);
+}
+
+int64_t JobRunner::CompletedCheckpoints() const {
+  std::shared_ptr<Job> job = Current();
+  std::lock_guard<std::mutex> lock(mu_);
+  return std::max(last_checkpoint_, job->CompletedCheckpoints());
+}
+
+int JobRunner::attempts() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return attempts_;
+}
+
+}  // namespace sluice::internal

@@ -1,0 +1,399 @@
+// Checkpoints of running jobs: barriers, alignment, the coordinator and storage, resuming from a
+// checkpoint or a savepoint — at another parallelism and into the other state backend.
+#include <sluice/sluice.h>
+
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+
+namespace sluice {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The numbers [0, end), released by the test in steps through `gate`; checkpointable.
+struct Gate {
+  std::atomic<int64_t> open{0};
+  int64_t end = 0;
+};
+
+class GatedSource final : public Source<int64_t> {
+ public:
+  explicit GatedSource(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
+  bool IsBounded() const override { return false; }
+  int MaxParallelism() const override { return 1; }
+  std::string Describe() const override { return "gated"; }
+  absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(const SourceContext&) override {
+    return std::unique_ptr<SourceReader<int64_t>>(new Reader(gate_));
+  }
+
+ private:
+  class Reader final : public SourceReader<int64_t> {
+   public:
+    explicit Reader(std::shared_ptr<Gate> gate) : gate_(std::move(gate)) {}
+    absl::StatusOr<PollResult> PollNext(Collector<int64_t>& out, int max_records) override {
+      if (next_ >= gate_->end) return PollResult::End();
+      const int64_t limit = std::min<int64_t>(gate_->open.load(), next_ + max_records);
+      if (next_ >= limit) return PollResult::NothingUntil(absl::Milliseconds(2));
+      while (next_ < limit) out.Collect(next_++);
+      return PollResult::More();
+    }
+    absl::StatusOr<std::string> SnapshotState(int64_t) override { return SerializeToString(next_); }
+    absl::Status RestoreState(std::string_view state) override {
+      if (!DeserializeFromString(state, &next_)) return absl::DataLossError("bad position");
+      return absl::OkStatus();
+    }
+
+   private:
+    std::shared_ptr<Gate> gate_;
+    int64_t next_ = 0;
+  };
+  std::shared_ptr<Gate> gate_;
+};
+
+// Running sum per key in ValueState; emits (key, sum) for every record.
+class RunningSum final : public KeyedProcessFunction<int64_t, int64_t, std::pair<int64_t, int64_t>> {
+ public:
+  void Open(const RuntimeContext& ctx) override {
+    sum_ = ctx.GetState(ValueStateDescriptor<int64_t>("sum"));
+  }
+  void ProcessElement(const int64_t& v, Context& ctx,
+                      Collector<std::pair<int64_t, int64_t>>& out) override {
+    const int64_t s = sum_.Value().value_or(0) + v;
+    sum_.Update(s);
+    out.Collect({ctx.CurrentKey(), s});
+  }
+
+ private:
+  ValueState<int64_t> sum_;
+};
+
+// Keeps the latest sum per key and counts records.
+struct Latest {
+  absl::Mutex mu;
+  std::map<int64_t, int64_t> sums;
+  int64_t count = 0;
+};
+class LatestSink final : public Sink<std::pair<int64_t, int64_t>> {
+ public:
+  explicit LatestSink(std::shared_ptr<Latest> latest) : latest_(std::move(latest)) {}
+  absl::StatusOr<std::unique_ptr<SinkWriter<std::pair<int64_t, int64_t>>>> CreateWriter(
+      const RuntimeContext&) override {
+    return std::unique_ptr<SinkWriter<std::pair<int64_t, int64_t>>>(new Writer(latest_));
+  }
+
+ private:
+  class Writer final : public SinkWriter<std::pair<int64_t, int64_t>> {
+   public:
+    explicit Writer(std::shared_ptr<Latest> l) : l_(std::move(l)) {}
+    absl::Status Write(std::vector<std::pair<int64_t, int64_t>>& records) override {
+      absl::MutexLock lock(&l_->mu);
+      for (auto& [k, s] : records) l_->sums[k] = s;
+      l_->count += static_cast<int64_t>(records.size());
+      return absl::OkStatus();
+    }
+
+   private:
+    std::shared_ptr<Latest> l_;
+  };
+  std::shared_ptr<Latest> latest_;
+};
+
+constexpr int kKeys = 7;
+
+std::map<int64_t, int64_t> ExpectedSums(int64_t end) {
+  std::map<int64_t, int64_t> m;
+  for (int64_t v = 0; v < end; ++v) m[v % kKeys] += v;
+  return m;
+}
+
+struct Param {
+  StateBackendKind backend;
+  CheckpointingMode mode;
+};
+
+class CheckpointJobTest : public ::testing::TestWithParam<Param> {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/checkpoint_job_test_" + std::to_string(::getpid()) + "_" +
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : dir_) {
+      if (c == '/' && &c > dir_.data() + ::testing::TempDir().size()) c = '_';
+    }
+    std::filesystem::remove_all(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  RuntimeOptions Options(int parallelism, StateBackendKind backend) const {
+    RuntimeOptions o;
+    o.parallelism = parallelism;
+    o.execution_mode = ExecutionMode::kStreaming;
+    o.state_backend = backend;
+    o.rocksdb.local_dir = dir_ + "/rocksdb";
+    o.checkpointing.interval = absl::Milliseconds(20);
+    o.checkpointing.directory = dir_ + "/checkpoints";
+    o.checkpointing.mode = GetParam().mode;
+    o.checkpointing.retained = 2;
+    return o;
+  }
+  static void Build(StreamEnvironment& env, std::shared_ptr<Gate> gate,
+                    std::shared_ptr<Latest> latest) {
+    env.FromSource(GatedSource(gate))
+        .Rebalance()
+        .Map([](int64_t v) { return v; })
+        .KeyBy([](int64_t v) { return v % kKeys; })
+        .Process(RunningSum())
+        .SinkTo(LatestSink(latest));
+  }
+  static void WaitFor(const std::function<bool()>& cond) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(60);
+    while (!cond()) {
+      ASSERT_LT(absl::Now(), deadline) << "timed out";
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+  }
+
+  std::string dir_;
+};
+
+// A job checkpoints, processes more, and dies; a new job resumes from the latest checkpoint: the
+// records after the checkpoint are replayed, and the state counts every record exactly once.
+TEST_P(CheckpointJobTest, ResumesFromTheLatestCheckpointWithExactState) {
+  auto gate = std::make_shared<Gate>();
+  gate->end = 3000;
+  auto latest = std::make_shared<Latest>();
+  {
+    StreamEnvironment env(Options(2, GetParam().backend));
+    Build(env, gate, latest);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("first");
+    ASSERT_TRUE(job.ok()) << job.status();
+    gate->open = 1000;
+    WaitFor([&] {
+      absl::MutexLock l(&latest->mu);
+      return latest->count == 1000;
+    });
+    const int64_t before = job->LastCompletedCheckpoint();
+    WaitFor([&] { return job->LastCompletedCheckpoint() >= before + 2; });  // covers all 1000
+    gate->open = 1500;  // processed, but in no checkpoint: replayed after the restore
+    WaitFor([&] {
+      absl::MutexLock l(&latest->mu);
+      return latest->count == 1500;
+    });
+    job->Cancel();
+    EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  }
+  RuntimeOptions o = Options(2, GetParam().backend);
+  o.restore_from = dir_ + "/checkpoints";
+  StreamEnvironment env(o);
+  auto resumed = std::make_shared<Latest>();
+  Build(env, gate, resumed);
+  absl::StatusOr<JobHandle> job = env.ExecuteAsync("second");
+  ASSERT_TRUE(job.ok()) << job.status();
+  gate->open = 3000;
+  WaitFor([&] {
+    absl::MutexLock l(&resumed->mu);
+    return resumed->sums == ExpectedSums(3000);
+  });
+  job->Cancel();
+  job->Wait().IgnoreError();
+  absl::MutexLock l(&resumed->mu);
+  EXPECT_EQ(resumed->sums, ExpectedSums(3000));
+  // The records after the restored checkpoint were processed again: it was taken after record
+  // 1000 (or, if one more completed before the cancel, after record 1500).
+  EXPECT_TRUE(resumed->count == 2000 || resumed->count == 1500) << resumed->count;
+}
+
+// A savepoint of a job at parallelism 2 restores at parallelism 3 and 1, into either backend.
+TEST_P(CheckpointJobTest, SavepointRestoresAtAnotherParallelismAndIntoTheOtherBackend) {
+  auto gate = std::make_shared<Gate>();
+  gate->end = 2000;
+  auto latest = std::make_shared<Latest>();
+  const std::string savepoint = dir_ + "/savepoint-1";
+  {
+    RuntimeOptions o = Options(2, GetParam().backend);
+    o.checkpointing.interval = absl::ZeroDuration();  // savepoints only
+    StreamEnvironment env(o);
+    Build(env, gate, latest);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("first");
+    ASSERT_TRUE(job.ok()) << job.status();
+    gate->open = 1200;
+    WaitFor([&] {
+      absl::MutexLock l(&latest->mu);
+      return latest->count == 1200;
+    });
+    absl::StatusOr<std::string> path = job->StopWithSavepoint(savepoint);
+    ASSERT_TRUE(path.ok()) << path.status();
+    EXPECT_EQ(*path, savepoint);
+    EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  }
+  const StateBackendKind other = GetParam().backend == StateBackendKind::kHashMap
+                                     ? StateBackendKind::kRocksDb
+                                     : StateBackendKind::kHashMap;
+  for (auto [parallelism, backend] : std::vector<std::pair<int, StateBackendKind>>{
+           {3, GetParam().backend}, {1, other}}) {
+    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
+    RuntimeOptions o = Options(parallelism, backend);
+    o.checkpointing.interval = absl::ZeroDuration();
+    o.restore_from = savepoint;
+    StreamEnvironment env(o);
+    auto resumed = std::make_shared<Latest>();
+    Build(env, gate, resumed);
+    gate->open = 2000;
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("resumed");
+    ASSERT_TRUE(job.ok()) << job.status();
+    WaitFor([&] {
+      absl::MutexLock l(&resumed->mu);
+      return resumed->count == 800;
+    });
+    job->Cancel();
+    job->Wait().IgnoreError();
+    absl::MutexLock l(&resumed->mu);
+    EXPECT_EQ(resumed->sums, ExpectedSums(2000));
+  }
+}
+
+// Throws once, at the first attempt that sees `poison`.
+class FailOnce final : public KeyedProcessFunction<int64_t, int64_t, std::pair<int64_t, int64_t>> {
+ public:
+  FailOnce(std::shared_ptr<std::atomic<int>> failures, int64_t poison)
+      : failures_(std::move(failures)), poison_(poison) {}
+  void Open(const RuntimeContext& ctx) override {
+    sum_ = ctx.GetState(ValueStateDescriptor<int64_t>("sum"));
+  }
+  void ProcessElement(const int64_t& v, Context& ctx,
+                      Collector<std::pair<int64_t, int64_t>>& out) override {
+    if (v == poison_ && failures_->fetch_add(1) == 0) throw std::runtime_error("poisoned record");
+    const int64_t s = sum_.Value().value_or(0) + v;
+    sum_.Update(s);
+    out.Collect({ctx.CurrentKey(), s});
+  }
+
+ private:
+  std::shared_ptr<std::atomic<int>> failures_;
+  int64_t poison_;
+  ValueState<int64_t> sum_;
+};
+
+// A user function throws after a checkpoint: the restart strategy restarts the job in-process from
+// the latest complete checkpoint, and the state is exact.
+TEST_P(CheckpointJobTest, RestartsFromTheLatestCheckpointAfterAFailure) {
+  auto gate = std::make_shared<Gate>();
+  gate->end = 2000;
+  auto latest = std::make_shared<Latest>();
+  auto failures = std::make_shared<std::atomic<int>>(0);
+  RuntimeOptions o = Options(2, GetParam().backend);
+  o.restart_strategy = RestartStrategy::FixedDelay(2, absl::Milliseconds(10));
+  StreamEnvironment env(o);
+  env.FromSource(GatedSource(gate))
+      .KeyBy([](int64_t v) { return v % kKeys; })
+      .Process(FailOnce(failures, 1500))
+      .SinkTo(LatestSink(latest));
+  absl::StatusOr<JobHandle> job = env.ExecuteAsync("restarts");
+  ASSERT_TRUE(job.ok()) << job.status();
+  gate->open = 1000;
+  WaitFor([&] {
+    absl::MutexLock l(&latest->mu);
+    return latest->count >= 1000;
+  });
+  const int64_t before = job->LastCompletedCheckpoint();
+  WaitFor([&] { return job->LastCompletedCheckpoint() >= before + 2; });
+  gate->open = 2000;  // 1500 fails the first attempt
+  WaitFor([&] {
+    absl::MutexLock l(&latest->mu);
+    return latest->sums == ExpectedSums(2000);
+  });
+  EXPECT_EQ(failures->load(), 2);  // the failed attempt and the restarted one saw 1500
+  // The source ends after 2000 records: the restarted attempt finishes by itself.
+  EXPECT_TRUE(job->Wait().ok());
+}
+
+TEST_P(CheckpointJobTest, WithoutARestartStrategyAFailureEndsTheJob) {
+  auto gate = std::make_shared<Gate>();
+  gate->end = 100;
+  gate->open = 100;
+  auto latest = std::make_shared<Latest>();
+  auto failures = std::make_shared<std::atomic<int>>(0);
+  StreamEnvironment env(Options(1, GetParam().backend));
+  env.FromSource(GatedSource(gate))
+      .KeyBy([](int64_t v) { return v % kKeys; })
+      .Process(FailOnce(failures, 50))
+      .Name("sum")
+      .SinkTo(LatestSink(latest));
+  absl::Status status = env.Execute("fails");
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnknown);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("operator 'sum' threw: poisoned record"));
+}
+
+TEST_P(CheckpointJobTest, ASourceWithoutCheckpointSupportFailsTheJobClearly) {
+  RuntimeOptions o = Options(1, GetParam().backend);
+  StreamEnvironment env(o);
+  CollectSink<int64_t> sink;
+  class Plain final : public Source<int64_t> {
+   public:
+    bool IsBounded() const override { return false; }
+    std::string Describe() const override { return "plain"; }
+    absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(const SourceContext&) override {
+      class R final : public SourceReader<int64_t> {
+        absl::StatusOr<PollResult> PollNext(Collector<int64_t>&, int) override {
+          return PollResult::NothingUntil(absl::Milliseconds(1));
+        }
+      };
+      return std::unique_ptr<SourceReader<int64_t>>(new R());
+    }
+  };
+  env.FromSource(Plain()).SinkTo(sink);
+  absl::Status status = env.Execute("plain");
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("Source: plain: this source does not support checkpoints"));
+}
+
+TEST(CheckpointOptionsTest, BadOptionsAreRejectedWithTheFieldNamed) {
+  RuntimeOptions o;
+  o.checkpointing.interval = absl::Seconds(1);
+  EXPECT_THAT(std::string(o.Validate().message()), HasSubstr("checkpointing.directory"));
+  o.checkpointing.directory = "/tmp/x";
+  o.checkpointing.retained = 0;
+  EXPECT_THAT(std::string(o.Validate().message()), HasSubstr("checkpointing.retained"));
+  o.checkpointing.retained = 1;
+  o.restart_strategy = RestartStrategy::FixedDelay(0, absl::Seconds(1));
+  EXPECT_THAT(std::string(o.Validate().message()), HasSubstr("restart_strategy.attempts"));
+}
+
+TEST(CheckpointRestoreTest, RestoringFromAMissingPathFailsBeforeRunning) {
+  RuntimeOptions o;
+  o.restore_from = "/nonexistent/sluice/checkpoint";
+  StreamEnvironment env(o);
+  CollectSink<int64_t> sink;
+  env.FromSequence(0, 3).SinkTo(sink);
+  absl::Status status = env.Execute("restore");
+  EXPECT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("/nonexistent/sluice/checkpoint"));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Modes, CheckpointJobTest,
+    ::testing::Values(Param{StateBackendKind::kHashMap, CheckpointingMode::kExactlyOnce},
+                      Param{StateBackendKind::kRocksDb, CheckpointingMode::kExactlyOnce},
+                      Param{StateBackendKind::kHashMap, CheckpointingMode::kAtLeastOnce}),
+    [](const auto& info) {
+      return std::string(StateBackendName(info.param.backend)) +
+             (info.param.mode == CheckpointingMode::kExactlyOnce ? "_exactly_once"
+                                                                 : "_at_least_once");
+    });
+
+}  // namespace
+}  // namespace sluice
