@@ -45,11 +45,12 @@ case "${1:-}" in
     install_packages
     build build
     ctest --test-dir build --output-on-failure -j "$JOBS" --timeout 600
-    echo "== runtime, integration, connector and event-time tests under ThreadSanitizer"
+    echo "== runtime, integration, connector, event-time and checkpoint tests under ThreadSanitizer"
     build build-tsan -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_BENCHMARKS=OFF \
-      -- runtime_test integration_test connectors_file_test connectors_socket_test time_test
+      -- runtime_test integration_test connectors_file_test connectors_socket_test time_test \
+         checkpoint_job_test
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
-      ctest --test-dir build-tsan -L 'runtime|integration|connectors|time' --output-on-failure -j "$JOBS" --timeout 900
+      ctest --test-dir build-tsan -L 'runtime|integration|connectors|time|state' --output-on-failure -j "$JOBS" --timeout 900
     ;;
   build)
     install_packages

@@ -17,10 +17,12 @@
 #include <sluice/api/stream_environment.h>
 #include <sluice/api/windowed_stream.h>
 #include <sluice/connectors/collection_source.h>
+#include <sluice/connectors/exactly_once_file_sink.h>
 #include <sluice/connectors/file.h>
 #include <sluice/connectors/sink.h>
 #include <sluice/connectors/sinks.h>
 #include <sluice/connectors/socket.h>
+#include <sluice/connectors/two_phase_commit.h>
 #include <sluice/connectors/source.h>
 #include <sluice/core/collector.h>
 #include <sluice/core/counters.h>

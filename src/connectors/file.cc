@@ -10,11 +10,17 @@
 #include <cstdint>
 #include <deque>
 #include <filesystem>
+#include <optional>
 #include <set>
+#include <string>
+#include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+
+#include <sluice/state/serializer.h>
 
 namespace sluice {
 namespace {
@@ -53,6 +59,13 @@ bool IsHidden(std::string_view name) {
   return name.empty() || name.front() == '.' || name.front() == '_';
 }
 
+// Format version of every file source position (see the top of file.h).
+constexpr uint8_t kFilePositionVersion = 1;
+
+absl::Status UndecodablePosition(const std::string& description) {
+  return absl::DataLossError(absl::StrCat(description, ": checkpointed position does not decode"));
+}
+
 uint64_t Fnv1a64(std::string_view bytes) {
   uint64_t h = 0xcbf29ce484222325ULL;
   for (unsigned char c : bytes) {
@@ -66,8 +79,8 @@ uint64_t Fnv1a64(std::string_view bytes) {
 
 class TextFileReader : public SourceReader<std::string> {
  public:
-  explicit TextFileReader(std::unique_ptr<internal::LineFileReader> file)
-      : file_(std::move(file)) {}
+  TextFileReader(std::unique_ptr<internal::LineFileReader> file, std::string description)
+      : file_(std::move(file)), description_(std::move(description)) {}
 
   absl::StatusOr<PollResult> PollNext(Collector<std::string>& out, int max_records) override {
     bool ended = false;
@@ -82,8 +95,22 @@ class TextFileReader : public SourceReader<std::string> {
   }
   void Close() override { file_.reset(); }
 
+  absl::StatusOr<std::string> SnapshotState(int64_t) override {
+    if (file_ == nullptr) return ClosedError();
+    return internal::EncodeFilePosition(*file_);
+  }
+  absl::Status RestoreState(std::string_view state) override {
+    if (file_ == nullptr) return ClosedError();
+    return internal::RestoreFilePosition(state, description_, *file_);
+  }
+
  private:
+  absl::Status ClosedError() const {
+    return absl::FailedPreconditionError(absl::StrCat(description_, ": reader is closed"));
+  }
+
   std::unique_ptr<internal::LineFileReader> file_;
+  const std::string description_;
 };
 
 // --- DirectorySource --------------------------------------------------------------------------
@@ -93,8 +120,13 @@ class DirectoryReader : public SourceReader<std::string> {
   // Files opened at most per poll, so a directory of many empty files cannot hog a worker.
   static constexpr int kMaxFilesPerPoll = 8;
 
-  DirectoryReader(std::string dir, DirectorySourceOptions options, int subtask, int parallelism)
-      : dir_(std::move(dir)), options_(options), subtask_(subtask), parallelism_(parallelism) {}
+  DirectoryReader(std::string dir, DirectorySourceOptions options, int subtask, int parallelism,
+                  std::string description)
+      : dir_(std::move(dir)),
+        options_(options),
+        subtask_(subtask),
+        parallelism_(parallelism),
+        description_(std::move(description)) {}
 
   // Lists the directory and queues the files of this subtask not seen before, in name order.
   absl::Status Scan() {
@@ -162,11 +194,78 @@ class DirectoryReader : public SourceReader<std::string> {
     pending_.clear();
   }
 
+  // Version 1: the finished files (sorted), the queued files (in reading order), then 1 and the
+  // current file's name, offset and line number, or 0 when no file is open.
+  absl::StatusOr<std::string> SnapshotState(int64_t) override {
+    std::set<std::string_view> unfinished(pending_.begin(), pending_.end());
+    if (current_ != nullptr) unfinished.insert(current_name_);
+    std::vector<std::string> finished;
+    for (const std::string& name : seen_) {
+      if (unfinished.count(name) == 0) finished.push_back(name);
+    }
+    std::string out;
+    Serializer<uint8_t>::Write(kFilePositionVersion, &out);
+    Serializer<std::vector<std::string>>::Write(finished, &out);
+    Serializer<std::vector<std::string>>::Write(
+        std::vector<std::string>(pending_.begin(), pending_.end()), &out);
+    Serializer<uint8_t>::Write(current_ != nullptr ? 1 : 0, &out);
+    if (current_ != nullptr) {
+      Serializer<std::string>::Write(current_name_, &out);
+      Serializer<uint64_t>::Write(current_->position(), &out);
+      Serializer<int64_t>::Write(current_->line_number(), &out);
+    }
+    return out;
+  }
+
+  // Replaces the listing taken by CreateReader: finished files are not read again, the file that
+  // was being read continues at its offset, then the queued files follow. In kProcessOnce mode
+  // files that appeared since the job first started are ignored (the set of files is the first
+  // listing's); in kProcessContinuously mode the next scan happens as soon as the queue is empty.
+  absl::Status RestoreState(std::string_view state) override {
+    ByteReader in(state);
+    uint8_t version = 0;
+    std::vector<std::string> finished;
+    std::vector<std::string> pending;
+    uint8_t has_current = 0;
+    std::string current_name;
+    uint64_t offset = 0;
+    int64_t line_number = 0;
+    bool ok = Serializer<uint8_t>::Read(in, &version) && version == kFilePositionVersion &&
+              Serializer<std::vector<std::string>>::Read(in, &finished) &&
+              Serializer<std::vector<std::string>>::Read(in, &pending) &&
+              Serializer<uint8_t>::Read(in, &has_current) && has_current <= 1;
+    if (ok && has_current == 1) {
+      ok = Serializer<std::string>::Read(in, &current_name) &&
+           Serializer<uint64_t>::Read(in, &offset) && Serializer<int64_t>::Read(in, &line_number) &&
+           line_number >= 0 && !IsHidden(current_name);
+    }
+    if (!ok || !in.empty()) return UndecodablePosition(description_);
+
+    current_.reset();
+    seen_.clear();
+    seen_.insert(finished.begin(), finished.end());
+    seen_.insert(pending.begin(), pending.end());
+    pending_.assign(std::make_move_iterator(pending.begin()),
+                    std::make_move_iterator(pending.end()));
+    if (has_current == 1) {
+      seen_.insert(current_name);
+      std::string path = (fs::path(dir_) / current_name).string();
+      SLUICE_ASSIGN_OR_RETURN(current_, internal::LineFileReader::Open(std::move(path)));
+      SLUICE_RETURN_IF_ERROR(current_->SeekTo(offset, line_number));
+      current_name_ = std::move(current_name);
+    }
+    if (options_.mode == DirectorySourceOptions::kProcessContinuously) {
+      next_scan_ = absl::InfinitePast();
+    }
+    return absl::OkStatus();
+  }
+
  private:
   const std::string dir_;
   const DirectorySourceOptions options_;
   const int subtask_;
   const int parallelism_;
+  const std::string description_;
   std::set<std::string> seen_;
   std::deque<std::string> pending_;
   std::unique_ptr<internal::LineFileReader> current_;
@@ -204,7 +303,8 @@ absl::StatusOr<std::unique_ptr<SourceReader<std::string>>> TextFileSource::Creat
     const SourceContext&) {
   SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::LineFileReader> file,
                           internal::LineFileReader::Open(path_));
-  return std::unique_ptr<SourceReader<std::string>>(new TextFileReader(std::move(file)));
+  return std::unique_ptr<SourceReader<std::string>>(
+      new TextFileReader(std::move(file), Describe()));
 }
 
 int DirectorySource::SubtaskOf(std::string_view file_name, int parallelism) {
@@ -223,8 +323,8 @@ absl::StatusOr<std::unique_ptr<SourceReader<std::string>>> DirectorySource::Crea
   if (!fs::is_directory(status)) {
     return absl::InvalidArgumentError(absl::StrCat(dir_, ": not a directory"));
   }
-  auto reader =
-      std::make_unique<DirectoryReader>(dir_, options_, ctx.subtask_index(), ctx.parallelism());
+  auto reader = std::make_unique<DirectoryReader>(dir_, options_, ctx.subtask_index(),
+                                                  ctx.parallelism(), Describe());
   // The first listing is taken when the job starts: in kProcessOnce mode it is the set of files.
   SLUICE_RETURN_IF_ERROR(reader->Scan());
   return std::unique_ptr<SourceReader<std::string>>(std::move(reader));
@@ -285,6 +385,7 @@ absl::Status LineFileReader::Fill() {
   if (eof_) return absl::OkStatus();
   if (pos_ > 0) {
     buffer_.erase(0, pos_);
+    buffer_offset_ += pos_;
     scanned_ = scanned_ > pos_ ? scanned_ - pos_ : 0;
     pos_ = 0;
   }
@@ -306,6 +407,53 @@ absl::Status LineFileReader::Fill() {
     fd_ = -1;
   }
   return absl::OkStatus();
+}
+
+absl::Status LineFileReader::SeekTo(uint64_t offset, int64_t line_number) {
+  if (fd_ < 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(path_, ": cannot seek: the file was already read to its end"));
+  }
+  struct stat st;
+  if (::fstat(fd_, &st) != 0) return ErrnoError(errno, path_, "cannot stat");
+  if (offset > static_cast<uint64_t>(st.st_size)) {
+    return absl::DataLossError(absl::StrCat(path_, ": the checkpointed offset ", offset,
+                                            " is beyond the end of the file (", st.st_size,
+                                            " bytes): the file changed since the checkpoint"));
+  }
+  if (::lseek(fd_, static_cast<off_t>(offset), SEEK_SET) < 0) {
+    return ErrnoError(errno, path_, "cannot seek");
+  }
+  buffer_.clear();
+  pos_ = 0;
+  scanned_ = 0;
+  buffer_offset_ = offset;
+  line_number_ = line_number;
+  return absl::OkStatus();
+}
+
+// --- Checkpointed positions ---------------------------------------------------------------------
+
+std::string EncodeFilePosition(const LineFileReader& reader) {
+  std::string out;
+  Serializer<uint8_t>::Write(kFilePositionVersion, &out);
+  Serializer<uint64_t>::Write(reader.position(), &out);
+  Serializer<int64_t>::Write(reader.line_number(), &out);
+  return out;
+}
+
+absl::Status RestoreFilePosition(std::string_view state, const std::string& description,
+                                 LineFileReader& reader) {
+  ByteReader in(state);
+  uint8_t version = 0;
+  uint64_t offset = 0;
+  int64_t line_number = 0;
+  if (!Serializer<uint8_t>::Read(in, &version) || version != kFilePositionVersion ||
+      !Serializer<uint64_t>::Read(in, &offset) || !Serializer<int64_t>::Read(in, &line_number) ||
+      line_number < 0 || !in.empty()) {
+    return UndecodablePosition(description);
+  }
+  return reader.SeekTo(offset, line_number);
 }
 
 // --- CSV ----------------------------------------------------------------------------------------

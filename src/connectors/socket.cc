@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -292,6 +293,14 @@ class SocketTextReader : public SourceReader<std::string> {
   }
 
   void Close() override { connection_->Close(); }
+
+  // At-most-once (see socket.h): a TCP stream cannot be rewound, so there is no position to
+  // keep. Records received but not yet emitted, and those in flight after the checkpoint, are
+  // lost at a failure.
+  absl::StatusOr<std::string> SnapshotState(int64_t) override { return std::string(); }
+  // Accepts any state (only "" is ever written) and connects afresh on the first poll, as a
+  // reader that was never checkpointed does; nothing here touches the network.
+  absl::Status RestoreState(std::string_view) override { return absl::OkStatus(); }
 
  private:
   // Emits pending_[pos_, end) as a record.

@@ -5,6 +5,10 @@
 //   env.FromSource(sluice::GeneratorSource<Click>(
 //       [](int64_t i) { return Click{i % 100, i}; },
 //       {.count = sluice::GeneratorSource<Click>::kUnbounded, .records_per_second = 5000}));
+//
+// Checkpoints: every reader's position is the index (or next value) of its own share, encoded with
+// sluice::Serializer after a format version byte (1). A job resumes at the same parallelism, so
+// subtask i continues old subtask i's share.
 #pragma once
 
 #include <algorithm>
@@ -14,16 +18,57 @@
 #include <type_traits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
 #include <sluice/connectors/source.h>
+#include <sluice/core/status.h>
+#include <sluice/state/serializer.h>
 
 namespace sluice {
+namespace internal {
+
+// The checkpointed position of an index-based reader: format version 1, then the index.
+inline constexpr uint8_t kIndexPositionVersion = 1;
+
+inline std::string EncodeIndexPosition(int64_t next) {
+  std::string out;
+  Serializer<uint8_t>::Write(kIndexPositionVersion, &out);
+  Serializer<int64_t>::Write(next, &out);
+  return out;
+}
+
+// The index in `state`, or DataLoss naming `description` when the bytes are not such a position.
+inline absl::StatusOr<int64_t> DecodeIndexPosition(std::string_view state,
+                                                   const std::string& description) {
+  ByteReader in(state);
+  uint8_t version = 0;
+  int64_t next = 0;
+  if (!Serializer<uint8_t>::Read(in, &version) || version != kIndexPositionVersion ||
+      !Serializer<int64_t>::Read(in, &next) || !in.empty()) {
+    return absl::DataLossError(
+        absl::StrCat(description, ": checkpointed position does not decode"));
+  }
+  return next;
+}
+
+// DataLoss for a position that decodes but lies outside this subtask's share: a position is in
+// [begin, end], `end` meaning "all emitted".
+inline absl::Status PositionOutOfRange(const std::string& description, int64_t next,
+                                       int64_t begin, int64_t end) {
+  return absl::DataLossError(absl::StrCat(description, ": checkpointed position ", next,
+                                          " is outside this subtask's range [", begin, ", ", end,
+                                          "]; was the source or its parallelism changed?"));
+}
+
+}  // namespace internal
 
 // The elements of a vector, in order, from a single subtask. Bounded.
 template <typename T>
@@ -37,21 +82,35 @@ class CollectionSource : public Source<T> {
   std::string Describe() const override { return "Collection Source"; }
 
   absl::StatusOr<std::unique_ptr<SourceReader<T>>> CreateReader(const SourceContext&) override {
-    return std::unique_ptr<SourceReader<T>>(new Reader(values_));
+    return std::unique_ptr<SourceReader<T>>(new Reader(values_, Describe()));
   }
 
  private:
   class Reader : public SourceReader<T> {
    public:
-    explicit Reader(std::shared_ptr<const std::vector<T>> values) : values_(std::move(values)) {}
+    Reader(std::shared_ptr<const std::vector<T>> values, std::string description)
+        : values_(std::move(values)), description_(std::move(description)) {}
     absl::StatusOr<PollResult> PollNext(Collector<T>& out, int max_records) override {
       size_t end = std::min(values_->size(), next_ + static_cast<size_t>(max_records));
       for (; next_ < end; ++next_) out.Collect((*values_)[next_]);
       return next_ == values_->size() ? PollResult::End() : PollResult::More();
     }
 
+    // The index of the next element.
+    absl::StatusOr<std::string> SnapshotState(int64_t) override {
+      return internal::EncodeIndexPosition(static_cast<int64_t>(next_));
+    }
+    absl::Status RestoreState(std::string_view state) override {
+      SLUICE_ASSIGN_OR_RETURN(int64_t next, internal::DecodeIndexPosition(state, description_));
+      const auto size = static_cast<int64_t>(values_->size());
+      if (next < 0 || next > size) return internal::PositionOutOfRange(description_, next, 0, size);
+      next_ = static_cast<size_t>(next);
+      return absl::OkStatus();
+    }
+
    private:
     std::shared_ptr<const std::vector<T>> values_;
+    std::string description_;
     size_t next_ = 0;
   };
 
@@ -79,22 +138,39 @@ class SequenceSource : public Source<int64_t> {
       const SourceContext& ctx) override {
     int64_t count = to_ >= from_ ? to_ - from_ + 1 : 0;
     auto [begin, end] = SplitRange(count, ctx.parallelism(), ctx.subtask_index());
-    return std::unique_ptr<SourceReader<int64_t>>(new Reader(from_ + begin, from_ + end));
+    return std::unique_ptr<SourceReader<int64_t>>(
+        new Reader(from_ + begin, from_ + end, Describe()));
   }
 
  private:
   class Reader : public SourceReader<int64_t> {
    public:
-    Reader(int64_t next, int64_t end) : next_(next), end_(end) {}
+    Reader(int64_t begin, int64_t end, std::string description)
+        : begin_(begin), next_(begin), end_(end), description_(std::move(description)) {}
     absl::StatusOr<PollResult> PollNext(Collector<int64_t>& out, int max_records) override {
       int64_t stop = std::min(end_, next_ + max_records);
       for (; next_ < stop; ++next_) out.Collect(next_);
       return next_ == end_ ? PollResult::End() : PollResult::More();
     }
 
+    // The next value of this subtask's range.
+    absl::StatusOr<std::string> SnapshotState(int64_t) override {
+      return internal::EncodeIndexPosition(next_);
+    }
+    absl::Status RestoreState(std::string_view state) override {
+      SLUICE_ASSIGN_OR_RETURN(int64_t next, internal::DecodeIndexPosition(state, description_));
+      if (next < begin_ || next > end_) {
+        return internal::PositionOutOfRange(description_, next, begin_, end_);
+      }
+      next_ = next;
+      return absl::OkStatus();
+    }
+
    private:
+    int64_t begin_;
     int64_t next_;
     int64_t end_;
+    std::string description_;
   };
 
   int64_t from_;
@@ -140,14 +216,21 @@ class GeneratorSource : public Source<T> {
     }
     return std::unique_ptr<SourceReader<T>>(new Reader(
         generator_, begin, end, options_.count >= 0 ? 1 : ctx.parallelism(),
-        options_.records_per_second / ctx.parallelism()));
+        options_.records_per_second / ctx.parallelism(), Describe()));
   }
 
  private:
   class Reader : public SourceReader<T> {
    public:
-    Reader(Generator gen, int64_t next, int64_t end, int64_t stride, double rate)
-        : gen_(std::move(gen)), next_(next), end_(end), stride_(stride), rate_(rate) {}
+    Reader(Generator gen, int64_t begin, int64_t end, int64_t stride, double rate,
+           std::string description)
+        : gen_(std::move(gen)),
+          begin_(begin),
+          next_(begin),
+          end_(end),
+          stride_(stride),
+          rate_(rate),
+          description_(std::move(description)) {}
 
     absl::StatusOr<PollResult> PollNext(Collector<T>& out, int max_records) override {
       int64_t budget = max_records;
@@ -169,12 +252,28 @@ class GeneratorSource : public Source<T> {
       return next_ >= end_ ? PollResult::End() : PollResult::More();
     }
 
+    // The index of the next record of this subtask. The rate limit starts afresh on restore.
+    absl::StatusOr<std::string> SnapshotState(int64_t) override {
+      return internal::EncodeIndexPosition(next_);
+    }
+    absl::Status RestoreState(std::string_view state) override {
+      SLUICE_ASSIGN_OR_RETURN(int64_t next, internal::DecodeIndexPosition(state, description_));
+      if (next < begin_ || next > end_ || (next - begin_) % stride_ != 0) {
+        return internal::PositionOutOfRange(description_, next, begin_, end_);
+      }
+      next_ = next;
+      emitted_ = 0;
+      return absl::OkStatus();
+    }
+
    private:
     Generator gen_;
+    int64_t begin_;
     int64_t next_;
     int64_t end_;
     int64_t stride_;
     double rate_;
+    std::string description_;
     int64_t emitted_ = 0;
     absl::Time start_;
   };

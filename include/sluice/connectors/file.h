@@ -12,6 +12,12 @@
 // '\n'; a '\r' right before it is dropped ("\r\n" files read as "\n" files, as in Flink's
 // TextInputFormat); a last line without '\n' is still a line.
 //
+// Checkpoints: a file reader's position is the byte offset of the first line it has not emitted and
+// that line's number less one (so parse errors after a resume name the right line); a directory
+// reader's is its finished files, its queued files and the position in the file it is reading.
+// Positions are encoded with sluice::Serializer after a format version byte (1). A resumed reader
+// whose file is now shorter than the checkpointed offset fails with DataLoss naming the file.
+//
 // Thread-safety: sources and sinks are configured from one thread; each subtask's reader or writer
 // is used by one thread at a time (the runtime's contract). Nothing here is shared between
 // subtasks except the immutable configuration.
@@ -135,6 +141,14 @@ class LineFileReader {
   int64_t line_number() const { return line_number_; }
   const std::string& path() const { return path_; }
 
+  // Byte offset in the file of the first line not handed out yet: where a resumed reader goes on.
+  uint64_t position() const { return buffer_offset_ + pos_; }
+  // Continues at byte `offset` of the file, the next line being number `line_number + 1`.
+  // Requires that the file was not read to its end yet (call it before the first Fill()).
+  // DataLoss naming the path when the file is now shorter than `offset` (it changed since the
+  // checkpoint); an errno-derived error naming the path when it cannot seek.
+  absl::Status SeekTo(uint64_t offset, int64_t line_number);
+
  private:
   LineFileReader(std::string path, int fd, size_t chunk_bytes);
 
@@ -144,9 +158,17 @@ class LineFileReader {
   std::string buffer_;
   size_t pos_ = 0;      // start of the first line not handed out
   size_t scanned_ = 0;  // buffer_[pos_, scanned_) holds no '\n'
+  uint64_t buffer_offset_ = 0;  // offset in the file of buffer_[0]
   bool eof_ = false;
   int64_t line_number_ = 0;
 };
+
+// The checkpointed position of `reader` (see the top of this file).
+std::string EncodeFilePosition(const LineFileReader& reader);
+// Moves a freshly opened `reader` to the position in `state`. DataLoss("<description>:
+// checkpointed position does not decode") for malformed bytes; see LineFileReader::SeekTo.
+absl::Status RestoreFilePosition(std::string_view state, const std::string& description,
+                                 LineFileReader& reader);
 
 // Emits up to `max_records` lines of `reader` through
 // `absl::Status emit(std::string_view line, int64_t line_number)`, reading at most one chunk when
@@ -281,14 +303,19 @@ class CsvFileSource : public Source<T> {
     SLUICE_RETURN_IF_ERROR(options_.Validate());
     SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::LineFileReader> file,
                             internal::LineFileReader::Open(path_));
-    return std::unique_ptr<SourceReader<T>>(new Reader(std::move(file), parse_, options_));
+    return std::unique_ptr<SourceReader<T>>(
+        new Reader(std::move(file), parse_, options_, Describe()));
   }
 
  private:
   class Reader : public SourceReader<T> {
    public:
-    Reader(std::unique_ptr<internal::LineFileReader> file, F parse, CsvOptions options)
-        : file_(std::move(file)), parse_(std::move(parse)), options_(options) {}
+    Reader(std::unique_ptr<internal::LineFileReader> file, F parse, CsvOptions options,
+           std::string description)
+        : file_(std::move(file)),
+          parse_(std::move(parse)),
+          options_(options),
+          description_(std::move(description)) {}
 
     absl::StatusOr<PollResult> PollNext(Collector<T>& out, int max_records) override {
       bool ended = false;
@@ -302,7 +329,22 @@ class CsvFileSource : public Source<T> {
     }
     void Close() override { file_.reset(); }
 
+    // The offset and number of the next line: a resumed reader skips the header only if it had
+    // not been read, and names the same line numbers in its errors.
+    absl::StatusOr<std::string> SnapshotState(int64_t) override {
+      if (file_ == nullptr) return ClosedError();
+      return internal::EncodeFilePosition(*file_);
+    }
+    absl::Status RestoreState(std::string_view state) override {
+      if (file_ == nullptr) return ClosedError();
+      return internal::RestoreFilePosition(state, description_, *file_);
+    }
+
    private:
+    absl::Status ClosedError() const {
+      return absl::FailedPreconditionError(absl::StrCat(description_, ": reader is closed"));
+    }
+
     absl::Status ParseLine(std::string_view line, int64_t number, Collector<T>& out) {
       if (line.empty() || (number == 1 && options_.skip_header)) return absl::OkStatus();
       absl::Status status =
@@ -329,6 +371,7 @@ class CsvFileSource : public Source<T> {
     std::unique_ptr<internal::LineFileReader> file_;
     F parse_;
     CsvOptions options_;
+    std::string description_;
     std::vector<std::string> fields_;
   };
 

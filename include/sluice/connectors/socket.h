@@ -57,6 +57,11 @@ struct SocketSourceOptions {
 // Connecting and reading are asynchronous on the job's worker pool: no worker ever blocks on the
 // network, and cancelling the job closes the connection at once. A refused or failed connection
 // fails the job with Unavailable naming host:port.
+//
+// Checkpoints: at-most-once: records in flight at a failure are lost. The reader's checkpointed
+// state is empty (a TCP stream cannot be rewound), and a job resumed from a checkpoint opens a new
+// connection and reads whatever the peer sends from then on; records the peer sent before the
+// failure and that the job had not fully processed are not read again.
 class SocketTextSource : public Source<std::string> {
  public:
   SocketTextSource(std::string host, int port, SocketSourceOptions options = {})

@@ -10,8 +10,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -24,11 +26,13 @@
 #include <sluice/api/functions.h>
 #include <sluice/core/collector.h>
 #include <sluice/core/output_tag.h>
+#include <sluice/core/status.h>
 #include <sluice/internal/batch.h>
 #include <sluice/internal/graph.h>
 #include <sluice/internal/job_failure.h>
 #include <sluice/internal/operators.h>
 #include <sluice/internal/side_outputs.h>
+#include <sluice/internal/snapshot_util.h>
 #include <sluice/internal/timer_queue.h>
 #include <sluice/internal/watermark_combiner.h>
 #include <sluice/time/time.h>
@@ -140,8 +144,37 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
     context_.SetTimers(&timers_);
     context_.SetState(state_.get());
     this->ctx_.keyed_state = state_.get();
+    if constexpr (FullySerializable<K>) {
+      const int maxp = this->ctx_.max_parallelism;
+      internal_.push_back(RegisterInternalState(*state_, kEventTimers, maxp,
+                                                [this](InternalStateBuckets& b) {
+                                                  AddTimers(b, timers_.event);
+                                                }));
+      internal_.push_back(RegisterInternalState(*state_, kProcessingTimers, maxp,
+                                                [this](InternalStateBuckets& b) {
+                                                  AddTimers(b, timers_.processing);
+                                                }));
+    }
   }
   KeyedStateBackend<K>& state() { return *state_; }
+
+  // Keyed state and the event-time and processing-time timers (per key group, rescalable).
+  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+    if constexpr (!FullySerializable<K>) {
+      ThrowNotCheckpointable(this->name(), "the key type");
+    } else {
+      SnapshotKeyedBackend(*state_, this->name(), out);
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
+    if constexpr (FullySerializable<K>) {
+      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kEventTimers, this->ctx_, timers_.event));
+      SLUICE_RETURN_IF_ERROR(
+          RestoreTimers(*state_, kProcessingTimers, this->ctx_, timers_.processing));
+    }
+    return absl::OkStatus();
+  }
 
   void ProcessBatch(int gate, AnyBatch& batch) override {
     context_.SetWatermark(this->watermark_);
@@ -212,11 +245,15 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
     }
   }
 
+  static constexpr const char* kEventTimers = "_event_timers";
+  static constexpr const char* kProcessingTimers = "_processing_timers";
+
   KS1 ks1_;
   KS2 ks2_;
   KeyedProcessContext<K> context_;
   std::unique_ptr<KeyedStateBackend<K>> state_;
   typename KeyedProcessContext<K>::Timers timers_;
+  std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // timers in state_'s snapshots
 };
 
 // The bounds of an interval join in milliseconds, inclusive: a left element at `t` joins the right
@@ -231,8 +268,8 @@ struct IntervalJoinBounds {
 enum class JoinSide : uint8_t { kLeft, kRight };
 
 // The elements an interval join keeps per key and input, bucketed by timestamp (Flink's
-// MapState<Long, List<T>> per key). In memory for now; keyed state backends will take it over.
-// Not thread-safe (one per operator instance).
+// MapState<Long, List<T>> per key). In memory; checkpoints write it into the operator's keyed
+// state backend as internal state. Not thread-safe (one per operator instance).
 template <typename K, typename T1, typename T2>
 class IntervalJoinBuffers {
  public:
@@ -268,6 +305,12 @@ class IntervalJoinBuffers {
       right_elements_ -= EraseBucket(k.right, t);
     }
     if (k.left.empty() && k.right.empty()) keys_.erase(it);
+  }
+
+  // Every key's buffers (snapshots).
+  template <typename Fn>
+  void ForEachKey(Fn&& f) const {
+    for (const auto& [key, k] : keys_) f(key, k);
   }
 
   size_t num_keys() const { return keys_.size(); }
@@ -331,7 +374,40 @@ class IntervalJoinOperator final : public TwoInputUserFunctionOperator<Out, F> {
         ks1_(std::move(ks1)),
         ks2_(std::move(ks2)),
         spec_(std::move(spec)),
-        context_(&this->ctx_, &this->side_) {}
+        context_(&this->ctx_, &this->side_),
+        state_(MakeKeyedStateBackend<K>(setup)) {
+    if constexpr (FullySerializable<K> && FullySerializable<In1> && FullySerializable<In2>) {
+      const int maxp = this->ctx_.max_parallelism;
+      internal_.push_back(RegisterInternalState(
+          *state_, kLeft, maxp, [this](InternalStateBuckets& b) { AddBuffers<0>(b); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kRight, maxp, [this](InternalStateBuckets& b) { AddBuffers<1>(b); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kCleanup, maxp, [this](InternalStateBuckets& b) { AddTimers(b, cleanup_); }));
+    }
+  }
+
+  // Both buffers and the cleanup timers (per key group, rescalable).
+  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+    if constexpr (!FullySerializable<K>) {
+      ThrowNotCheckpointable(this->name(), "the key type");
+    } else if constexpr (!FullySerializable<In1>) {
+      ThrowNotCheckpointable(this->name(), "the first (left) input's record type");
+    } else if constexpr (!FullySerializable<In2>) {
+      ThrowNotCheckpointable(this->name(), "the second (right) input's record type");
+    } else {
+      SnapshotKeyedBackend(*state_, this->name(), out);
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
+    if constexpr (FullySerializable<K> && FullySerializable<In1> && FullySerializable<In2>) {
+      SLUICE_RETURN_IF_ERROR(RestoreBuffers<0>());
+      SLUICE_RETURN_IF_ERROR(RestoreBuffers<1>());
+      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kCleanup, this->ctx_, cleanup_));
+    }
+    return absl::OkStatus();
+  }
 
   void ProcessBatch(int gate, AnyBatch& batch) override {
     if (gate == 0) {
@@ -429,12 +505,70 @@ class IntervalJoinOperator final : public TwoInputUserFunctionOperator<Out, F> {
         "WatermarkStrategy with FromSource(source, strategy) or AssignTimestampsAndWatermarks)")));
   }
 
+  // A buffer bucket: composite [key][8-byte timestamp], value [varint n][n elements].
+  template <int kSide>
+  void AddBuffers(InternalStateBuckets& b) const {
+    std::string composite, value;
+    buffers_.ForEachKey([&](const K& key, const auto& k) {
+      for (const auto& [t, bucket] : SideOf<kSide>(k)) {
+        composite.clear();
+        Serializer<K>::Write(key, &composite);
+        PutFixed64(t, &composite);
+        value.clear();
+        PutVarint(bucket.size(), &value);
+        for (const auto& e : bucket) Serializer<SideType<kSide>>::Write(e, &value);
+        b.Add(key, composite, value);
+      }
+    });
+  }
+  template <int kSide>
+  absl::Status RestoreBuffers() {
+    return RestoreInternal<K>(
+        *state_, kSide == 0 ? kLeft : kRight, this->ctx_,
+        [&](K& key, ByteReader& rest, ByteReader& value) {
+          Timestamp t = 0;
+          uint64_t n = 0;
+          if (!rest.ReadRaw(&t, sizeof t) || !rest.empty() || !value.ReadVarint(&n) ||
+              n > value.remaining()) {
+            return false;
+          }
+          auto& k = buffers_.ForKey(key);
+          for (uint64_t i = 0; i < n; ++i) {
+            SideType<kSide> e{};
+            if (!Serializer<SideType<kSide>>::Read(value, &e)) return false;
+            if constexpr (kSide == 0) {
+              buffers_.AddLeft(k, t, std::move(e));
+            } else {
+              buffers_.AddRight(k, t, std::move(e));
+            }
+          }
+          return value.empty();
+        });
+  }
+  template <int kSide>
+  using SideType = std::conditional_t<kSide == 0, In1, In2>;
+  template <int kSide, typename PerKey>
+  static const auto& SideOf(const PerKey& k) {
+    if constexpr (kSide == 0) {
+      return k.left;
+    } else {
+      return k.right;
+    }
+  }
+
+  static constexpr const char* kLeft = "_left_buffer";
+  static constexpr const char* kRight = "_right_buffer";
+  static constexpr const char* kCleanup = "_cleanup_timers";
+
   KS1 ks1_;
   KS2 ks2_;
   IntervalJoinSpec<In1, In2> spec_;
   ProcessJoinContext context_;
   IntervalJoinBuffers<K, In1, In2> buffers_;
   TimerQueue<K, JoinSide> cleanup_;
+  // Only for checkpoints: the buffers and timers join its snapshots as internal state.
+  std::unique_ptr<KeyedStateBackend<K>> state_;
+  std::vector<std::unique_ptr<InternalStateBuckets>> internal_;
 };
 
 }  // namespace sluice::internal

@@ -30,6 +30,7 @@
 #include <sluice/internal/job_failure.h>
 #include <sluice/internal/keyed_state_backend.h>
 #include <sluice/internal/side_outputs.h>
+#include <sluice/internal/snapshot_util.h>
 #include <sluice/internal/watermark_combiner.h>
 #include <sluice/time/clock.h>
 #include <sluice/time/watermark_strategy.h>
@@ -347,16 +348,36 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
     context_.SetTimers(&timers_);
     context_.SetState(state_.get());
     this->ctx_.keyed_state = state_.get();
+    if constexpr (FullySerializable<K>) {
+      const int maxp = this->ctx_.max_parallelism;
+      internal_.push_back(RegisterInternalState(*state_, kEventTimers, maxp,
+                                                [this](InternalStateBuckets& b) {
+                                                  AddTimers(b, timers_.event);
+                                                }));
+      internal_.push_back(RegisterInternalState(*state_, kProcessingTimers, maxp,
+                                                [this](InternalStateBuckets& b) {
+                                                  AddTimers(b, timers_.processing);
+                                                }));
+    }
   }
   KeyedStateBackend<K>& state() { return *state_; }
 
+  // Keyed state and the event-time and processing-time timers (per key group, rescalable).
   void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
-    absl::StatusOr<KeyedSnapshot> snap = state_->Snapshot();
-    if (!snap.ok()) throw JobFailure(Annotate(snap.status(), this->name()));
-    out.keyed = std::move(*snap);
+    if constexpr (!FullySerializable<K>) {
+      ThrowNotCheckpointable(this->name(), "the key type");
+    } else {
+      SnapshotKeyedBackend(*state_, this->name(), out);
+    }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
-    return RestoreKeyedBackend(*state_, in);
+    SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
+    if constexpr (FullySerializable<K>) {
+      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kEventTimers, this->ctx_, timers_.event));
+      SLUICE_RETURN_IF_ERROR(
+          RestoreTimers(*state_, kProcessingTimers, this->ctx_, timers_.processing));
+    }
+    return absl::OkStatus();
   }
 
   // Fires the event-time timers the watermark passed, in time order, then forwards it.
@@ -415,10 +436,14 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
     }
   }
 
+  static constexpr const char* kEventTimers = "_event_timers";
+  static constexpr const char* kProcessingTimers = "_processing_timers";
+
   KeySelector key_selector_;
   KeyedProcessContext<K> context_;
   typename KeyedProcessContext<K>::Timers timers_;
   std::unique_ptr<KeyedStateBackend<K>> state_;
+  std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // timers in state_'s snapshots
 };
 
 // Rolling reduce per key. Streaming: emits the updated value for every record, as Flink does.
@@ -427,7 +452,43 @@ template <typename K, typename T, typename KeySelector, typename F>
 class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
  public:
   KeyedReduceOperator(const OperatorSetup& setup, KeySelector ks, F fn)
-      : UserFunctionOperator<T, T, F>(setup, std::move(fn)), key_selector_(std::move(ks)) {}
+      : UserFunctionOperator<T, T, F>(setup, std::move(fn)),
+        key_selector_(std::move(ks)),
+        backend_(MakeKeyedStateBackend<K>(setup)) {
+    if constexpr (FullySerializable<K> && FullySerializable<T>) {
+      internal_ = RegisterInternalState(*backend_, kValues, this->ctx_.max_parallelism,
+                                        [this](InternalStateBuckets& b) { AddValues(b); });
+    }
+  }
+
+  // The reduced value and timestamp of every key (per key group, rescalable).
+  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+    if constexpr (!FullySerializable<K>) {
+      ThrowNotCheckpointable(this->name(), "the key type");
+    } else if constexpr (!FullySerializable<T>) {
+      ThrowNotCheckpointable(this->name(), "the reduced value type (the stream's record type)");
+    } else {
+      SnapshotKeyedBackend(*backend_, this->name(), out);
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*backend_, in));
+    if constexpr (FullySerializable<K> && FullySerializable<T>) {
+      // Value: [reduced value][8-byte timestamp].
+      return RestoreInternal<K>(
+          *backend_, kValues, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
+            T v{};
+            Timestamp ts = 0;
+            if (!rest.empty() || !Serializer<T>::Read(value, &v) ||
+                !value.ReadRaw(&ts, sizeof ts) || !value.empty()) {
+              return false;
+            }
+            state_.insert_or_assign(std::move(key), std::pair<T, Timestamp>(std::move(v), ts));
+            return true;
+          });
+    }
+    return absl::OkStatus();
+  }
 
   void Consume(std::vector<T>& records, std::vector<Timestamp>& timestamps) override {
     const bool emit = !this->ctx_.batch_mode;
@@ -462,9 +523,26 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
   }
 
  private:
+  void AddValues(InternalStateBuckets& b) {
+    std::string composite, value;
+    for (const auto& [key, entry] : state_) {
+      composite.clear();
+      Serializer<K>::Write(key, &composite);
+      value.clear();
+      Serializer<T>::Write(entry.first, &value);
+      PutFixed64(entry.second, &value);
+      b.Add(key, composite, value);
+    }
+  }
+
+  static constexpr const char* kValues = "_reduced_values";
+
   KeySelector key_selector_;
   // Per key: the reduced value and the timestamp of the last record folded into it.
   absl::flat_hash_map<K, std::pair<T, Timestamp>> state_;
+  // Only for checkpoints: state_ joins its snapshots as internal state.
+  std::unique_ptr<KeyedStateBackend<K>> backend_;
+  std::unique_ptr<InternalStateBuckets> internal_;
 };
 
 // Two inputs of different types (Connect): `fn1` handles records of gate 0, `fn2` of gate 1, both

@@ -22,6 +22,7 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <span>
@@ -35,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 
 #include <sluice/internal/operators.h>
+#include <sluice/internal/snapshot_util.h>
 #include <sluice/internal/timer_queue.h>
 #include <sluice/window/triggers.h>
 #include <sluice/window/window_functions.h>
@@ -64,6 +66,7 @@ template <typename In, typename F>
 struct ReduceContents {
   using State = In;
   using Result = In;
+  static constexpr const char* kStateRole = "the window's reduced value type (the record type)";
   F fn;
   void Add(std::optional<State>& s, const In& v, Timestamp) {
     if (s) {
@@ -90,6 +93,7 @@ template <typename In, typename A>
 struct AggregateContents {
   using State = typename A::AccumulatorType;
   using Result = typename A::OutputType;
+  static constexpr const char* kStateRole = "the window's accumulator type";
   A agg;
   void Add(std::optional<State>& s, const In& v, Timestamp) {
     if (!s) s.emplace(agg.CreateAccumulator());
@@ -114,6 +118,7 @@ template <typename In>
 struct ListContents {
   using State = std::vector<In>;
   using Result = In;
+  static constexpr const char* kStateRole = "the window's element type (the record type)";
   void Add(std::optional<State>& s, const In& v, Timestamp) {
     if (!s) s.emplace();
     s->push_back(v);
@@ -138,6 +143,7 @@ template <typename In, typename Inner, typename E>
 struct EvictingContents {
   using State = std::vector<TimestampedValue<In>>;
   using Result = typename Inner::Result;
+  static constexpr const char* kStateRole = "the window's element type (the record type)";
   Inner inner;
   E evictor;
   void Add(std::optional<State>& s, const In& v, Timestamp ts) {
@@ -176,6 +182,58 @@ struct EvictingContents {
   // reads as null), so later firings call no function.
   static bool Emptied(const State& s) { return s.empty(); }
 };
+
+// How a contents policy's state is written in checkpoints: with its sluice::Serializer; evicting
+// contents as [varint n] then n times [element][8-byte timestamp].
+template <typename Acc>
+struct ContentsCodec {
+  using State = typename Acc::State;
+  static constexpr bool kSerializable = FullySerializable<State>;
+  static void Write(const State& s, std::string* out) { Serializer<State>::Write(s, out); }
+  static bool Read(ByteReader& in, State* s) { return Serializer<State>::Read(in, s); }
+};
+template <typename In, typename Inner, typename E>
+struct ContentsCodec<EvictingContents<In, Inner, E>> {
+  using State = std::vector<TimestampedValue<In>>;
+  static constexpr bool kSerializable = FullySerializable<In>;
+  static void Write(const State& s, std::string* out) {
+    PutVarint(s.size(), out);
+    for (const auto& e : s) {
+      Serializer<In>::Write(e.value, out);
+      PutFixed64(e.timestamp, out);
+    }
+  }
+  static bool Read(ByteReader& in, State* s) {
+    uint64_t n = 0;
+    if (!in.ReadVarint(&n) || n > in.remaining()) return false;
+    s->clear();
+    s->reserve(static_cast<size_t>(n));
+    for (uint64_t i = 0; i < n; ++i) {
+      TimestampedValue<In> e{In{}, 0};
+      if (!Serializer<In>::Read(in, &e.value) || !in.ReadRaw(&e.timestamp, sizeof e.timestamp)) {
+        return false;
+      }
+      s->push_back(std::move(e));
+    }
+    return true;
+  }
+};
+
+// Optional contents: [u8 present][state if present].
+template <typename Acc>
+void WriteOptionalContents(const std::optional<typename Acc::State>& s, std::string* out) {
+  out->push_back(s ? 1 : 0);
+  if (s) ContentsCodec<Acc>::Write(*s, out);
+}
+template <typename Acc>
+bool ReadOptionalContents(ByteReader& in, std::optional<typename Acc::State>* s) {
+  uint8_t present = 0;
+  if (!in.ReadRaw(&present, 1) || present > 1) return false;
+  s->reset();
+  if (present == 0) return true;
+  s->emplace();
+  return ContentsCodec<Acc>::Read(in, &**s);
+}
 
 // --- Window functions ----------------------------------------------------------------------------
 
@@ -275,6 +333,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   static constexpr bool kMerging = Assigner::kMerging;
   static constexpr int kTriggerSlots = 8;
   static constexpr Timestamp kNoTimer = kMinWatermark;
+  static constexpr bool kCheckpointable =
+      FullySerializable<K> && FullySerializable<W> && ContentsCodec<Acc>::kSerializable;
 
  public:
   WindowOperator(const OperatorSetup& setup, KS ks, Assigner assigner, Trig trigger, Acc acc,
@@ -291,8 +351,51 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         state_(MakeKeyedStateBackend<K>(setup)) {
     this->ctx_.keyed_state = state_.get();
     window_ctx_.SetState(state_.get(), kMerging);
+    if constexpr (kCheckpointable) {
+      const int maxp = this->ctx_.max_parallelism;
+      internal_.push_back(RegisterInternalState(
+          *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kEventTimers, maxp,
+          [this](InternalStateBuckets& b) { AddTimers(b, event_timers_); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kProcessingTimers, maxp,
+          [this](InternalStateBuckets& b) { AddTimers(b, processing_timers_); }));
+      if constexpr (kMerging) {
+        internal_.push_back(RegisterInternalState(
+            *state_, kMergingSets, maxp, [this](InternalStateBuckets& b) { AddMergingSets(b); }));
+      }
+    }
   }
   KeyedStateBackend<K>& state() { return *state_; }
+
+  // Per key group (rescalable): window contents with trigger state, event-time and
+  // processing-time timers (trigger and cleanup timers), merging-window sets, and the keyed
+  // state of the window function (WindowState/GlobalState).
+  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+    if constexpr (!FullySerializable<K>) {
+      ThrowNotCheckpointable(this->name(), "the key type");
+    } else if constexpr (!FullySerializable<W>) {
+      ThrowNotCheckpointable(this->name(), "the window type");
+    } else if constexpr (!ContentsCodec<Acc>::kSerializable) {
+      ThrowNotCheckpointable(this->name(), Acc::kStateRole);
+    } else {
+      SnapshotKeyedBackend(*state_, this->name(), out);
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
+    if constexpr (kCheckpointable) {
+      SLUICE_RETURN_IF_ERROR(RestoreEntries());
+      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kEventTimers, this->ctx_, event_timers_));
+      SLUICE_RETURN_IF_ERROR(
+          RestoreTimers(*state_, kProcessingTimers, this->ctx_, processing_timers_));
+      if constexpr (kMerging) {
+        SLUICE_RETURN_IF_ERROR(RestoreMergingSets());
+      }
+    }
+    return absl::OkStatus();
+  }
 
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
@@ -639,6 +742,87 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     if (it->second.empty()) merging_.erase(it);
   }
 
+  // --- Checkpoints -------------------------------------------------------------------------------
+
+  // An entry: composite [key][window]; value [contents (optional)][u8 mask of set trigger slots]
+  // [8 bytes per set slot][2 x 8 bytes: the event-time timers known to be registered].
+  void AddEntries(InternalStateBuckets& b) const {
+    std::string composite, value;
+    for (const auto& [ek, e] : entries_) {
+      composite.clear();
+      Serializer<K>::Write(ek.first, &composite);
+      Serializer<W>::Write(ek.second, &composite);
+      value.clear();
+      WriteOptionalContents<Acc>(e.contents, &value);
+      uint8_t mask = 0;
+      for (int i = 0; i < kTriggerSlots; ++i) {
+        if (e.slots[static_cast<size_t>(i)]) mask = static_cast<uint8_t>(mask | (1u << i));
+      }
+      value.push_back(static_cast<char>(mask));
+      for (const auto& slot : e.slots) {
+        if (slot) PutFixed64(*slot, &value);
+      }
+      PutFixed64(e.registered[0], &value);
+      PutFixed64(e.registered[1], &value);
+      b.Add(ek.first, composite, value);
+    }
+  }
+  absl::Status RestoreEntries() {
+    return RestoreInternal<K>(
+        *state_, kEntries, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
+          W window{};
+          Entry e;
+          uint8_t mask = 0;
+          if (!Serializer<W>::Read(rest, &window) || !rest.empty() ||
+              !ReadOptionalContents<Acc>(value, &e.contents) || !value.ReadRaw(&mask, 1)) {
+            return false;
+          }
+          for (int i = 0; i < kTriggerSlots; ++i) {
+            if ((mask & (1u << i)) == 0) continue;
+            int64_t v = 0;
+            if (!value.ReadRaw(&v, sizeof v)) return false;
+            e.slots[static_cast<size_t>(i)] = v;
+          }
+          if (!value.ReadRaw(&e.registered[0], sizeof(Timestamp)) ||
+              !value.ReadRaw(&e.registered[1], sizeof(Timestamp)) || !value.empty()) {
+            return false;
+          }
+          entries_.insert_or_assign(EntryKey(std::move(key), window), std::move(e));
+          return true;
+        });
+  }
+  // A merging set: composite [key]; value [the key's windows, in order].
+  void AddMergingSets(InternalStateBuckets& b) const {
+    std::string composite, value;
+    for (const auto& [key, windows] : merging_) {
+      composite.clear();
+      Serializer<K>::Write(key, &composite);
+      value.clear();
+      PutVarint(windows.size(), &value);
+      for (const W& w : windows) Serializer<W>::Write(w, &value);
+      b.Add(key, composite, value);
+    }
+  }
+  absl::Status RestoreMergingSets() {
+    return RestoreInternal<K>(
+        *state_, kMergingSets, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
+          uint64_t n = 0;
+          if (!rest.empty() || !value.ReadVarint(&n) || n > value.remaining()) return false;
+          std::vector<W> windows(static_cast<size_t>(n));
+          for (W& w : windows) {
+            if (!Serializer<W>::Read(value, &w)) return false;
+          }
+          if (!value.empty()) return false;
+          merging_.insert_or_assign(std::move(key), std::move(windows));
+          return true;
+        });
+  }
+
+  static constexpr const char* kEntries = "_window_contents";
+  static constexpr const char* kEventTimers = "_event_timers";
+  static constexpr const char* kProcessingTimers = "_processing_timers";
+  static constexpr const char* kMergingSets = "_merging_windows";
+
   KS key_selector_;
   Assigner assigner_;
   Trig trigger_;
@@ -658,6 +842,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   absl::flat_hash_map<K, std::vector<W>> merging_;
   std::vector<W> merge_scratch_;
   LateRecords<In> late_;
+  std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
 };
 
 
@@ -678,6 +863,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   using Base = UserFunctionOperator<In, Out, WinFn>;
   using State = typename Acc::State;
   using SliceKey = std::pair<K, Timestamp>;  // (key, slice start)
+  static constexpr bool kCheckpointable = FullySerializable<K> && ContentsCodec<Acc>::kSerializable;
 
  public:
   SlicingWindowOperator(const OperatorSetup& setup, KS ks, Assigner assigner, Acc acc, WinFn fn,
@@ -694,8 +880,35 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         state_(MakeKeyedStateBackend<K>(setup)) {
     this->ctx_.keyed_state = state_.get();
     window_ctx_.SetState(state_.get(), false);
+    if constexpr (kCheckpointable) {
+      const int maxp = this->ctx_.max_parallelism;
+      internal_.push_back(RegisterInternalState(
+          *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kTimers, maxp, [this](InternalStateBuckets& b) { AddTimers(b, timers_); }));
+    }
   }
   KeyedStateBackend<K>& state() { return *state_; }
+
+  // Per key group (rescalable): the slices' partial results, the windows' firing and cleanup
+  // timers, and the keyed state of the window function (WindowState/GlobalState).
+  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+    if constexpr (!FullySerializable<K>) {
+      ThrowNotCheckpointable(this->name(), "the key type");
+    } else if constexpr (!ContentsCodec<Acc>::kSerializable) {
+      ThrowNotCheckpointable(this->name(), Acc::kStateRole);
+    } else {
+      SnapshotKeyedBackend(*state_, this->name(), out);
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
+    if constexpr (kCheckpointable) {
+      SLUICE_RETURN_IF_ERROR(RestoreSlices());
+      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kTimers, this->ctx_, timers_));
+    }
+    return absl::OkStatus();
+  }
 
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
@@ -798,6 +1011,35 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     });
   }
 
+  // A slice: composite [key][8-byte slice start]; value [partial result (optional)].
+  void AddSlices(InternalStateBuckets& b) const {
+    std::string composite, value;
+    for (const auto& [sk, contents] : slices_) {
+      composite.clear();
+      Serializer<K>::Write(sk.first, &composite);
+      PutFixed64(sk.second, &composite);
+      value.clear();
+      WriteOptionalContents<Acc>(contents, &value);
+      b.Add(sk.first, composite, value);
+    }
+  }
+  absl::Status RestoreSlices() {
+    return RestoreInternal<K>(
+        *state_, kSlices, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
+          Timestamp start = 0;
+          std::optional<State> contents;
+          if (!rest.ReadRaw(&start, sizeof start) || !rest.empty() ||
+              !ReadOptionalContents<Acc>(value, &contents) || !value.empty()) {
+            return false;
+          }
+          slices_.insert_or_assign(SliceKey(std::move(key), start), std::move(contents));
+          return true;
+        });
+  }
+
+  static constexpr const char* kSlices = "_slices";
+  static constexpr const char* kTimers = "_window_timers";
+
   KS key_selector_;
   const int64_t size_;
   const int64_t slide_;
@@ -812,6 +1054,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   // Per (key, window start): the firing time (max timestamp) and the cleanup time.
   TimerQueue<K, Timestamp> timers_;
   LateRecords<In> late_;
+  std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
 };
 
 // True when SlicingWindowOperator can run a window: event-time tumbling or sliding windows, the

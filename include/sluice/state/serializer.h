@@ -175,7 +175,7 @@ struct Serializer<std::string> {
 };
 
 template <typename E>
-  requires(!internal::PlainBytes<std::vector<E>>)
+  requires(!internal::PlainBytes<std::vector<E>> && Serializable<E>)
 struct Serializer<std::vector<E>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
   static void Write(const std::vector<E>& v, std::string* out) {
@@ -188,6 +188,7 @@ struct Serializer<std::vector<E>> {
 };
 
 template <typename E>
+  requires Serializable<E>
 struct Serializer<std::set<E>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
   static void Write(const std::set<E>& v, std::string* out) {
@@ -200,7 +201,7 @@ struct Serializer<std::set<E>> {
 };
 
 template <typename E, size_t N>
-  requires(!internal::PlainBytes<std::array<E, N>>)
+  requires(!internal::PlainBytes<std::array<E, N>> && Serializable<E>)
 struct Serializer<std::array<E, N>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
   static void Write(const std::array<E, N>& v, std::string* out) {
@@ -215,7 +216,7 @@ struct Serializer<std::array<E, N>> {
 };
 
 template <typename E>
-  requires(!internal::PlainBytes<std::optional<E>>)
+  requires(!internal::PlainBytes<std::optional<E>> && Serializable<E>)
 struct Serializer<std::optional<E>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
   static void Write(const std::optional<E>& v, std::string* out) {
@@ -237,7 +238,7 @@ struct Serializer<std::optional<E>> {
 };
 
 template <typename A, typename B>
-  requires(!internal::PlainBytes<std::pair<A, B>>)
+  requires(!internal::PlainBytes<std::pair<A, B>> && Serializable<A> && Serializable<B>)
 struct Serializer<std::pair<A, B>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<A>() && IsCanonicallySerialized<B>();
   static void Write(const std::pair<A, B>& v, std::string* out) {
@@ -250,7 +251,7 @@ struct Serializer<std::pair<A, B>> {
 };
 
 template <typename... Ts>
-  requires(!internal::PlainBytes<std::tuple<Ts...>>)
+  requires(!internal::PlainBytes<std::tuple<Ts...>> && (Serializable<Ts> && ...))
 struct Serializer<std::tuple<Ts...>> {
   static constexpr bool kCanonical = (IsCanonicallySerialized<Ts>() && ...);
   static void Write(const std::tuple<Ts...>& v, std::string* out) {
@@ -289,11 +290,13 @@ struct MapSerializer {
 }  // namespace internal
 
 template <typename K, typename V, typename C, typename A>
+  requires(Serializable<K> && Serializable<V>)
 struct Serializer<std::map<K, V, C, A>> : internal::MapSerializer<std::map<K, V, C, A>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<K>() && IsCanonicallySerialized<V>();
 };
 // Iteration order is unspecified, so never canonical.
 template <typename K, typename V, typename H, typename E, typename A>
+  requires(Serializable<K> && Serializable<V>)
 struct Serializer<absl::flat_hash_map<K, V, H, E, A>>
     : internal::MapSerializer<absl::flat_hash_map<K, V, H, E, A>> {};
 

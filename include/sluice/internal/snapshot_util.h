@@ -1,0 +1,208 @@
+// Helpers for keyed operators whose own structures (timers, window contents, buffers) snapshot
+// and restore through their keyed state backend. Internal.
+//
+//   internal_.push_back(RegisterInternalState(*state_, "_timers", max_parallelism,
+//                                             [this](InternalStateBuckets& b) { ... b.Add(...) }));
+//   ...
+//   SLUICE_RETURN_IF_ERROR(RestoreInternal<K>(*state_, "_timers", ctx_, [&](K& key,
+//                                             ByteReader& rest, ByteReader& value) { ... }));
+//
+// A record's composite key starts with the key (Serializer<K>), so the backend can route it to
+// the subtask that owns its key group after rescaling.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+#include <sluice/core/key.h>
+#include <sluice/core/runtime_context.h>
+#include <sluice/core/status.h>
+#include <sluice/internal/job_failure.h>
+#include <sluice/internal/keyed_state_backend.h>
+#include <sluice/internal/timer_queue.h>
+#include <sluice/state/serializer.h>
+
+namespace sluice::internal {
+
+// Serializable<T>, and so are the elements of the standard containers it is made of: the
+// Serializer of std::vector<E> exists for any E, but compiles only when E has one.
+template <typename T>
+struct FullySerializableImpl : std::bool_constant<Serializable<T>> {};
+template <typename E, typename A>
+struct FullySerializableImpl<std::vector<E, A>>
+    : std::bool_constant<Serializable<std::vector<E, A>> && FullySerializableImpl<E>::value> {};
+template <typename E>
+struct FullySerializableImpl<std::optional<E>>
+    : std::bool_constant<Serializable<std::optional<E>> && FullySerializableImpl<E>::value> {};
+template <typename E, size_t N>
+struct FullySerializableImpl<std::array<E, N>>
+    : std::bool_constant<Serializable<std::array<E, N>> && FullySerializableImpl<E>::value> {};
+template <typename E, typename C, typename A>
+struct FullySerializableImpl<std::set<E, C, A>>
+    : std::bool_constant<Serializable<std::set<E, C, A>> && FullySerializableImpl<E>::value> {};
+template <typename A, typename B>
+struct FullySerializableImpl<std::pair<A, B>>
+    : std::bool_constant<Serializable<std::pair<A, B>> && FullySerializableImpl<A>::value &&
+                         FullySerializableImpl<B>::value> {};
+template <typename... Ts>
+struct FullySerializableImpl<std::tuple<Ts...>>
+    : std::bool_constant<Serializable<std::tuple<Ts...>> &&
+                         (FullySerializableImpl<Ts>::value && ...)> {};
+template <typename K, typename V, typename C, typename A>
+struct FullySerializableImpl<std::map<K, V, C, A>>
+    : std::bool_constant<Serializable<std::map<K, V, C, A>> && FullySerializableImpl<K>::value &&
+                         FullySerializableImpl<V>::value> {};
+template <typename K, typename V, typename H, typename E, typename A>
+struct FullySerializableImpl<absl::flat_hash_map<K, V, H, E, A>>
+    : std::bool_constant<Serializable<absl::flat_hash_map<K, V, H, E, A>> &&
+                         FullySerializableImpl<K>::value && FullySerializableImpl<V>::value> {};
+
+// What a checkpoint can write: a type whose Serializer compiles.
+template <typename T>
+concept FullySerializable = FullySerializableImpl<T>::value;
+
+// An operator's internal keyed structure in a backend's snapshots: PrepareSnapshot runs `fill`,
+// which adds every record (Add); the records are kept per key group and written in order. Only
+// used at checkpoints; not thread-safe.
+class InternalStateBuckets final : public InternalKeyedState {
+ public:
+  using Fill = std::function<void(InternalStateBuckets&)>;
+
+  InternalStateBuckets(KeyGroupRange range, int max_parallelism, Fill fill)
+      : range_(range), max_parallelism_(max_parallelism), fill_(std::move(fill)) {}
+
+  void PrepareSnapshot() override {
+    buckets_.assign(static_cast<size_t>(range_.size()), std::string());
+    fill_(*this);
+  }
+  void WriteKeyGroup(int kg,
+                     absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+    if (!range_.Contains(kg) || buckets_.empty()) return;
+    std::string& bucket = buckets_[static_cast<size_t>(kg - range_.start)];
+    ByteReader in(bucket);
+    std::string_view composite, value;
+    while (in.ReadLengthPrefixed(&composite) && in.ReadLengthPrefixed(&value))
+      emit(composite, value);
+    std::string().swap(bucket);  // written: free it now
+  }
+
+  // Adds a record of `key`; `composite` starts with the key serialized with Serializer<K>.
+  template <typename K>
+  void Add(const K& key, std::string_view composite, std::string_view value) {
+    const int kg = KeyGroupFor(key, max_parallelism_);
+    SLUICE_CHECK(range_.Contains(kg));
+    std::string& bucket = buckets_[static_cast<size_t>(kg - range_.start)];
+    PutLengthPrefixed(composite, &bucket);
+    PutLengthPrefixed(value, &bucket);
+  }
+
+ private:
+  KeyGroupRange range_;
+  int max_parallelism_;
+  Fill fill_;
+  std::vector<std::string> buckets_;  // per key group of range_: [composite][value]...
+};
+
+// Registers internal state `name` (starting with '_') of `store`; the caller keeps the result
+// alive as long as the store.
+inline std::unique_ptr<InternalStateBuckets> RegisterInternalState(
+    KeyedStateStore& store, std::string name, int max_parallelism,
+    InternalStateBuckets::Fill fill) {
+  auto buckets =
+      std::make_unique<InternalStateBuckets>(store.key_groups(), max_parallelism, std::move(fill));
+  store.RegisterInternalState(std::move(name), buckets.get());
+  return buckets;
+}
+
+// Fails the snapshot of operator `op`: something it must checkpoint has no sluice::Serializer.
+// `what` names it ("the key type", "the window's accumulator type").
+[[noreturn]] inline void ThrowNotCheckpointable(const std::string& op, std::string_view what) {
+  throw JobFailure(absl::FailedPreconditionError(
+      absl::StrCat("operator '", op, "': checkpointing needs a sluice::Serializer for ",
+                   std::string(what), " (state/serializer.h)")));
+}
+
+// Snapshots `backend` (keyed state and the registered internal states) into `out`, naming
+// operator `op` in errors.
+template <typename K, typename Out>
+void SnapshotKeyedBackend(KeyedStateBackend<K>& backend, const std::string& op, Out& out) {
+  absl::StatusOr<KeyedSnapshot> snap = backend.Snapshot();
+  if (!snap.ok()) {
+    throw JobFailure(
+        absl::Status(snap.status().code(), absl::StrCat(op, ": ", snap.status().message())));
+  }
+  out.keyed = std::move(*snap);
+}
+
+// Decodes the restored records of internal state `name`: for each, reads the key and calls
+// `f(K& key, ByteReader& rest_of_composite, ByteReader& value)`, which returns false when the
+// record does not decode. Call after the backend was restored.
+template <typename K, typename F>
+absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
+                             const RuntimeContext& ctx, F&& f) {
+  for (const RestoredRecord& r : store.TakeRestoredInternal(name)) {
+    ByteReader in(r.composite);
+    ByteReader value(r.value);
+    K key{};
+    if (!Serializer<K>::Read(in, &key) || KeyGroupFor(key, ctx.max_parallelism) != r.key_group) {
+      return absl::DataLossError(
+          absl::StrCat("operator '", ctx.operator_name, "': restored internal state '", name,
+                       "' holds a key that does not decode or belongs to another key group"));
+    }
+    if (!f(key, in, value)) {
+      return absl::DataLossError(absl::StrCat("operator '", ctx.operator_name,
+                                              "': restored internal state '", name,
+                                              "' holds a record that does not decode"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Timers: composite [key][namespace][8-byte time], value [varint sequence number].
+template <typename K, typename N>
+void AddTimers(InternalStateBuckets& b, const TimerQueue<K, N>& timers) {
+  std::string composite, value;
+  timers.ForEachWithSequence([&](Timestamp time, uint64_t seq, const K& key, const N& ns) {
+    composite.clear();
+    Serializer<K>::Write(key, &composite);
+    Serializer<N>::Write(ns, &composite);
+    PutFixed64(time, &composite);
+    value.clear();
+    PutVarint(seq, &value);
+    b.Add(key, composite, value);
+  });
+}
+
+template <typename K, typename N>
+absl::Status RestoreTimers(KeyedStateStore& store, const std::string& name,
+                           const RuntimeContext& ctx, TimerQueue<K, N>& timers) {
+  return RestoreInternal<K>(store, name, ctx, [&](K& key, ByteReader& rest, ByteReader& value) {
+    N ns{};
+    Timestamp time = 0;
+    uint64_t seq = 0;
+    if (!Serializer<N>::Read(rest, &ns) || !rest.ReadRaw(&time, sizeof time) || !rest.empty() ||
+        !value.ReadVarint(&seq) || !value.empty()) {
+      return false;
+    }
+    timers.Restore(time, seq, key, ns);
+    return true;
+  });
+}
+
+}  // namespace sluice::internal
