@@ -160,7 +160,9 @@ void BM_Job_KeyedWindow(benchmark::State& state) {
     sluice::StreamEnvironment env(options);
     std::atomic<int64_t> total{0};
     env.FromSequence(0, kEvents - 1)
-        .Map([](int64_t i) { return Rec{(i * 7919) % 10'000, i & 0xff, i / 100}; })
+        .Map([](int64_t i) {
+          return Rec{(i * 7919) % 10'000, i & 0xff, i / 100};
+        })
         .AssignTimestampsAndWatermarks(
             sluice::WatermarkStrategy<Rec>::ForMonotonousTimestamps().WithTimestampAssigner(
                 [](const Rec& r) { return r.time; }))
@@ -178,8 +180,8 @@ void BM_Job_KeyedWindow(benchmark::State& state) {
     checkpoints += job->LastCompletedCheckpoint();
     benchmark::DoNotOptimize(total.load());
   }
-  state.counters["checkpoints"] = static_cast<double>(checkpoints) /
-                                  static_cast<double>(state.iterations());
+  state.counters["checkpoints"] =
+      static_cast<double>(checkpoints) / static_cast<double>(state.iterations());
   state.SetItemsProcessed(state.iterations() * kEvents);
   std::filesystem::remove_all(dir);
 }

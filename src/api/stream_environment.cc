@@ -55,24 +55,28 @@ absl::Status RuntimeOptions::Validate() const {
   }
   const CheckpointOptions& cp = checkpointing;
   if (cp.interval < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "RuntimeOptions.checkpointing.interval must be >= 0, got ", absl::FormatDuration(cp.interval)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.checkpointing.interval must be >= 0, got ",
+                     absl::FormatDuration(cp.interval)));
   }
   if (cp.interval > absl::ZeroDuration() && cp.directory.empty()) {
     return absl::InvalidArgumentError(
         "RuntimeOptions.checkpointing.directory is required when checkpointing.interval is set");
   }
   if (cp.timeout <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "RuntimeOptions.checkpointing.timeout must be > 0, got ", absl::FormatDuration(cp.timeout)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.checkpointing.timeout must be > 0, got ",
+                     absl::FormatDuration(cp.timeout)));
   }
   if (cp.min_pause < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat("RuntimeOptions.checkpointing.min_pause must be >= 0, got ",
-                                                   absl::FormatDuration(cp.min_pause)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.checkpointing.min_pause must be >= 0, got ",
+                     absl::FormatDuration(cp.min_pause)));
   }
   if (cp.tolerable_failures < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "RuntimeOptions.checkpointing.tolerable_failures must be >= 0, got ", cp.tolerable_failures));
+    return absl::InvalidArgumentError(
+        absl::StrCat("RuntimeOptions.checkpointing.tolerable_failures must be >= 0, got ",
+                     cp.tolerable_failures));
   }
   if (cp.retained < 1) {
     return absl::InvalidArgumentError(
@@ -90,7 +94,8 @@ absl::Status RuntimeOptions::Validate() const {
     if (rs.kind == RestartStrategy::Kind::kExponentialDelay &&
         (rs.backoff_multiplier < 1.0 || rs.max_delay < rs.delay)) {
       return absl::InvalidArgumentError(
-          "RuntimeOptions.restart_strategy: backoff_multiplier must be >= 1 and max_delay >= delay");
+          "RuntimeOptions.restart_strategy: backoff_multiplier must be >= 1 and max_delay >= "
+          "delay");
     }
     if (rs.kind == RestartStrategy::Kind::kFailureRate &&
         rs.failure_rate_interval <= absl::ZeroDuration()) {

@@ -108,7 +108,8 @@ bool ParsePartName(absl::string_view name, const std::string& prefix, const std:
 
 absl::Status ExactlyOnceFileSinkOptions::Validate() const {
   const char* where = "ExactlyOnceFileSinkOptions";
-  if (directory.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ".directory: empty"));
+  if (directory.empty())
+    return absl::InvalidArgumentError(absl::StrCat(where, ".directory: empty"));
   if (prefix.empty()) return absl::InvalidArgumentError(absl::StrCat(where, ".prefix: empty"));
   if (prefix.find('/') != std::string::npos || prefix.front() == '.') {
     return absl::InvalidArgumentError(
@@ -123,8 +124,8 @@ absl::Status ExactlyOnceFileSinkOptions::Validate() const {
         absl::StrCat(where, ".max_part_bytes: must be > 0, got ", max_part_bytes));
   }
   if (rollover_interval <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        where, ".rollover_interval: must be > 0, got ", absl::FormatDuration(rollover_interval)));
+    return absl::InvalidArgumentError(absl::StrCat(where, ".rollover_interval: must be > 0, got ",
+                                                   absl::FormatDuration(rollover_interval)));
   }
   return absl::OkStatus();
 }
@@ -251,9 +252,9 @@ absl::Status PartFileBucket::Commit(const PartFileTransaction& txn) {
     struct stat st;
     if (err == ENOENT && ::stat(final_path.c_str(), &st) == 0) continue;  // committed before
     if (err == ENOENT) {
-      return absl::DataLossError(absl::StrCat(
-          "cannot commit ", pending, ": neither it nor ", final_path, " exists: ",
-          std::generic_category().message(err)));
+      return absl::DataLossError(absl::StrCat("cannot commit ", pending, ": neither it nor ",
+                                              final_path,
+                                              " exists: ", std::generic_category().message(err)));
     }
     return ErrnoError(err, pending, absl::StrCat("cannot rename to ", final_path).c_str());
   }

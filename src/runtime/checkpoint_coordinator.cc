@@ -135,8 +135,8 @@ void CheckpointCoordinator::Run() {
         } else if (!st.ok()) {
           ++consecutive_failures_;
           if (consecutive_failures_ > options_.tolerable_failures) {
-            job_->Fail(absl::Status(st.code(), absl::StrCat("checkpoint could not start: ",
-                                                            st.message())));
+            job_->Fail(absl::Status(st.code(),
+                                    absl::StrCat("checkpoint could not start: ", st.message())));
           }
           next_trigger_ = now + options_.interval;
         }
@@ -260,8 +260,9 @@ void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status s
   std::unique_ptr<Pending> p = std::move(pending_);
   acks_.clear();
   if (status.ok()) status = p->writer->Commit(p->metadata);
-  const std::string what = p->savepoint ? absl::StrCat("savepoint ", p->id, " into ", p->savepoint_dir)
-                                        : absl::StrCat("checkpoint ", p->id);
+  const std::string what = p->savepoint
+                               ? absl::StrCat("savepoint ", p->id, " into ", p->savepoint_dir)
+                               : absl::StrCat("checkpoint ", p->id);
   if (status.ok()) {
     completed_ = p->id;
     if (!p->savepoint) consecutive_failures_ = 0;

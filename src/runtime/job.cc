@@ -6,8 +6,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
-#include <system_error>
 #include <map>
+#include <system_error>
 #include <thread>
 #include <utility>
 
@@ -53,9 +53,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
       base = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/sluice-rocksdb");
     }
     static std::atomic<int> job_counter{0};
-    state_.rocksdb_job_dir =
-        absl::StrCat(base, "/job-", ::getpid(), "-", job_counter.fetch_add(1), "-",
-                     absl::ToUnixMicros(absl::Now()));
+    state_.rocksdb_job_dir = absl::StrCat(base, "/job-", ::getpid(), "-", job_counter.fetch_add(1),
+                                          "-", absl::ToUnixMicros(absl::Now()));
   }
   if (graph.nodes.empty()) {
     return absl::FailedPreconditionError(
@@ -278,7 +277,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
 absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
                           int max_parallelism, const RestoredCheckpoint& restored) {
   const checkpoint::CheckpointMetadata& md = restored.metadata;
-  const std::string what = absl::StrCat(md.savepoint() ? "savepoint " : "checkpoint ", restored.dir);
+  const std::string what =
+      absl::StrCat(md.savepoint() ? "savepoint " : "checkpoint ", restored.dir);
   std::map<std::string, const checkpoint::OperatorState*> by_id;
   for (const checkpoint::OperatorState& os : md.operators()) by_id[os.operator_id()] = &os;
   for (const auto& [id, os] : by_id) {
@@ -287,19 +287,19 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
         graph.nodes[static_cast<size_t>(node)].name != os->operator_name()) {
       bool has_state = false;
       for (const auto& st : os->subtasks()) {
-        has_state = has_state || !st.keyed_state().path().empty() ||
-                    !st.operator_state().path().empty();
+        has_state =
+            has_state || !st.keyed_state().path().empty() || !st.operator_state().path().empty();
       }
       if (has_state) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            what, " holds state of operator '", os->operator_name(), "' (", id,
-            ") that this job does not have at that position; the job graph changed"));
+        return absl::FailedPreconditionError(
+            absl::StrCat(what, " holds state of operator '", os->operator_name(), "' (", id,
+                         ") that this job does not have at that position; the job graph changed"));
       }
     }
     if (os->max_parallelism() != max_parallelism) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          what, " was taken with max_parallelism ", os->max_parallelism(),
-          ", the job has ", max_parallelism, "; key groups cannot be redistributed"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(what, " was taken with max_parallelism ", os->max_parallelism(),
+                       ", the job has ", max_parallelism, "; key groups cannot be redistributed"));
     }
   }
   // Files read once, shared by the new subtasks that need them.
@@ -357,7 +357,8 @@ void Job::DeclineCheckpoint(int64_t id, absl::Status why) {
 }
 
 absl::StatusOr<std::string> Job::TriggerSavepoint(const std::string& dir) {
-  if (IsDone()) return absl::FailedPreconditionError("the job has ended: no savepoint can be taken");
+  if (IsDone())
+    return absl::FailedPreconditionError("the job has ended: no savepoint can be taken");
   return coordinator_->TriggerSavepoint(dir);
 }
 

@@ -54,15 +54,17 @@ absl::StatusOr<absl::Duration> JobRunner::NextDelay(const absl::Status& failure)
     }
     case RestartStrategy::Kind::kFailureRate:
       failures_.push_back(now);
-      failures_.erase(std::remove_if(failures_.begin(), failures_.end(),
-                                     [&](absl::Time t) { return now - t > rs.failure_rate_interval; }),
-                      failures_.end());
+      failures_.erase(
+          std::remove_if(failures_.begin(), failures_.end(),
+                         [&](absl::Time t) { return now - t > rs.failure_rate_interval; }),
+          failures_.end());
       if (static_cast<int>(failures_.size()) > rs.attempts) break;
       return rs.delay;
   }
-  return absl::Status(failure.code(),
-                      absl::StrCat(failure.message(), " (the restart strategy allows no more "
-                                                      "restarts after ", attempts_, " attempts)"));
+  return absl::Status(failure.code(), absl::StrCat(failure.message(),
+                                                   " (the restart strategy allows no more "
+                                                   "restarts after ",
+                                                   attempts_, " attempts)"));
 }
 
 void JobRunner::Supervise() {

@@ -292,9 +292,9 @@ void Task::Finish() {
   finished_ = true;
   finished_flag_.store(true, std::memory_order_release);
   if (const int64_t id = trigger_.exchange(0); id > 0) {
-    job_->DeclineCheckpoint(id, absl::FailedPreconditionError(
-                                    absl::StrCat("task '", name_, "' finished before checkpoint ",
-                                                 id, " reached it")));
+    job_->DeclineCheckpoint(
+        id, absl::FailedPreconditionError(
+                absl::StrCat("task '", name_, "' finished before checkpoint ", id, " reached it")));
   }
   for (auto& op : operators_) op->Close();
   if (timer_) timer_->cancel();

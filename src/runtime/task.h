@@ -67,8 +67,8 @@ class Task final : public TaskServices {
     int gate;
     int slot;  // in the gate's combiner
     bool ended = false;
-    bool blocked = false;   // exactly-once alignment: its barrier came, others' have not
-    int64_t barrier = 0;    // the last barrier it delivered
+    bool blocked = false;  // exactly-once alignment: its barrier came, others' have not
+    int64_t barrier = 0;   // the last barrier it delivered
   };
   // Per input gate: its channels' watermarks and idleness, and what the head operator was told.
   struct Gate {

@@ -18,8 +18,8 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 
-#include "connectors/test_util.h"
 #include <sluice/time/clock.h>
+#include "connectors/test_util.h"
 
 namespace sluice {
 namespace {
@@ -269,9 +269,7 @@ std::vector<std::string> VisibleLines(const std::filesystem::path& dir) {
 
 class ExactlyOnceFileSinkTest : public ::testing::Test {
  protected:
-  ExactlyOnceFileSinkOptions Options() {
-    return {.directory = dir_.Path("out"), .clock = clock_};
-  }
+  ExactlyOnceFileSinkOptions Options() { return {.directory = dir_.Path("out"), .clock = clock_}; }
 
   std::unique_ptr<SinkWriter<std::string>> MakeWriter(const ExactlyOnceFileSinkOptions& options,
                                                       int subtask = 0, int parallelism = 1) {
@@ -417,9 +415,8 @@ TEST_F(ExactlyOnceFileSinkTest, RollsBySize) {
   EXPECT_THAT(WithTag(out(), ".pending"), ElementsAre(".part-0-0.pending", ".part-0-1.pending"));
   ASSERT_TRUE(WriteStrings(*w, {"a-line-longer-than-ten"}).ok());
   ASSERT_TRUE(w->SnapshotState(1).ok());
-  EXPECT_THAT(WithTag(out(), ".pending"),
-              ElementsAre(".part-0-0.pending", ".part-0-1.pending", ".part-0-2.pending",
-                          ".part-0-3.pending"));
+  EXPECT_THAT(WithTag(out(), ".pending"), ElementsAre(".part-0-0.pending", ".part-0-1.pending",
+                                                      ".part-0-2.pending", ".part-0-3.pending"));
   EXPECT_THAT(Visible(out()), IsEmpty());
   ASSERT_TRUE(w->NotifyCheckpointComplete(1).ok());
   EXPECT_THAT(ListDir(out()), ElementsAre("part-0-0", "part-0-1", "part-0-2", "part-0-3"));
@@ -502,7 +499,7 @@ TEST_F(ExactlyOnceFileSinkTest, FreshStartCleansOnlyItsOwnSubtask) {
     ASSERT_TRUE(WriteStrings(*w0, {"a"}).ok());
     ASSERT_TRUE(w0->Finish().ok());  // part-0-0 committed
     ASSERT_TRUE(WriteStrings(*w1, {"b"}).ok());
-    ASSERT_TRUE(w1->SnapshotState(1).ok());  // .part-1-0.pending
+    ASSERT_TRUE(w1->SnapshotState(1).ok());      // .part-1-0.pending
     ASSERT_TRUE(WriteStrings(*w1, {"c"}).ok());  // .part-1-1.inprogress
   }
   {

@@ -16,10 +16,10 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -81,8 +81,8 @@ class Capture : public internal::SplitRouter<T> {
   Collector<T>& ForSplit(std::string_view split_id) override {
     auto& slot = splits_[std::string(split_id)];
     if (slot.collector == nullptr) {
-      slot.consumer = std::make_unique<CaptureConsumer<T>>(&records, &split_of_record,
-                                                           std::string(split_id));
+      slot.consumer =
+          std::make_unique<CaptureConsumer<T>>(&records, &split_of_record, std::string(split_id));
       slot.collector = std::make_unique<Collector<T>>(1);
       slot.collector->AddConsumer(slot.consumer.get());
     }
@@ -115,8 +115,7 @@ class Capture : public internal::SplitRouter<T> {
   std::map<std::string, Split> splits_;
 };
 
-SourceContext ContextFor(int subtask, int parallelism,
-                         internal::TaskServices* services = nullptr) {
+SourceContext ContextFor(int subtask, int parallelism, internal::TaskServices* services = nullptr) {
   RuntimeContext runtime;
   runtime.operator_name = "Source: test";
   runtime.task_name = absl::StrCat("Source: test (", subtask + 1, "/", parallelism, ")");
@@ -304,10 +303,9 @@ TEST(GeneratorSourceCheckpointTest, BoundedResumesAtParallelismOneAndTwo) {
 
 TEST(GeneratorSourceCheckpointTest, DeducedGeneratorTypeResumesToo) {
   GeneratorSource source([](int64_t i) { return i * 3; }, {.count = 40});
-  EXPECT_EQ(ResumeOnce<int64_t>(source, 1, 2, 2, 1, 3), (std::vector<int64_t>{
-                                                           60, 63, 66, 69, 72, 75, 78, 81, 84, 87,
-                                                           90, 93, 96, 99, 102, 105, 108, 111,
-                                                           114, 117}));
+  EXPECT_EQ(ResumeOnce<int64_t>(source, 1, 2, 2, 1, 3),
+            (std::vector<int64_t>{60, 63, 66, 69, 72,  75,  78,  81,  84,  87,
+                                  90, 93, 96, 99, 102, 105, 108, 111, 114, 117}));
 }
 
 TEST(GeneratorSourceCheckpointTest, UnboundedResumesItsStrideAtParallelismTwo) {
@@ -406,7 +404,8 @@ TEST(TextFileSourceCheckpointTest, LineReaderResumesAtEveryLineWithTinyChunks) {
     }
     EXPECT_EQ(lines, all) << "cut after " << cut << " lines";
     std::vector<int64_t> expected_numbers;
-    for (size_t n = cut + 1; n <= all.size(); ++n) expected_numbers.push_back(static_cast<int64_t>(n));
+    for (size_t n = cut + 1; n <= all.size(); ++n)
+      expected_numbers.push_back(static_cast<int64_t>(n));
     EXPECT_EQ(numbers, expected_numbers) << "cut after " << cut << " lines";
   }
 }
@@ -542,8 +541,8 @@ TEST(DirectorySourceCheckpointTest, SnapshotInTheMiddleOfTheSecondOfThreeFiles) 
   auto first = MakeReader<std::string>(source);
   Capture<std::string> before(/*route_splits=*/true);
   ASSERT_TRUE(Poll(*first, before, 3, 2).ok());  // a:1-2, a:3-4, a:5 (released) and b:1
-  EXPECT_THAT(before.records, ElementsAre("a.txt:1", "a.txt:2", "a.txt:3", "a.txt:4", "a.txt:5",
-                                          "b.txt:1"));
+  EXPECT_THAT(before.records,
+              ElementsAre("a.txt:1", "a.txt:2", "a.txt:3", "a.txt:4", "a.txt:5", "b.txt:1"));
   EXPECT_THAT(before.released, ElementsAre("a.txt"));
   auto state = first->SnapshotState(1);
   ASSERT_TRUE(state.ok()) << state.status();
@@ -560,9 +559,8 @@ TEST(DirectorySourceCheckpointTest, SnapshotInTheMiddleOfTheSecondOfThreeFiles) 
   ASSERT_TRUE(ended.ok() && *ended) << ended.status();
   EXPECT_EQ(Concat(before.records, after.records), full);
   // The finished file is not re-emitted; the current one continues in its own split.
-  EXPECT_THAT(after.split_of_record,
-              ElementsAre("b.txt", "b.txt", "b.txt", "b.txt", "c.txt", "c.txt", "c.txt", "c.txt",
-                          "c.txt"));
+  EXPECT_THAT(after.split_of_record, ElementsAre("b.txt", "b.txt", "b.txt", "b.txt", "c.txt",
+                                                 "c.txt", "c.txt", "c.txt", "c.txt"));
   EXPECT_THAT(after.released, ElementsAre("b.txt", "c.txt"));
 }
 
@@ -587,11 +585,10 @@ TEST(DirectorySourceCheckpointTest, ResumesAtParallelismTwo) {
 
 TEST(DirectorySourceCheckpointTest, ContinuousModeScansForNewFilesAfterRestore) {
   TempDir dir;
-  std::vector<std::string> full = Concat(WriteDirectoryFile(dir, "a.txt"),
-                                         WriteDirectoryFile(dir, "b.txt"));
-  DirectorySource source(dir.path().string(),
-                         {.mode = DirectorySourceOptions::kProcessContinuously,
-                          .interval = absl::Milliseconds(1)});
+  std::vector<std::string> full =
+      Concat(WriteDirectoryFile(dir, "a.txt"), WriteDirectoryFile(dir, "b.txt"));
+  DirectorySource source(dir.path().string(), {.mode = DirectorySourceOptions::kProcessContinuously,
+                                               .interval = absl::Milliseconds(1)});
   auto first = MakeReader<std::string>(source);
   Capture<std::string> before(true);
   ASSERT_TRUE(Poll(*first, before, 3, 2).ok());

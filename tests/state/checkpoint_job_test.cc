@@ -35,7 +35,8 @@ class GatedSource final : public Source<int64_t> {
   bool IsBounded() const override { return false; }
   int MaxParallelism() const override { return 1; }
   std::string Describe() const override { return "gated"; }
-  absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(const SourceContext&) override {
+  absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(
+      const SourceContext&) override {
     return std::unique_ptr<SourceReader<int64_t>>(new Reader(gate_));
   }
 
@@ -64,7 +65,8 @@ class GatedSource final : public Source<int64_t> {
 };
 
 // Running sum per key in ValueState; emits (key, sum) for every record.
-class RunningSum final : public KeyedProcessFunction<int64_t, int64_t, std::pair<int64_t, int64_t>> {
+class RunningSum final
+    : public KeyedProcessFunction<int64_t, int64_t, std::pair<int64_t, int64_t>> {
  public:
   void Open(const RuntimeContext& ctx) override {
     sum_ = ctx.GetState(ValueStateDescriptor<int64_t>("sum"));
@@ -241,8 +243,8 @@ TEST_P(CheckpointJobTest, SavepointRestoresAtAnotherParallelismAndIntoTheOtherBa
   const StateBackendKind other = GetParam().backend == StateBackendKind::kHashMap
                                      ? StateBackendKind::kRocksDb
                                      : StateBackendKind::kHashMap;
-  for (auto [parallelism, backend] : std::vector<std::pair<int, StateBackendKind>>{
-           {3, GetParam().backend}, {1, other}}) {
+  for (auto [parallelism, backend] :
+       std::vector<std::pair<int, StateBackendKind>>{{3, GetParam().backend}, {1, other}}) {
     SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
     RuntimeOptions o = Options(parallelism, backend);
     o.checkpointing.interval = absl::ZeroDuration();
@@ -344,7 +346,8 @@ TEST_P(CheckpointJobTest, ASourceWithoutCheckpointSupportFailsTheJobClearly) {
    public:
     bool IsBounded() const override { return false; }
     std::string Describe() const override { return "plain"; }
-    absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(const SourceContext&) override {
+    absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(
+        const SourceContext&) override {
       class R final : public SourceReader<int64_t> {
         absl::StatusOr<PollResult> PollNext(Collector<int64_t>&, int) override {
           return PollResult::NothingUntil(absl::Milliseconds(1));

@@ -74,12 +74,16 @@ int main(int argc, char** argv) {
   }
   sluice::StreamEnvironment env(options);
   sluice::GeneratorOptions gen{.count = events, .records_per_second = rate};
-  auto windows = env.FromSource(
-      sluice::GeneratorSource(
-          [](int64_t i) { return Event{i % 13, i, i * 7}; }, gen),
-      sluice::WatermarkStrategy<Event>::ForBoundedOutOfOrderness(absl::Milliseconds(100))
-          .WithTimestampAssigner([](const Event& e) { return e.time; }))
-      .SetParallelism(1);  // one source subtask: every key sees its events in one order
+  auto windows =
+      env.FromSource(
+             sluice::GeneratorSource(
+                 [](int64_t i) {
+                   return Event{i % 13, i, i * 7};
+                 },
+                 gen),
+             sluice::WatermarkStrategy<Event>::ForBoundedOutOfOrderness(absl::Milliseconds(100))
+                 .WithTimestampAssigner([](const Event& e) { return e.time; }))
+          .SetParallelism(1);  // one source subtask: every key sees its events in one order
   auto keyed = windows.KeyBy([](const Event& e) { return e.key; });
   // Per key and second: the number of events (a window with allowed lateness, timers, state).
   auto counts =
@@ -94,10 +98,8 @@ int main(int argc, char** argv) {
           .Map([](const std::pair<int64_t, int64_t>& p) {
             return "count " + std::to_string(p.first) + " " + std::to_string(p.second);
           });
-  keyed.Process(Total())
-      .Union(counts)
-      .SinkTo(sluice::ExactlyOnceFileSink<std::string>(
-          {.directory = dir + "/out", .max_part_bytes = 4096}));
+  keyed.Process(Total()).Union(counts).SinkTo(sluice::ExactlyOnceFileSink<std::string>(
+      {.directory = dir + "/out", .max_part_bytes = 4096}));
   absl::Status status = env.Execute("kill-job");
   if (!status.ok()) {
     std::fprintf(stderr, "kill_job: %s\n", status.ToString().c_str());

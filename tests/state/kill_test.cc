@@ -64,8 +64,8 @@ int RunToEnd(const std::string& dir, const std::string& backend) {
 class KillTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(KillTest, CommittedOutputEqualsAFailureFreeRun) {
-  const std::string base = ::testing::TempDir() + "/kill_test_" + std::to_string(getpid()) + "_" +
-                           GetParam();
+  const std::string base =
+      ::testing::TempDir() + "/kill_test_" + std::to_string(getpid()) + "_" + GetParam();
   std::filesystem::remove_all(base);
   const std::string reference_dir = base + "/reference";
   ASSERT_EQ(RunToEnd(reference_dir, GetParam()), 0);
