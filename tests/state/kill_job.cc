@@ -2,13 +2,24 @@
 // counting per key (timers) plus a running total per key in ValueState → an exactly-once file
 // sink. Checkpoints every 50 ms; resumes from the checkpoint directory when it holds one.
 //
-//   kill_job <work dir> <hashmap|rocksdb> <events> <events per second>
+//   kill_job <work dir> <hashmap|rocksdb> <events> <events per second> [throw]
+//
+// With `throw`, the sink's user code throws during the second checkpoint of the process (once per
+// process, leaving a marker file `threw-<pid>` in the work directory); the restart strategy
+// restarts the job in-process from the latest complete checkpoint.
 #include <sluice/sluice.h>
 
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "checkpoint/checkpoint_storage.h"
 
@@ -47,13 +58,64 @@ class Total final : public sluice::KeyedProcessFunction<int64_t, Event, std::str
   sluice::MapState<int64_t, int64_t> per_second_;
 };
 
+// Delegates to the exactly-once file sink; its SnapshotState (user code, run during a checkpoint)
+// throws once per process, at the process's second checkpoint.
+std::atomic<int> g_snapshots{0};
+
+class ThrowingSink final : public sluice::Sink<std::string> {
+ public:
+  ThrowingSink(sluice::ExactlyOnceFileSink<std::string> inner, std::string dir)
+      : inner_(std::move(inner)), dir_(std::move(dir)) {}
+  absl::StatusOr<std::unique_ptr<sluice::SinkWriter<std::string>>> CreateWriter(
+      const sluice::RuntimeContext& ctx) override {
+    auto inner = inner_.CreateWriter(ctx);
+    if (!inner.ok()) return inner.status();
+    return std::unique_ptr<sluice::SinkWriter<std::string>>(
+        new Writer(std::move(*inner), dir_));
+  }
+  int MaxParallelism() const override { return inner_.MaxParallelism(); }
+  std::string Describe() const override { return "throwing " + inner_.Describe(); }
+
+ private:
+  class Writer final : public sluice::SinkWriter<std::string> {
+   public:
+    Writer(std::unique_ptr<sluice::SinkWriter<std::string>> inner, std::string dir)
+        : inner_(std::move(inner)), dir_(std::move(dir)) {}
+    absl::Status Write(std::vector<std::string>& records) override {
+      return inner_->Write(records);
+    }
+    absl::Status Finish() override { return inner_->Finish(); }
+    void Close() override { inner_->Close(); }
+    absl::StatusOr<std::string> SnapshotState(int64_t id) override {
+      if (g_snapshots.fetch_add(1) == 1) {
+        std::ofstream(dir_ + "/threw-" + std::to_string(getpid())) << id << "\n";
+        throw std::runtime_error("user failure during checkpoint " + std::to_string(id));
+      }
+      return inner_->SnapshotState(id);
+    }
+    absl::Status NotifyCheckpointComplete(int64_t id) override {
+      return inner_->NotifyCheckpointComplete(id);
+    }
+    absl::Status RestoreState(const std::vector<std::string>& states) override {
+      return inner_->RestoreState(states);
+    }
+
+   private:
+    std::unique_ptr<sluice::SinkWriter<std::string>> inner_;
+    std::string dir_;
+  };
+  sluice::ExactlyOnceFileSink<std::string> inner_;
+  std::string dir_;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 5) {
-    std::fprintf(stderr, "usage: kill_job <dir> <hashmap|rocksdb> <events> <events/s>\n");
+  if (argc != 5 && !(argc == 6 && std::string(argv[5]) == "throw")) {
+    std::fprintf(stderr, "usage: kill_job <dir> <hashmap|rocksdb> <events> <events/s> [throw]\n");
     return 2;
   }
+  const bool throw_in_checkpoint = argc == 6;
   const std::string dir = argv[1];
   const std::string backend = argv[2];
   const int64_t events = std::atoll(argv[3]);
@@ -68,6 +130,9 @@ int main(int argc, char** argv) {
   options.checkpointing.interval = absl::Milliseconds(50);
   options.checkpointing.directory = dir + "/checkpoints";
   options.checkpointing.retained = 2;
+  if (throw_in_checkpoint) {
+    options.restart_strategy = sluice::RestartStrategy::FixedDelay(3, absl::Milliseconds(10));
+  }
   auto storage = sluice::internal::CheckpointStorage::Open({dir + "/checkpoints", 2});
   if (storage.ok() && !(*storage)->CompletedIds().empty()) {
     options.restore_from = dir + "/checkpoints";
@@ -98,8 +163,14 @@ int main(int argc, char** argv) {
           .Map([](const std::pair<int64_t, int64_t>& p) {
             return "count " + std::to_string(p.first) + " " + std::to_string(p.second);
           });
-  keyed.Process(Total()).Union(counts).SinkTo(sluice::ExactlyOnceFileSink<std::string>(
-      {.directory = dir + "/out", .max_part_bytes = 4096}));
+  sluice::ExactlyOnceFileSink<std::string> sink({.directory = dir + "/out", .max_part_bytes = 4096});
+  auto all = keyed.Process(Total()).Union(counts);
+  if (throw_in_checkpoint) {
+    std::filesystem::create_directories(dir);
+    all.SinkTo(ThrowingSink(std::move(sink), dir));
+  } else {
+    all.SinkTo(std::move(sink));
+  }
   absl::Status status = env.Execute("kill-job");
   if (!status.ok()) {
     std::fprintf(stderr, "kill_job: %s\n", status.ToString().c_str());

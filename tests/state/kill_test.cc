@@ -1,7 +1,8 @@
 // The kill test: kill_job runs in a child process that is killed with SIGKILL at random moments
 // (during processing and during checkpoints) and restarted each time from its checkpoints; the
 // committed output must equal the output of a run that was never killed — nothing lost, nothing
-// duplicated — on both state backends.
+// duplicated — on both state backends. A second test adds a user exception thrown during a
+// checkpoint in every process (recovered in-process by the restart strategy) to the kills.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,13 +28,14 @@ constexpr double kRate = 10000;  // three seconds per uninterrupted run
 
 std::string JobBinary() { return KILL_JOB_BINARY; }
 
-pid_t Spawn(const std::string& dir, const std::string& backend) {
+pid_t Spawn(const std::string& dir, const std::string& backend, bool throw_in_checkpoint = false) {
   pid_t pid = fork();
   if (pid == 0) {
     const std::string events = std::to_string(kEvents);
     const std::string rate = std::to_string(kRate);
     execl(JobBinary().c_str(), "kill_job", dir.c_str(), backend.c_str(), events.c_str(),
-          rate.c_str(), static_cast<char*>(nullptr));
+          rate.c_str(), throw_in_checkpoint ? "throw" : static_cast<char*>(nullptr),
+          static_cast<char*>(nullptr));
     _exit(127);
   }
   return pid;
@@ -63,27 +65,21 @@ int RunToEnd(const std::string& dir, const std::string& backend) {
 
 class KillTest : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(KillTest, CommittedOutputEqualsAFailureFreeRun) {
-  const std::string base =
-      ::testing::TempDir() + "/kill_test_" + std::to_string(getpid()) + "_" + GetParam();
-  std::filesystem::remove_all(base);
-  const std::string reference_dir = base + "/reference";
-  ASSERT_EQ(RunToEnd(reference_dir, GetParam()), 0);
-  const std::vector<std::string> reference = Committed(reference_dir + "/out");
-  ASSERT_GT(reference.size(), 500u);
-
-  const std::string dir = base + "/killed";
-  std::mt19937 rng(12345);
-  std::uniform_int_distribution<int> wait_ms(30, 250);
+// Runs kill_job in `dir` until it finishes, killing it with SIGKILL `kills` times at random
+// moments first; every kill must leave a prefix of `reference` visible. Returns the number of kills.
+int KillAndResume(const std::string& dir, const std::string& backend, bool throw_in_checkpoint,
+                  int kills_wanted, const std::vector<std::string>& reference, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> wait_ms(throw_in_checkpoint ? 150 : 30, 250);
   int kills = 0;
   bool finished = false;
   for (int attempt = 0; attempt < 200 && !finished; ++attempt) {
-    pid_t pid = Spawn(dir, GetParam());
-    if (kills < 20) {
+    pid_t pid = Spawn(dir, backend, throw_in_checkpoint);
+    if (kills < kills_wanted) {
       absl::SleepFor(absl::Milliseconds(wait_ms(rng)));
       int status = 0;
       if (waitpid(pid, &status, WNOHANG) == pid) {
-        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "attempt " << attempt;
+        EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "attempt " << attempt;
         finished = true;
         break;
       }
@@ -98,13 +94,53 @@ TEST_P(KillTest, CommittedOutputEqualsAFailureFreeRun) {
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status)) << "attempt " << attempt;
-    ASSERT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt;
+    EXPECT_TRUE(WIFEXITED(status)) << "attempt " << attempt;
+    EXPECT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt;
     finished = true;
   }
-  ASSERT_TRUE(finished);
-  EXPECT_GE(kills, 20);
+  EXPECT_TRUE(finished);
+  return kills;
+}
+
+std::string BaseDir(const std::string& test, const std::string& backend) {
+  return ::testing::TempDir() + "/kill_test_" + std::to_string(getpid()) + "_" + test + "_" +
+         backend;
+}
+
+TEST_P(KillTest, CommittedOutputEqualsAFailureFreeRun) {
+  const std::string base = BaseDir("kill", GetParam());
+  std::filesystem::remove_all(base);
+  const std::string reference_dir = base + "/reference";
+  ASSERT_EQ(RunToEnd(reference_dir, GetParam()), 0);
+  const std::vector<std::string> reference = Committed(reference_dir + "/out");
+  ASSERT_GT(reference.size(), 500u);
+
+  const std::string dir = base + "/killed";
+  EXPECT_GE(KillAndResume(dir, GetParam(), false, 20, reference, 12345), 20);
   EXPECT_EQ(Committed(dir + "/out"), reference);
+  std::filesystem::remove_all(base);
+}
+
+// Every process's sink throws during its second checkpoint; the job restarts in-process from the
+// latest complete checkpoint (and is also killed a few times): the committed output still equals
+// the failure-free run.
+TEST_P(KillTest, AUserExceptionDuringACheckpointRecoversTheSameWay) {
+  const std::string base = BaseDir("throw", GetParam());
+  std::filesystem::remove_all(base);
+  const std::string reference_dir = base + "/reference";
+  ASSERT_EQ(RunToEnd(reference_dir, GetParam()), 0);
+  const std::vector<std::string> reference = Committed(reference_dir + "/out");
+  ASSERT_GT(reference.size(), 500u);
+
+  const std::string dir = base + "/throwing";
+  KillAndResume(dir, GetParam(), true, 5, reference, 777);
+  EXPECT_EQ(Committed(dir + "/out"), reference);
+  // The exception really happened (a marker per process that reached its second checkpoint).
+  int markers = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().filename().string().rfind("threw-", 0) == 0) ++markers;
+  }
+  EXPECT_GE(markers, 3);
   std::filesystem::remove_all(base);
 }
 
