@@ -1,6 +1,11 @@
 #include "runtime/checkpoint_coordinator.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -70,6 +75,11 @@ bool CheckpointCoordinator::AnyTaskFinished() const {
 int64_t CheckpointCoordinator::completed() const {
   std::lock_guard<std::mutex> lock(mu_);
   return completed_;
+}
+
+bool CheckpointCoordinator::IsSavepoint(int64_t id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return pending_ != nullptr && pending_->id == id && pending_->savepoint;
 }
 
 void CheckpointCoordinator::Acknowledge(int64_t id, std::vector<SubtaskSnapshot> snapshots) {
@@ -240,11 +250,19 @@ absl::Status CheckpointCoordinator::Write(Pending& p, std::vector<SubtaskSnapsho
     }
     checkpoint::SubtaskState* st = it->second;
     if (s.state.keyed) {
+      // The asynchronous part of the snapshot: serialize off the task thread.
+      if (absl::Status st = MaterializeKeyedSnapshot(*s.state.keyed); !st.ok()) {
+        return absl::Status(st.code(), absl::StrCat("operator node-", s.node_id, " subtask ",
+                                                    s.subtask, ": ", st.message()));
+      }
       absl::StatusOr<checkpoint::FileRef> ref = p.writer->WriteFile(
           absl::StrCat("op", s.node_id, "-", s.subtask, ".keyed"), s.state.keyed->bytes);
       if (!ref.ok()) return ref.status();
       *st->mutable_keyed_state() = *ref;
       for (uint64_t off : s.state.keyed->key_group_offsets) st->add_key_group_offsets(off);
+      if (!s.state.keyed->native_dir.empty()) {
+        SLUICE_RETURN_IF_ERROR(WriteNativeFiles(p, s, *st));
+      }
     }
     if (!s.state.operator_state.empty()) {
       absl::StatusOr<checkpoint::FileRef> ref = p.writer->WriteFile(
@@ -254,6 +272,37 @@ absl::Status CheckpointCoordinator::Write(Pending& p, std::vector<SubtaskSnapsho
     }
   }
   return absl::OkStatus();
+}
+
+absl::Status CheckpointCoordinator::WriteNativeFiles(Pending& p, SubtaskSnapshot& s,
+                                                     checkpoint::SubtaskState& st) {
+  const KeyedSnapshot& keyed = *s.state.keyed;
+  absl::Status status;
+  for (const KeyedSnapshot::NativeFile& f : keyed.native_files) {
+    const std::string local = absl::StrCat(keyed.native_dir, "/", f.name);
+    absl::StatusOr<checkpoint::FileRef> ref;
+    if (!f.shared_name.empty()) {
+      ref = p.writer->AddFile(absl::StrCat("rocksdb/", f.shared_name), local);
+    } else {
+      std::ifstream in(local, std::ios::binary);
+      std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+      if (!in.good() && !in.eof()) {
+        ref = absl::InternalError(absl::StrCat("cannot read ", local));
+      } else {
+        ref = p.writer->WriteFile(
+            absl::StrCat("op", s.node_id, "-", s.subtask, ".rocksdb/", f.name), bytes);
+      }
+    }
+    if (!ref.ok()) {
+      status = ref.status();
+      break;
+    }
+    *st.add_rocksdb_files() = *ref;
+  }
+  st.set_backend(kNativeRocksDbBackend);
+  std::error_code ec;
+  std::filesystem::remove_all(keyed.native_dir, ec);
+  return status;
 }
 
 void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status status) {

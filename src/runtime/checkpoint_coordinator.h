@@ -34,6 +34,9 @@ namespace sluice::internal {
 class Job;
 class Task;
 
+// SubtaskState.backend of a subtask whose keyed state is a native RocksDB checkpoint.
+inline constexpr const char* kNativeRocksDbBackend = "rocksdb-native";
+
 // One operator subtask's contribution to a checkpoint.
 struct SubtaskSnapshot {
   int node_id = 0;
@@ -71,6 +74,8 @@ class CheckpointCoordinator {
 
   // Checkpoints completed so far (tests, metrics).
   int64_t completed() const;
+  // True when `id` is the savepoint in flight (its snapshots must be canonical). Any thread.
+  bool IsSavepoint(int64_t id) const;
 
  private:
   struct Pending {
@@ -93,6 +98,8 @@ class CheckpointCoordinator {
                              const std::string& dir);
   // Writes one task's snapshots. Without mu_.
   absl::Status Write(Pending& p, std::vector<SubtaskSnapshot>& snapshots);
+  // Uploads the files of a native RocksDB snapshot and lists them in `st`.
+  absl::Status WriteNativeFiles(Pending& p, SubtaskSnapshot& s, checkpoint::SubtaskState& st);
   void Finish(std::unique_lock<std::mutex>& lock, absl::Status status);
 
   Job* const job_;

@@ -6,7 +6,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -274,6 +276,39 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> Job::StageNativeFiles(const RestoredCheckpoint& restored,
+                                                   const checkpoint::SubtaskState& st,
+                                                   const std::string& what) {
+  static std::atomic<int64_t> counter{0};
+  const std::string base = state_.rocksdb_job_dir.empty()
+                               ? (std::filesystem::temp_directory_path() / "sluice-restore").string()
+                               : state_.rocksdb_job_dir + "/restore";
+  const std::string dir =
+      absl::StrCat(base, "/", ::getpid(), "-", counter.fetch_add(1), "-", st.subtask_index());
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return absl::InternalError(absl::StrCat(what, ": cannot create ", dir, ": ", ec.message()));
+  }
+  std::string shared_names;
+  for (const checkpoint::FileRef& ref : st.rocksdb_files()) {
+    const std::string name = std::filesystem::path(ref.path()).filename().string();
+    // Size and CRC are verified while reading: a corrupt file fails the restore here.
+    SLUICE_ASSIGN_OR_RETURN(std::string bytes, restored.ReadFile(ref));
+    std::ofstream out(dir + "/" + name, std::ios::binary | std::ios::trunc);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.close();
+    if (!out) return absl::InternalError(absl::StrCat(what, ": cannot write ", dir, "/", name));
+    constexpr std::string_view kShared = "shared/";
+    if (ref.path().compare(0, kShared.size(), kShared) == 0) {
+      absl::StrAppend(&shared_names, name, " ", ref.path().substr(kShared.size() + 8), "\n");
+    }
+  }
+  std::ofstream(dir + "/" + kSharedNamesFile) << shared_names;
+  return dir;
+}
+
 absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
                           int max_parallelism, const RestoredCheckpoint& restored) {
   const checkpoint::CheckpointMetadata& md = restored.metadata;
@@ -340,6 +375,9 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
         k.key_groups = KeyGroupRange{st.key_groups().start(), st.key_groups().end()};
         k.offsets.assign(st.key_group_offsets().begin(), st.key_group_offsets().end());
         k.where = absl::StrCat(what, ": file ", st.keyed_state().path());
+        if (st.backend() == kNativeRocksDbBackend) {
+          SLUICE_ASSIGN_OR_RETURN(k.native_dir, StageNativeFiles(restored, st, what));
+        }
         in.keyed.push_back(std::move(k));
       }
       SLUICE_RETURN_IF_ERROR(task->operators()[i]->RestoreState(in));
@@ -350,6 +388,10 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
 
 void Job::AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots) {
   coordinator_->Acknowledge(id, std::move(snapshots));
+}
+
+bool Job::IsSavepoint(int64_t id) const {
+  return coordinator_ != nullptr && coordinator_->IsSavepoint(id);
 }
 
 void Job::DeclineCheckpoint(int64_t id, absl::Status why) {

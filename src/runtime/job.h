@@ -58,6 +58,8 @@ class Job {
 
   // --- Checkpoints -------------------------------------------------------------------------------
   void AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots);
+  // True when checkpoint `id` is a savepoint (snapshots in the canonical format).
+  bool IsSavepoint(int64_t id) const;
   void DeclineCheckpoint(int64_t id, absl::Status why);
   // Takes a savepoint into `dir`; returns its path once complete. Not from a task.
   absl::StatusOr<std::string> TriggerSavepoint(const std::string& dir);
@@ -70,6 +72,11 @@ class Job {
  private:
   explicit Job(std::string name) : name_(std::move(name)) {}
   absl::Status Compile(StreamGraph graph, const RuntimeOptions& options);
+  // Copies the native RocksDB files of an old subtask into a fresh local directory (verifying
+  // each file) and returns it, for KeyedStateBackend::RestoreNative.
+  absl::StatusOr<std::string> StageNativeFiles(const RestoredCheckpoint& restored,
+                                               const checkpoint::SubtaskState& st,
+                                               const std::string& what);
   absl::Status Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
                        int max_parallelism, const RestoredCheckpoint& restored);
   void WakeAll();

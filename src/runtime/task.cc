@@ -61,10 +61,12 @@ void Task::PerformCheckpoint(int64_t id) {
   performed_ = id;
   std::vector<SubtaskSnapshot> snapshots;
   snapshots.reserve(operators_.size());
+  const bool savepoint = job_->IsSavepoint(id);
   for (size_t i = 0; i < operators_.size(); ++i) {
     SubtaskSnapshot s;
     s.node_id = operator_ids_[i].first;
     s.subtask = operator_ids_[i].second;
+    s.state.canonical = savepoint;
     operators_[i]->SnapshotState(id, s.state);
     snapshots.push_back(std::move(s));
   }

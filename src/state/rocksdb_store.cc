@@ -371,6 +371,7 @@ struct RocksDbStore::Impl {
 
   std::string path;
   const Clock* clock = nullptr;
+  RocksDbStateOptions options;
   std::shared_ptr<RocksDbResources> resources;
   rocksdb::ColumnFamilyOptions base_cf_options;
   rocksdb::WriteOptions write_options;
@@ -404,6 +405,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->clock = ttl_clock;
+  impl->options = options;
   impl->resources = resources;
   impl->write_options.disableWAL = true;
 
@@ -468,6 +470,13 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
 }
 
 RocksDbStore::RocksDbStore(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+const RocksDbStateOptions& RocksDbStore::options() const { return impl_->options; }
+
+absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::OpenSibling(
+    const std::string& path) const {
+  return Open(impl_->options, impl_->resources, path, impl_->clock);
+}
 RocksDbStore::~RocksDbStore() = default;
 
 const std::string& RocksDbStore::path() const { return impl_->path; }

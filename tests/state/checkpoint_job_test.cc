@@ -4,11 +4,13 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,7 +18,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "checkpoint/checkpoint_storage.h"
 
 namespace sluice {
 namespace {
@@ -258,6 +263,94 @@ TEST_P(CheckpointJobTest, SavepointRestoresAtAnotherParallelismAndIntoTheOtherBa
     WaitFor([&] {
       std::lock_guard<std::mutex> l(resumed->mu);
       return resumed->count == 800;
+    });
+    job->Cancel();
+    job->Wait().IgnoreError();
+    std::lock_guard<std::mutex> l(resumed->mu);
+    EXPECT_EQ(resumed->sums, ExpectedSums(2000));
+  }
+}
+
+// RocksDB checkpoints are incremental: each uploads the instance's new SST files into shared/
+// and references the unchanged ones an earlier checkpoint uploaded. Such a checkpoint restores
+// at the same parallelism (the files become the instance), at another one (key groups read from
+// the old instances) and into the HashMap backend.
+TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywhere) {
+  if (GetParam().backend != StateBackendKind::kRocksDb) GTEST_SKIP() << "RocksDB only";
+  auto gate = std::make_shared<Gate>();
+  gate->end = 2000;
+  auto latest = std::make_shared<Latest>();
+  {
+    StreamEnvironment env(Options(2, StateBackendKind::kRocksDb));
+    Build(env, gate, latest);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("incremental");
+    ASSERT_TRUE(job.ok()) << job.status();
+    for (int64_t open = 250; open <= 1000; open += 250) {
+      gate->open = open;
+      WaitFor([&] {
+        std::lock_guard<std::mutex> l(latest->mu);
+        return latest->count == open;
+      });
+      const int64_t before = job->LastCompletedCheckpoint();
+      WaitFor([&] { return job->LastCompletedCheckpoint() >= before + 2; });
+    }
+    job->Cancel();
+    EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  }
+  // The two retained checkpoints: native RocksDB state, SST files shared between them.
+  absl::StatusOr<std::unique_ptr<internal::CheckpointStorage>> storage =
+      internal::CheckpointStorage::Open({dir_ + "/checkpoints", 2});
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::vector<int64_t> ids = (*storage)->CompletedIds();
+  ASSERT_EQ(ids.size(), 2u);
+  std::vector<std::set<std::string>> ssts;
+  for (int64_t id : ids) {
+    absl::StatusOr<internal::RestoredCheckpoint> c = internal::CheckpointStorage::LoadFromPath(
+        absl::StrCat(dir_, "/checkpoints/chk-", id));
+    ASSERT_TRUE(c.ok()) << c.status();
+    std::set<std::string> files;
+    int native = 0;
+    for (const auto& op : c->metadata.operators()) {
+      for (const auto& st : op.subtasks()) {
+        if (st.backend() != "rocksdb-native") continue;
+        ++native;
+        bool manifest = false;
+        for (const auto& f : st.rocksdb_files()) {
+          if (absl::EndsWith(f.path(), ".sst")) {
+            EXPECT_TRUE(absl::StartsWith(f.path(), "shared/rocksdb/")) << f.path();
+            files.insert(f.path());
+          }
+          manifest = manifest || absl::StrContains(f.path(), "/MANIFEST-");
+        }
+        EXPECT_TRUE(manifest);
+      }
+    }
+    EXPECT_EQ(native, 2) << "checkpoint " << id;  // the two subtasks of the keyed operator
+    EXPECT_FALSE(files.empty());
+    ssts.push_back(std::move(files));
+  }
+  std::vector<std::string> common;
+  std::set_intersection(ssts[0].begin(), ssts[0].end(), ssts[1].begin(), ssts[1].end(),
+                        std::back_inserter(common));
+  EXPECT_FALSE(common.empty()) << "the newer checkpoint re-uploaded every SST file";
+
+  for (auto [parallelism, backend] : std::vector<std::pair<int, StateBackendKind>>{
+           {2, StateBackendKind::kRocksDb},
+           {3, StateBackendKind::kRocksDb},
+           {1, StateBackendKind::kHashMap}}) {
+    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
+    RuntimeOptions o = Options(parallelism, backend);
+    o.checkpointing.interval = absl::ZeroDuration();
+    o.restore_from = absl::StrCat(dir_, "/checkpoints/chk-", ids[0]);
+    StreamEnvironment env(o);
+    auto resumed = std::make_shared<Latest>();
+    gate->open = 2000;
+    Build(env, gate, resumed);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("resumed");
+    ASSERT_TRUE(job.ok()) << job.status();
+    WaitFor([&] {
+      std::lock_guard<std::mutex> l(resumed->mu);
+      return resumed->count == 1000;
     });
     job->Cancel();
     job->Wait().IgnoreError();

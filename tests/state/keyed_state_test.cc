@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -612,6 +613,163 @@ TEST_P(KeyedStateTest, CorruptOrMismatchedSnapshotsAreRejected) {
                   ::testing::HasSubstr("state 'value' was restored as a ValueState"));
     }
   }
+}
+
+
+// What a model of the state holds: value, list, map and per-namespace value per key.
+struct Model {
+  std::map<std::string, int64_t> values;
+  std::map<std::string, std::vector<int64_t>> lists;
+  std::map<std::string, std::map<int64_t, int64_t>> maps;
+  std::map<std::string, std::map<int64_t, int64_t>> per_ns;  // namespace -> value
+  bool operator==(const Model&) const = default;
+};
+
+struct ModelStates {
+  explicit ModelStates(KeyedStateStore* b)
+      : access(b, &kNoNamespace, nullptr), ns_access(b, &ns, nullptr) {
+    value = access.GetState(ValueStateDescriptor<int64_t>("v"));
+    list = access.GetListState(ListStateDescriptor<int64_t>("l"));
+    map = access.GetMapState(MapStateDescriptor<int64_t, int64_t>("m"));
+    per_ns = ns_access.GetState(ValueStateDescriptor<int64_t>("n"));
+  }
+  NamespaceSlot<int64_t> ns;
+  StateAccess<VoidNamespace> access;
+  StateAccess<int64_t> ns_access;
+  ValueState<int64_t> value;
+  ListState<int64_t> list;
+  MapState<int64_t, int64_t> map;
+  ValueState<int64_t> per_ns;
+  int64_t namespaces[3] = {10, 20, 30};
+};
+
+// Checkpoints of the HashMap backend copy only the keys accessed since the previous one and
+// merge them into the state kept from earlier snapshots, off the task thread; snapshots that are
+// never written (an aborted checkpoint) still count. Every materialized snapshot must restore to
+// exactly the state at its moment, on both backends.
+TEST_P(KeyedStateTest, DeferredSnapshotsAreExactAcrossManyCheckpoints) {
+  auto* b = Make();
+  ModelStates st(b);
+  Model model;
+  std::mt19937 rng(7);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back("key" + std::to_string(i));
+  for (const std::string& k : keys) keys_.push_back(std::make_unique<std::string>(k));
+  auto key_ptr = [&](size_t i) { return keys_[keys_.size() - keys.size() + i].get(); };
+
+  auto mutate = [&](int ops) {
+    for (int op = 0; op < ops; ++op) {
+      const size_t i = rng() % keys.size();
+      const std::string& k = keys[i];
+      b->SetCurrentKey(key_ptr(i));
+      const int64_t x = static_cast<int64_t>(rng() % 1000);
+      switch (rng() % 9) {
+        case 0: st.value.Update(x); model.values[k] = x; break;
+        case 1: st.value.Clear(); model.values.erase(k); break;
+        case 2: st.list.Add(x); model.lists[k].push_back(x); break;
+        case 3: st.list.Clear(); model.lists.erase(k); break;
+        case 4: st.map.Put(x % 5, x); model.maps[k][x % 5] = x; break;
+        case 5:
+          st.map.Remove(x % 5);
+          if (auto it = model.maps.find(k); it != model.maps.end()) {
+            it->second.erase(x % 5);
+            if (it->second.empty()) model.maps.erase(it);
+          }
+          break;
+        case 6: {
+          const int64_t n = st.namespaces[x % 3];
+          st.ns.current = &n;
+          st.per_ns.Update(x);
+          model.per_ns[k][n] = x;
+          break;
+        }
+        case 7: {
+          const int64_t n = st.namespaces[x % 3];
+          st.ns.current = &n;
+          st.per_ns.Clear();
+          if (auto it = model.per_ns.find(k); it != model.per_ns.end()) {
+            it->second.erase(n);
+            if (it->second.empty()) model.per_ns.erase(it);
+          }
+          break;
+        }
+        default: static_cast<void>(st.value.Value()); break;  // a read only
+      }
+    }
+  };
+  auto read_back = [&](const KeyedSnapshot& snap, StateBackendKind kind) {
+    auto* r = Make(0, 1, kind);
+    EXPECT_TRUE(r->Restore(snap.bytes, snap.key_groups, snap.key_group_offsets, "snap").ok());
+    ModelStates rs(r);
+    Model got;
+    for (size_t i = 0; i < keys.size(); ++i) {
+      r->SetCurrentKey(key_ptr(i));
+      const std::string& k = keys[i];
+      if (auto v = rs.value.Value()) got.values[k] = *v;
+      if (auto l = rs.list.Get(); !l.empty()) got.lists[k] = l;
+      for (const auto& [mk, mv] : rs.map.Entries()) got.maps[k][mk] = mv;
+      for (const int64_t& n : rs.namespaces) {
+        rs.ns.current = &n;
+        if (auto v = rs.per_ns.Value()) got.per_ns[k][n] = *v;
+      }
+    }
+    return got;
+  };
+
+  for (int round = 0; round < 12; ++round) {
+    mutate(round == 0 ? 2000 : 150);
+    absl::StatusOr<KeyedSnapshot> snap = b->Snapshot(/*deferred=*/true);
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    if (round % 4 == 2) continue;  // aborted: never materialized
+    const Model at_snapshot = model;
+    mutate(100);  // processing goes on before the writer materializes the snapshot
+    ASSERT_TRUE(MaterializeKeyedSnapshot(*snap).ok());
+    EXPECT_EQ(read_back(*snap, GetParam()), at_snapshot) << "round " << round;
+    EXPECT_EQ(read_back(*snap, GetParam() == StateBackendKind::kHashMap
+                                   ? StateBackendKind::kRocksDb
+                                   : StateBackendKind::kHashMap),
+              at_snapshot)
+        << "round " << round << " into the other backend";
+  }
+}
+
+TEST(KeyedStateHashMapTest, ASnapshotCopiesOnlyTheKeysAccessedSinceThePreviousOne) {
+  ManualClock clock(0);
+  KeyedStateBackend<int64_t> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16,
+                               &clock);
+  StateAccess<VoidNamespace> access(&b, &kNoNamespace, nullptr);
+  ValueState<int64_t> v = access.GetState(ValueStateDescriptor<int64_t>("v"));
+  std::vector<int64_t> keys(10000);
+  for (int64_t i = 0; i < 10000; ++i) {
+    keys[static_cast<size_t>(i)] = i;
+    b.SetCurrentKey(&keys[static_cast<size_t>(i)]);
+    v.Update(i);
+  }
+  ASSERT_TRUE(b.Snapshot().ok());
+  EXPECT_EQ(b.last_snapshot_changed_keys(), 10000u);  // the first snapshot copies everything
+  for (int64_t i : {3, 4, 5}) {
+    b.SetCurrentKey(&keys[static_cast<size_t>(i)]);
+    v.Update(-i);
+  }
+  b.SetCurrentKey(&keys[9]);
+  v.Clear();  // removed
+  absl::StatusOr<KeyedSnapshot> snap = b.Snapshot();
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(b.last_snapshot_changed_keys(), 4u);
+  // ... and the file still holds every key.
+  KeyedStateBackend<int64_t> r(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock);
+  ASSERT_TRUE(r.Restore(snap->bytes, snap->key_groups, snap->key_group_offsets, "snap").ok());
+  StateAccess<VoidNamespace> raccess(&r, &kNoNamespace, nullptr);
+  ValueState<int64_t> rv = raccess.GetState(ValueStateDescriptor<int64_t>("v"));
+  for (int64_t i = 0; i < 10000; ++i) {
+    r.SetCurrentKey(&keys[static_cast<size_t>(i)]);
+    std::optional<int64_t> want = i == 9 ? std::nullopt
+                                  : (i >= 3 && i <= 5) ? std::optional<int64_t>(-i)
+                                                       : std::optional<int64_t>(i);
+    ASSERT_EQ(rv.Value(), want) << i;
+  }
+  ASSERT_TRUE(b.Snapshot().ok());
+  EXPECT_EQ(b.last_snapshot_changed_keys(), 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, KeyedStateTest,

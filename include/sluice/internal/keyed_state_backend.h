@@ -22,9 +22,14 @@
 
 #include <cstdint>
 #include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -96,6 +101,14 @@ class KeyContext {
     if (CurrentId() == kNoId) id_ = Allocate();
     return id_;
   }
+  // HashMap backend: the entries of key `id` were accessed (and maybe changed). Once snapshots
+  // are taken, the next snapshot copies only the keys marked since the previous one.
+  void MarkDirty(uint32_t id) {
+    if (tracking_ && !dirty_flags_[id]) {
+      dirty_flags_[id] = 1;
+      dirty_.push_back(id);
+    }
+  }
   // HashMap backend: entries of `id` appeared / disappeared.
   void Ref(uint32_t id) { ++refs_[id]; }
   void Unref(uint32_t id) {
@@ -124,6 +137,10 @@ class KeyContext {
   bool bytes_resolved_ = false;
   uint32_t id_ = kNoId;
   std::vector<uint32_t> refs_;
+  // Change tracking (HashMap), on from the first snapshot: a flag per id and the marked ids.
+  bool tracking_ = false;
+  std::vector<uint8_t> dirty_flags_;
+  std::vector<uint32_t> dirty_;
   std::string key_bytes_;
   const Clock* clock_ = nullptr;
 };
@@ -233,6 +250,7 @@ class HeapTable : public StateTableBase {
   P* Find() {
     const uint32_t id = ctx_->CurrentId();
     if (id == KeyContext::kNoId || id >= entries_.size()) return nullptr;
+    ctx_->MarkDirty(id);  // the caller may change or erase what it finds
     if constexpr (kVoid) {
       P& p = entries_[id];
       return p.present() ? &p : nullptr;
@@ -246,6 +264,7 @@ class HeapTable : public StateTableBase {
   // present before returning to user code, or calls Erase.
   P& FindOrCreate() {
     const uint32_t id = ctx_->EnsureCurrentId();
+    ctx_->MarkDirty(id);
     if (id >= entries_.size()) entries_.resize(std::max<size_t>(id + 1, entries_.size() * 2));
     if constexpr (kVoid) {
       P& p = entries_[id];
@@ -903,6 +922,12 @@ class InternalKeyedState {
   // Emits every record of key group `kg`.
   virtual void WriteKeyGroup(int kg,
                              absl::FunctionRef<void(std::string_view, std::string_view)> emit) = 0;
+  // True when the records live in column families of the subtask's RocksDB instance (window
+  // contents on the RocksDB backend): an incremental checkpoint captures them with the instance's
+  // native files instead of calling WriteKeyGroup, and restoring such a checkpoint restores the
+  // column families themselves (nothing is handed to TakeRestoredInternal). Canonical snapshots
+  // (savepoints, full checkpoints) still call WriteKeyGroup.
+  virtual bool StoredInRocksDb() const { return false; }
 };
 
 // A record restored from a snapshot: its key group, composite key and value.
@@ -1095,6 +1120,97 @@ struct KeyedSnapshot {
   std::string bytes;
   KeyGroupRange key_groups;
   std::vector<uint64_t> key_group_offsets;  // one per key group of key_groups
+  // When set, `bytes` and `key_group_offsets` are still to be produced by calling it once (the
+  // asynchronous part of a checkpoint, run by the checkpoint writer's thread).
+  std::function<absl::Status(KeyedSnapshot&)> materialize;
+
+  // RocksDB incremental checkpoint: the column families are not in `bytes` (which then holds
+  // the header and the operator-internal states kept in memory) but in a native checkpoint of
+  // the instance in local directory `native_dir` (hard links). The checkpoint writer uploads its
+  // files — an SST file under its `shared_name` into the storage's shared/ directory, where an
+  // earlier checkpoint may have put it already (an SST file never changes), the other files
+  // (MANIFEST, CURRENT, OPTIONS) into the checkpoint's own directory — then removes native_dir.
+  struct NativeFile {
+    std::string name;         // file name in native_dir
+    std::string shared_name;  // empty: private to this checkpoint
+  };
+  std::string native_dir;
+  std::vector<NativeFile> native_files;
+};
+
+// In a directory given to KeyedStateBackend::RestoreNative: lines "<SST file> <shared name>".
+inline constexpr const char* kSharedNamesFile = "SLUICE_SHARED_NAMES";
+
+// Produces the bytes of a deferred snapshot; a no-op for a complete one.
+inline absl::Status MaterializeKeyedSnapshot(KeyedSnapshot& snap) {
+  if (!snap.materialize) return absl::OkStatus();
+  std::function<absl::Status(KeyedSnapshot&)> f = std::move(snap.materialize);
+  snap.materialize = nullptr;
+  return f(snap);
+}
+
+// [varint state index + 1][varint length][key part][suffix][length-prefixed value]: one record of
+// a key group in the canonical format.
+inline void PutSnapshotRecord(size_t state_index, std::string_view key_part,
+                              std::string_view suffix, std::string_view value, std::string* out) {
+  PutVarint(state_index + 1, out);
+  PutVarint(key_part.size() + suffix.size(), out);
+  out->append(key_part);
+  out->append(suffix);
+  PutLengthPrefixed(value, out);
+}
+
+// HashMap backend: the serialized records of every key as of the latest materialized snapshot,
+// plus the changes of the snapshots taken since. A snapshot pushes its changes (the keys accessed
+// since the previous one) on the task thread; materializing applies the changes of every snapshot
+// up to its own, in order (also those of snapshots that were aborted before being written), on the
+// checkpoint writer's thread. Thread-safe.
+class HeapSnapshotShadow {
+ public:
+  struct Change {
+    int key_group;
+    std::string key;                      // serialized key
+    std::optional<std::string> records;   // [varint table index][suffix][value]...; none: removed
+  };
+  explicit HeapSnapshotShadow(KeyGroupRange range)
+      : range_(range), keys_(static_cast<size_t>(range.size())) {}
+
+  // Returns the sequence number of the pushed changes.
+  int64_t Push(std::vector<Change> changes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back({++pushed_, std::move(changes)});
+    return pushed_;
+  }
+  // Applies the changes up to `seq`, then calls f(keys), keys[key group - start]: key -> records.
+  template <typename F>
+  absl::Status WithStateAt(int64_t seq, F&& f) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (applied_ > seq) {
+      return absl::InternalError("a later snapshot of this subtask was already written");
+    }
+    while (!pending_.empty() && pending_.front().first <= seq) {
+      for (Change& c : pending_.front().second) {
+        auto& m = keys_[static_cast<size_t>(c.key_group - range_.start)];
+        if (c.records) {
+          m.insert_or_assign(std::move(c.key), std::move(*c.records));
+        } else {
+          m.erase(c.key);
+        }
+      }
+      applied_ = pending_.front().first;
+      pending_.pop_front();
+    }
+    f(std::as_const(keys_));
+    return absl::OkStatus();
+  }
+
+ private:
+  std::mutex mu_;
+  KeyGroupRange range_;
+  std::vector<absl::flat_hash_map<std::string, std::string>> keys_;
+  std::deque<std::pair<int64_t, std::vector<Change>>> pending_;
+  int64_t pushed_ = 0;
+  int64_t applied_ = 0;
 };
 
 template <typename K>
@@ -1133,15 +1249,32 @@ class KeyedStateBackend final : public KeyedStateStore {
     return n;
   }
 
+  // HashMap: the number of keys the latest snapshot copied (accessed or removed since the one
+  // before); for tests and metrics.
+  size_t last_snapshot_changed_keys() const { return last_changed_keys_; }
+
   // --- Snapshots ----------------------------------------------------------------------------------
-  absl::StatusOr<KeyedSnapshot> Snapshot() {
-    KeyedSnapshot snap;
-    snap.key_groups = range_;
-    std::string& out = snap.bytes;
-    out.append("SLKS");
+  // Snapshots every state of this subtask in the canonical format. With `deferred`, only the
+  // synchronous part runs here (on the task thread): the HashMap backend serializes the keys
+  // accessed since the previous snapshot (not the whole state) and the operator-internal states;
+  // the caller then runs `materialize` (MaterializeKeyedSnapshot) on another thread, which merges
+  // those changes into a serialized copy of the state kept from earlier snapshots and writes the
+  // file. Without `deferred` the snapshot is complete on return.
+  //
+  // With `native` (only with `deferred`, and only for checkpoints: savepoints are canonical), a
+  // RocksDB backend whose options enable incremental checkpoints takes a native checkpoint of its
+  // instance instead of scanning it (see KeyedSnapshot::native_dir).
+  absl::StatusOr<KeyedSnapshot> Snapshot(bool deferred = false, bool native = false) {
+    native = native && deferred && kind_ == StateBackendKind::kRocksDb && db_ != nullptr &&
+             db_->options().incremental_checkpoints;
+    auto c = std::make_shared<CapturedSnapshot>();
+    c->now = clock_->NowMillis();
+    std::string& header = c->header;
+    header.append("SLKS");
     const uint32_t version = kKeyedSnapshotVersion;
-    out.append(reinterpret_cast<const char*>(&version), sizeof version);
-    // States: registered tables, then restored-but-unregistered ones (kept, never dropped).
+    header.append(reinterpret_cast<const char*>(&version), sizeof version);
+    // States: registered tables (their index is stable: tables are only ever added), internal
+    // states, then restored-but-unregistered ones (kept, never dropped).
     std::vector<std::pair<std::string, RestoredState>> states;
     for (const auto& t : tables_) states.push_back({t->name(), {t->kind(), t->ttl_ms()}});
     const size_t first_internal = states.size();
@@ -1153,28 +1286,22 @@ class KeyedStateBackend final : public KeyedStateStore {
     for (const auto& [name, rs] : restored_) {
       if (!HasTable(name) && !IsInternal(name)) states.push_back({name, rs});
     }
-    PutVarint(states.size(), &out);
+    PutVarint(states.size(), &header);
     for (const auto& [name, rs] : states) {
-      PutLengthPrefixed(name, &out);
-      out.push_back(static_cast<char>(rs.kind));
-      PutVarint(static_cast<uint64_t>(rs.ttl_ms), &out);
+      PutLengthPrefixed(name, &header);
+      header.push_back(static_cast<char>(rs.kind));
+      PutVarint(static_cast<uint64_t>(rs.ttl_ms), &header);
+      c->states.push_back(rs);
     }
-    const int64_t now = clock_->NowMillis();
-    std::string composite;
-    auto emit_record = [&](size_t state_index, std::string_view key_part, std::string_view suffix,
-                           std::string_view value) {
-      PutVarint(state_index + 1, &out);
-      PutVarint(key_part.size() + suffix.size(), &out);
-      out.append(key_part);
-      out.append(suffix);
-      PutLengthPrefixed(value, &out);
-    };
+    const int64_t now = c->now;
+    c->blobs.resize(static_cast<size_t>(range_.size()));
     for (int kg = range_.start; kg <= range_.end; ++kg) {
-      snap.key_group_offsets.push_back(out.size());
+      std::string& blob = c->blobs[static_cast<size_t>(kg - range_.start)];
       for (size_t i = first_internal; i < first_unregistered; ++i) {
+        if (native && internal_[i - first_internal].second->StoredInRocksDb()) continue;
         internal_[i - first_internal].second->WriteKeyGroup(
             kg, [&](std::string_view composite, std::string_view v) {
-              emit_record(i, composite, {}, v);
+              PutSnapshotRecord(i, composite, {}, v, &blob);
             });
       }
       for (size_t i = first_unregistered; i < states.size(); ++i) {
@@ -1182,52 +1309,126 @@ class KeyedStateBackend final : public KeyedStateStore {
         auto it = pending_.find(states[i].first);
         if (it == pending_.end()) continue;
         for (const RestoredRecord& r : it->second) {
-          if (r.key_group == kg) emit_record(i, r.composite, {}, r.value);
+          if (r.key_group == kg) PutSnapshotRecord(i, r.composite, {}, r.value, &blob);
         }
       }
-      if (kind_ == StateBackendKind::kHashMap) {
-        if constexpr (Serializable<K>) {
-          for (const auto& [key, id] : dicts_[kg - range_.start]) {
-            std::string key_bytes = SerializeToString(key);
-            for (size_t i = 0; i < tables_.size(); ++i) {
-              tables_[i]->ForEachEntry(id, now, [&](std::string_view suffix, std::string_view v) {
-                emit_record(i, key_bytes, suffix, v);
-              });
-            }
-          }
-        }
-      } else {
+      if (kind_ == StateBackendKind::kRocksDb && !native) {
         const std::string begin = KeyGroupPrefix(kg);
         const std::string end = kg == 0xFFFF ? std::string() : KeyGroupPrefix(kg + 1);
         for (size_t i = 0; i < states.size(); ++i) {
           if (i >= first_internal && i < first_unregistered) continue;
           auto cf = cf_by_name_.find(states[i].first);
           if (cf == cf_by_name_.end() || db_ == nullptr) continue;
-          const int64_t ttl = states[i].second.ttl_ms;
-          const bool list = states[i].second.kind == StateKind::kList;
+          const RestoredState st = states[i].second;
           std::string kept;
           db_->Scan(cf->second, begin, end, [&](std::string_view k, std::string_view v) {
-            std::string_view value = v;
-            if (ttl > 0) {
-              if (!list) {
-                if (v.size() >= 8 && GetFixed64(v) + ttl <= now) return true;
-              } else {
-                kept.clear();
-                ForEachListElement(v, [&](std::string_view e) {
-                  if (e.size() >= 8 && GetFixed64(e) + ttl > now) AppendListElement(e, &kept);
-                });
-                if (kept.empty()) return true;
-                value = kept;
-              }
+            std::string_view value;
+            if (LiveValue(st, now, v, &kept, &value)) {
+              PutSnapshotRecord(i, k.substr(2), {}, value, &blob);
             }
-            emit_record(i, k.substr(2), {}, value);
             return true;
           });
         }
       }
-      out.push_back(0);
     }
+    if constexpr (Serializable<K>) {
+      if (kind_ == StateBackendKind::kHashMap) {
+        if (shadow_ == nullptr) shadow_ = std::make_shared<HeapSnapshotShadow>(range_);
+        c->shadow = shadow_;
+        std::vector<HeapSnapshotShadow::Change> changes = CollectChanges(now);
+        last_changed_keys_ = changes.size();
+        c->seq = shadow_->Push(std::move(changes));
+      }
+    }
+    KeyedSnapshot snap;
+    snap.key_groups = range_;
+    if (native) SLUICE_RETURN_IF_ERROR(TakeNativeCheckpoint(snap));
+    snap.materialize = [c](KeyedSnapshot& s) { return c->Materialize(s); };
+    if (!deferred) SLUICE_RETURN_IF_ERROR(MaterializeKeyedSnapshot(snap));
     return snap;
+  }
+
+  // Restores the column families of a native (incremental) RocksDB checkpoint of an old subtask
+  // covering `file_range`: `dir` is a private local copy of its files (consumed: moved or
+  // removed). Call after Restore() of the same snapshot's bytes (its header names the states).
+  // At the same key-group range on the RocksDB backend the copy becomes this subtask's instance;
+  // otherwise (rescaling, or the HashMap backend) this subtask's key groups are read from it.
+  absl::Status RestoreNative(const std::string& dir, KeyGroupRange file_range,
+                             const std::string& where) {
+    std::error_code ec;
+    if (kind_ == StateBackendKind::kRocksDb && db_ == nullptr && file_range.start == range_.start &&
+        file_range.end == range_.end) {
+      // The SST files keep the shared names they were uploaded under: the next checkpoints
+      // reference them instead of uploading them again.
+      const std::filesystem::path names_file = std::filesystem::path(dir) / kSharedNamesFile;
+      if (std::filesystem::exists(names_file, ec)) {
+        std::ifstream in(names_file);
+        std::string file, shared;
+        while (in >> file >> shared) restored_sst_[file] = shared;
+        std::filesystem::remove(names_file, ec);
+      }
+      SLUICE_RETURN_IF_ERROR(EnsureRocksDb());  // a fresh instance, only to learn its directory
+      const std::string path = db_->path();
+      db_.reset();
+      std::filesystem::remove_all(path, ec);
+      std::filesystem::rename(dir, path, ec);
+      if (ec) {
+        return absl::InternalError(absl::StrCat(where, ": cannot move the restored RocksDB files ",
+                                                "to ", path, ": ", ec.message()));
+      }
+      if (absl::Status st = EnsureRocksDb(); !st.ok()) {
+        return absl::Status(st.code(), absl::StrCat(where, ": ", st.message()));
+      }
+      for (const std::string& name : db_->ColumnFamilyNames()) {
+        auto it = restored_.find(name);
+        if (it == restored_.end() || it->second.kind == StateKind::kInternal) continue;
+        SLUICE_ASSIGN_OR_RETURN(cf_by_name_[name],
+                                db_->ColumnFamily(name, LayoutOf(it->second.kind),
+                                                  it->second.ttl_ms));
+      }
+      return absl::OkStatus();
+    }
+    std::unique_ptr<RocksDbStore> old;
+    if (kind_ == StateBackendKind::kRocksDb) {
+      SLUICE_RETURN_IF_ERROR(EnsureRocksDb());
+      SLUICE_ASSIGN_OR_RETURN(old, db_->OpenSibling(dir));
+    } else {
+      SLUICE_ASSIGN_OR_RETURN(old, RocksDbStore::Open(RocksDbStateOptions{}, nullptr, dir, clock_));
+    }
+    const int64_t now = clock_->NowMillis();
+    for (const std::string& name : old->ColumnFamilyNames()) {
+      auto it = restored_.find(name);
+      // A column family no state names: an operator's internal state kept in RocksDB.
+      const RestoredState rs =
+          it == restored_.end() ? RestoredState{StateKind::kInternal, 0} : it->second;
+      SLUICE_ASSIGN_OR_RETURN(const int from, old->ColumnFamily(name));
+      int to = -1;
+      if (kind_ == StateBackendKind::kRocksDb) {
+        SLUICE_ASSIGN_OR_RETURN(to, db_->ColumnFamily(name, LayoutOf(rs.kind), rs.ttl_ms));
+        if (rs.kind != StateKind::kInternal) cf_by_name_[name] = to;
+      }
+      std::string kept;
+      for (int kg = std::max(file_range.start, range_.start);
+           kg <= std::min(file_range.end, range_.end); ++kg) {
+        const std::string end = kg == 0xFFFF ? std::string() : KeyGroupPrefix(kg + 1);
+        old->Scan(from, KeyGroupPrefix(kg), end, [&](std::string_view k, std::string_view v) {
+          std::string_view value;
+          if (!LiveValue(rs, now, v, &kept, &value)) return true;
+          if (to >= 0) {
+            db_->Put(to, k, value);
+          } else {
+            pending_[name].push_back({kg, std::string(k.substr(2)), std::string(value)});
+          }
+          return true;
+        });
+      }
+    }
+    old.reset();
+    std::filesystem::remove_all(dir, ec);
+    if (kind_ == StateBackendKind::kHashMap) {
+      for (auto& t : tables_) ReplayPending(*t);
+    }
+    return absl::OkStatus();
   }
 
   // Restores the key groups of `file` (a snapshot covering `file_range`, with per-key-group
@@ -1322,6 +1523,138 @@ class KeyedStateBackend final : public KeyedStateStore {
   }
 
  private:
+  // What the synchronous part of a snapshot captured; Materialize writes the file from it.
+  struct CapturedSnapshot {
+    int64_t now = 0;
+    std::string header;
+    std::vector<RestoredState> states;  // by state index
+    // Per key group of the range: records already encoded (internal states, restored states not
+    // registered, RocksDB column families).
+    std::vector<std::string> blobs;
+    std::shared_ptr<HeapSnapshotShadow> shadow;  // HashMap: the tables' records
+    int64_t seq = 0;
+
+    absl::Status Materialize(KeyedSnapshot& s) {
+      s.bytes = std::move(header);
+      s.key_group_offsets.clear();
+      bool corrupt = false;
+      auto write = [&](const std::vector<absl::flat_hash_map<std::string, std::string>>* keys) {
+        std::string kept;
+        for (size_t g = 0; g < blobs.size(); ++g) {
+          s.key_group_offsets.push_back(s.bytes.size());
+          s.bytes.append(blobs[g]);
+          std::string().swap(blobs[g]);
+          if (keys == nullptr) {
+            s.bytes.push_back(0);
+            continue;
+          }
+          for (const auto& [key, records] : (*keys)[g]) {
+            ByteReader in(records);
+            uint64_t index = 0;
+            std::string_view suffix, value, live;
+            while (!in.empty()) {
+              if (!in.ReadVarint(&index) || index >= states.size() ||
+                  !in.ReadLengthPrefixed(&suffix) || !in.ReadLengthPrefixed(&value)) {
+                corrupt = true;
+                break;
+              }
+              if (LiveValue(states[index], now, value, &kept, &live)) {
+                PutSnapshotRecord(index, key, suffix, live, &s.bytes);
+              }
+            }
+          }
+          s.bytes.push_back(0);
+        }
+      };
+      if (shadow != nullptr) {
+        SLUICE_RETURN_IF_ERROR(shadow->WithStateAt(seq, [&](const auto& keys) { write(&keys); }));
+      } else {
+        write(nullptr);
+      }
+      if (corrupt) return absl::InternalError("keyed snapshot: a change record does not decode");
+      return absl::OkStatus();
+    }
+  };
+
+  static TtlLayout LayoutOf(StateKind kind) {
+    return kind == StateKind::kList ? TtlLayout::kList : TtlLayout::kValue;
+  }
+
+  // RocksDB: a native checkpoint of the instance into a fresh local directory (previous ones are
+  // gone: the checkpoint writer handles one checkpoint at a time and removes what it uploaded).
+  absl::Status TakeNativeCheckpoint(KeyedSnapshot& snap) {
+    if (instance_id_.empty()) {
+      std::random_device rd;
+      instance_id_ = absl::StrCat(absl::Hex(static_cast<uint64_t>(rd()) << 32 | rd(),
+                                            absl::kZeroPad16));
+    }
+    const std::string base = db_->path() + ".checkpoints";
+    std::error_code ec;
+    std::filesystem::remove_all(base, ec);  // leftovers of checkpoints that were never written
+    const std::string dir = absl::StrCat(base, "/", ++native_checkpoints_);
+    SLUICE_ASSIGN_OR_RETURN(std::vector<std::string> files, db_->CreateNativeCheckpoint(dir));
+    snap.native_dir = dir;
+    for (std::string& f : files) {
+      KeyedSnapshot::NativeFile nf;
+      if (f.size() > 4 && f.compare(f.size() - 4, 4, ".sst") == 0) {
+        auto it = restored_sst_.find(f);
+        nf.shared_name = it != restored_sst_.end() ? it->second : absl::StrCat(instance_id_, "/", f);
+      }
+      nf.name = std::move(f);
+      snap.native_files.push_back(std::move(nf));
+    }
+    return absl::OkStatus();
+  }
+
+  // The part of value `v` of a state `st` still alive at `now` (TTL): false when nothing is; list
+  // elements that expired are left out (the kept ones are copied to `kept`).
+  static bool LiveValue(RestoredState st, int64_t now, std::string_view v, std::string* kept,
+                        std::string_view* out) {
+    *out = v;
+    if (st.ttl_ms <= 0) return true;
+    if (st.kind != StateKind::kList) return !(v.size() >= 8 && GetFixed64(v) + st.ttl_ms <= now);
+    kept->clear();
+    ForEachListElement(v, [&](std::string_view e) {
+      if (e.size() >= 8 && GetFixed64(e) + st.ttl_ms > now) AppendListElement(e, kept);
+    });
+    if (kept->empty()) return false;
+    *out = *kept;
+    return true;
+  }
+
+  // HashMap: the records of every key accessed since the previous snapshot (all keys at the
+  // first one) and the keys that lost their last entry.
+  std::vector<HeapSnapshotShadow::Change> CollectChanges(int64_t now) {
+    std::vector<HeapSnapshotShadow::Change> changes = std::move(removed_);
+    removed_.clear();
+    if (!tracking_) {
+      tracking_ = true;
+      dirty_flags_.assign(id_keys_.size(), 0);
+      dirty_.clear();
+      for (const auto& dict : dicts_) {
+        for (const auto& [key, id] : dict) dirty_.push_back(id);
+      }
+    }
+    if constexpr (Serializable<K>) {
+      for (uint32_t id : dirty_) {
+        dirty_flags_[id] = 0;
+        if (!id_keys_[id]) continue;  // released: its removal is in `changes` already
+        HeapSnapshotShadow::Change c{id_kg_[id], SerializeToString(*id_keys_[id]), std::string()};
+        std::string& records = *c.records;
+        for (size_t i = 0; i < tables_.size(); ++i) {
+          tables_[i]->ForEachEntry(id, now, [&](std::string_view suffix, std::string_view v) {
+            PutVarint(i, &records);
+            PutLengthPrefixed(suffix, &records);
+            PutLengthPrefixed(v, &records);
+          });
+        }
+        if (records.empty()) c.records.reset();  // only expired entries left
+        changes.push_back(std::move(c));
+      }
+    }
+    dirty_.clear();
+    return changes;
+  }
 
   static std::string KeyGroupPrefix(int kg) {
     std::string p(2, '\0');
@@ -1351,6 +1684,7 @@ class KeyedStateBackend final : public KeyedStateStore {
               "' holds a key that does not decode or belongs to another key group")));
         }
         const uint32_t id = IdFor(key, r.key_group);
+        MarkDirty(id);  // registered after a snapshot: the next one must include it
         if (!table.RestoreEntry(id, in.rest(), r.value)) {
           ThrowStateError(absl::DataLossError(
               absl::StrCat("operator '", operator_name_, "': restored state '", table.name(),
@@ -1385,6 +1719,7 @@ class KeyedStateBackend final : public KeyedStateStore {
       id_keys_.emplace_back();
       id_kg_.push_back(0);
       refs_.push_back(0);
+      dirty_flags_.push_back(0);
     }
     return id;
   }
@@ -1406,6 +1741,9 @@ class KeyedStateBackend final : public KeyedStateStore {
     return IdFor(*key_, current_kg_);
   }
   void Release(uint32_t id) override {
+    if constexpr (Serializable<K>) {
+      if (tracking_) removed_.push_back({id_kg_[id], SerializeToString(*id_keys_[id]), std::nullopt});
+    }
     dicts_[id_kg_[id] - range_.start].erase(*id_keys_[id]);
     id_keys_[id].reset();
     free_.push_back(id);
@@ -1425,6 +1763,15 @@ class KeyedStateBackend final : public KeyedStateStore {
   std::vector<std::optional<K>> id_keys_;
   std::vector<int> id_kg_;
   std::vector<uint32_t> free_;
+  // HashMap snapshots: keys removed since the previous one, and the state as of the last one.
+  std::vector<HeapSnapshotShadow::Change> removed_;
+  std::shared_ptr<HeapSnapshotShadow> shadow_;
+  size_t last_changed_keys_ = 0;
+  // RocksDB incremental checkpoints: this instance's id in shared SST names, and the native
+  // checkpoints taken.
+  std::string instance_id_;
+  int64_t native_checkpoints_ = 0;
+  absl::flat_hash_map<std::string, std::string> restored_sst_;  // SST file -> its shared name
 };
 
 }  // namespace sluice::internal

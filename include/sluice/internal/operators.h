@@ -82,6 +82,9 @@ struct OperatorStateSnapshot {
   std::optional<KeyedSnapshot> keyed;
   // Non-keyed state of this subtask: a source's position, a sink's pending transactions.
   std::string operator_state;
+  // Set by the task before SnapshotState: a savepoint, whose keyed state must be in the
+  // canonical format (no native RocksDB snapshot).
+  bool canonical = false;
 };
 
 // What one operator subtask restores from, before Open().
@@ -91,6 +94,9 @@ struct OperatorStateRestore {
     KeyGroupRange key_groups;
     std::vector<uint64_t> offsets;
     std::string where;  // "checkpoint <dir>: file <path>" for errors
+    // A native RocksDB snapshot: a private local copy of its files (KeyedStateBackend::
+    // RestoreNative consumes it). Empty for the canonical format.
+    std::string native_dir;
   };
   int64_t checkpoint_id = 0;
   int old_parallelism = 0;
@@ -105,6 +111,9 @@ template <typename K>
 absl::Status RestoreKeyedBackend(KeyedStateBackend<K>& backend, const OperatorStateRestore& in) {
   for (const auto& k : in.keyed) {
     SLUICE_RETURN_IF_ERROR(backend.Restore(k.bytes, k.key_groups, k.offsets, k.where));
+    if (!k.native_dir.empty()) {
+      SLUICE_RETURN_IF_ERROR(backend.RestoreNative(k.native_dir, k.key_groups, k.where));
+    }
   }
   return absl::OkStatus();
 }

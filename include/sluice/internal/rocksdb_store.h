@@ -52,6 +52,10 @@ class RocksDbStore {
   RocksDbStore& operator=(const RocksDbStore&) = delete;
 
   const std::string& path() const;
+  const RocksDbStateOptions& options() const;
+  // Opens another instance (e.g. a native checkpoint to read from) at `path` with this one's
+  // options, shared resources and TTL clock.
+  absl::StatusOr<std::unique_ptr<RocksDbStore>> OpenSibling(const std::string& path) const;
 
   // The column family `name`, created if missing; returns its handle index (stable for the
   // store's life). `ttl_ms` > 0 enables the compaction filter with `layout` for this family

@@ -139,10 +139,13 @@ inline std::unique_ptr<InternalStateBuckets> RegisterInternalState(
 }
 
 // Snapshots `backend` (keyed state and the registered internal states) into `out`, naming
-// operator `op` in errors.
+// operator `op` in errors. Only the synchronous part runs here: the checkpoint writer
+// materializes the snapshot (MaterializeKeyedSnapshot) on its own thread. Unless `out.canonical`
+// (a savepoint), a RocksDB backend may take a native incremental snapshot.
 template <typename K, typename Out>
 void SnapshotKeyedBackend(KeyedStateBackend<K>& backend, const std::string& op, Out& out) {
-  absl::StatusOr<KeyedSnapshot> snap = backend.Snapshot();
+  absl::StatusOr<KeyedSnapshot> snap =
+      backend.Snapshot(/*deferred=*/true, /*native=*/!out.canonical);
   if (!snap.ok()) {
     throw JobFailure(
         absl::Status(snap.status().code(), absl::StrCat(op, ": ", snap.status().message())));

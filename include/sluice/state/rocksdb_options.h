@@ -35,6 +35,11 @@ struct RocksDbStateOptions {
   int64_t block_size_bytes = 4096;
   // Background threads for flushes and compactions (per job). Default 2.
   int background_threads = 2;
+  // Checkpoints upload the instance's native files and reuse the SST files that earlier
+  // checkpoints uploaded, so a checkpoint costs what changed (Flink's incremental checkpoints;
+  // Flink's default is off, Sluice's is on). Off: every checkpoint writes the canonical format.
+  // Savepoints are always canonical. Default true.
+  bool incremental_checkpoints = true;
 
   // InvalidArgument naming the first bad field ("RocksDbStateOptions.block_cache_bytes must be
   // > 0, got -1").
