@@ -1,0 +1,72 @@
+// The Nexmark queries on Sluice's public API, and RunQuery, which builds one of them on a
+// generated stream or an event file, runs it and measures it (used by sluice-nexmark and by the
+// nexmark sample test).
+//
+//   nexmark::RunOptions options;
+//   options.query = "q5";
+//   options.input = "/work/shared/nexmark/sample/events.csv";
+//   options.output = "/tmp/q5.csv";                     // the FORMAT.md result lines
+//   absl::StatusOr<nexmark::RunResult> r = nexmark::RunQuery(options);
+//
+// q0, q1, q2, q3, q4, q5, q7, q8, q9 and q11 write FORMAT.md's result; q12–q22 are benchmark
+// workloads after Flink's nexmark SQL (their lines are documented in docs/nexmark.md).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+#include <sluice/state/state.h>
+
+#include "generator.h"
+
+namespace nexmark {
+
+struct QueryInfo {
+  const char* name;
+  // Result checked against FORMAT.md / the sample.
+  bool checked;
+  // No state and no event time: records carry their emission time and the run reports latency.
+  bool stateless;
+  const char* description;
+};
+
+// Every query the runner knows, in order.
+const std::vector<QueryInfo>& Queries();
+// nullptr when `name` is not a known query.
+const QueryInfo* FindQuery(const std::string& name);
+
+struct RunOptions {
+  std::string query;
+  // Generated events (used when `input` is empty).
+  GeneratorConfig generator;
+  // An event file in the FORMAT.md format (read by one source subtask).
+  std::string input;
+  // Where to write the result lines; empty: results are counted and dropped.
+  std::string output;
+  int parallelism = 1;
+  sluice::StateBackendKind state_backend = sluice::StateBackendKind::kHashMap;
+  int64_t checkpoint_interval_ms = 0;
+  std::string checkpoint_dir;
+  // Where RocksDB keeps its files (state_backend kRocksDb); empty: a directory under /tmp.
+  std::string rocksdb_dir;
+};
+
+struct RunResult {
+  int64_t events = 0;
+  int64_t results = 0;
+  double wall_seconds = 0;
+  double cpu_seconds = 0;
+  // Stateless queries: emission-to-sink latency percentiles in microseconds (-1 otherwise),
+  // sampled on one record in 16.
+  int64_t latency_samples = 0;
+  int64_t latency_p50_us = -1;
+  int64_t latency_p99_us = -1;
+  int64_t latency_max_us = -1;
+};
+
+absl::StatusOr<RunResult> RunQuery(const RunOptions& options);
+
+}  // namespace nexmark
