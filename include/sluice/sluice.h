@@ -8,6 +8,7 @@
 //   return env.Execute("doubles").ok() ? 0 : 1;
 #pragma once
 
+#include <sluice/api/broadcast.h>
 #include <sluice/api/concepts.h>
 #include <sluice/api/data_stream.h>
 #include <sluice/api/functions.h>

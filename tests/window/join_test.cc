@@ -13,6 +13,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "window/window_test_util.h"
+
 namespace sluice {
 namespace {
 
@@ -83,8 +85,8 @@ TEST_P(WindowJoinTest, JoinEqualsNestedLoopPerKeyAndWindow) {
     for (auto [size, slide] : {std::pair<int64_t, int64_t>{2000, 2000}, {3000, 1000}}) {
       SCOPED_TRACE(testing::Message() << "seed " << seed << " size " << size << " slide " << slide);
       Input in = RandomInput(seed);
-      StreamEnvironment env(
-          {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming});
+      StreamEnvironment env(window_test::WithTestBackend(
+          {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
       auto left = env.FromSource(CollectionSource<Left>(in.left),
                                  WatermarkStrategy<Left>::ForBoundedOutOfOrderness(absl::Seconds(1))
                                      .WithTimestampAssigner([](const Left& l) { return l.time; }));
@@ -128,7 +130,8 @@ using Group = std::tuple<int64_t, Timestamp, std::vector<int64_t>, std::vector<i
 
 TEST_P(WindowJoinTest, CoGroupSeesBothSidesOfEveryWindowEvenWhenOneIsEmpty) {
   Input in = RandomInput(7);
-  StreamEnvironment env({.parallelism = GetParam()});  // bounded: batch mode
+  // Bounded: batch mode.
+  StreamEnvironment env(window_test::WithTestBackend({.parallelism = GetParam()}));
   auto left =
       env.FromSource(CollectionSource<Left>(in.left),
                      WatermarkStrategy<Left>::ForMonotonousTimestamps().WithTimestampAssigner(
@@ -175,7 +178,7 @@ TEST_P(WindowJoinTest, CoGroupSeesBothSidesOfEveryWindowEvenWhenOneIsEmpty) {
 }
 
 TEST_P(WindowJoinTest, FlatJoinAndAThrowingJoinFunction) {
-  StreamEnvironment env({.parallelism = GetParam()});
+  StreamEnvironment env(window_test::WithTestBackend({.parallelism = GetParam()}));
   auto stamp = [](const Left& l) { return l.time; };
   auto left = env.FromSource(
       CollectionSource<Left>({{1, 100, 1}, {1, 200, 2}, {2, 300, 3}}),

@@ -16,6 +16,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "window/window_test_util.h"
+
 namespace sluice {
 namespace {
 
@@ -93,7 +95,8 @@ enum class Function { kReduceProcess, kAggregateProcess, kProcess };
 template <typename Assigner>
 Result RunWindows(const std::vector<Event>& events, Assigner assigner, int64_t lateness,
                   Function fn, int parallelism) {
-  StreamEnvironment env({.parallelism = parallelism, .execution_mode = ExecutionMode::kStreaming});
+  StreamEnvironment env(window_test::WithTestBackend(
+      {.parallelism = parallelism, .execution_mode = ExecutionMode::kStreaming}));
   CollectSink<Firing> firings;
   CollectSink<Event> late_sink;
   OutputTag<Event> late("late");
@@ -206,7 +209,8 @@ TEST_P(SlicingTest, SharedSlicesEqualPerWindowContentsOnRandomInput) {
 
 TEST_P(SlicingTest, LateRecordsAreCountedWhenNoSideOutputIsSet) {
   std::vector<Event> events = {{1, 1000, 5, 1, 20000}, {1, 2000, 7}, {1, 25000, 1}};
-  StreamEnvironment env({.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming});
+  StreamEnvironment env(window_test::WithTestBackend(
+      {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
   CollectSink<Event> sink;
   env.FromSource(CollectionSource<Event>(events),
                  WatermarkStrategy<Event>::ForGenerator([] {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -15,6 +16,7 @@
 #include <ostream>
 #include <span>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -44,6 +46,26 @@ struct Ev {
   }
 };
 
+}  // namespace sluice::window_test
+
+// Window contents of Ev records can be checkpointed and kept in RocksDB.
+template <>
+struct sluice::Serializer<sluice::window_test::Ev> {
+  static void Write(const sluice::window_test::Ev& e, std::string* out) {
+    Serializer<std::string>::Write(e.key, out);
+    Serializer<int64_t>::Write(e.ts, out);
+    Serializer<int64_t>::Write(e.value, out);
+    Serializer<int64_t>::Write(e.watermark_after, out);
+  }
+  static bool Read(ByteReader& in, sluice::window_test::Ev* e) {
+    return Serializer<std::string>::Read(in, &e->key) && Serializer<int64_t>::Read(in, &e->ts) &&
+           Serializer<int64_t>::Read(in, &e->value) &&
+           Serializer<int64_t>::Read(in, &e->watermark_after);
+  }
+};
+
+namespace sluice::window_test {
+
 // A record, then the watermark `wm` right after it.
 inline Ev WithMark(Ev e, Timestamp wm) {
   e.watermark_after = wm;
@@ -67,11 +89,24 @@ WatermarkStrategy<T> Punctuated() {
       .WithTimestampAssigner([](const T& e) { return e.ts; });
 }
 
+// The state backend of the window suites: HashMap, or RocksDB when the environment variable
+// SLUICE_TEST_STATE_BACKEND is "rocksdb" (tests/window/CMakeLists.txt registers every window
+// test a second time that way, as "<binary>.rocksdb.<test>").
+inline StateBackendKind TestStateBackend() {
+  const char* v = std::getenv("SLUICE_TEST_STATE_BACKEND");
+  return v != nullptr && std::string_view(v) == "rocksdb" ? StateBackendKind::kRocksDb
+                                                          : StateBackendKind::kHashMap;
+}
+inline RuntimeOptions WithTestBackend(RuntimeOptions options) {
+  options.state_backend = TestStateBackend();
+  return options;
+}
+
 // Streaming mode: watermarks flow (a bounded job in automatic mode would run as a batch job).
 inline RuntimeOptions Streaming(int parallelism, std::shared_ptr<Clock> clock = nullptr) {
-  return {.parallelism = parallelism,
-          .execution_mode = ExecutionMode::kStreaming,
-          .clock = std::move(clock)};
+  return WithTestBackend({.parallelism = parallelism,
+                          .execution_mode = ExecutionMode::kStreaming,
+                          .clock = std::move(clock)});
 }
 
 inline DataStream<Ev> EventSource(StreamEnvironment& env, std::vector<Ev> events) {

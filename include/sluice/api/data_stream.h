@@ -63,6 +63,12 @@ template <typename A, typename B, bool kJoin>
 class TwoInputWindowBuilder;
 template <typename K, typename T1, typename T2, typename KS1, typename KS2>
 class KeyedConnectedStreams;
+template <typename T>
+class BroadcastStream;
+template <typename T1, typename T2>
+class BroadcastConnectedStream;
+template <typename K, typename T1, typename T2, typename KS>
+class KeyedBroadcastConnectedStream;
 
 namespace internal {
 
@@ -175,6 +181,11 @@ class DataStream {
   DataStream<T> Rebalance() const { return Partitioned(internal::Partitioning::kRebalance); }
   DataStream<T> Shuffle() const { return Partitioned(internal::Partitioning::kShuffle); }
   DataStream<T> Broadcast() const { return Partitioned(internal::Partitioning::kBroadcast); }
+  // Every record to every subtask of the operator it is connected to, with broadcast state
+  // `descriptors` (MapStateDescriptor<K, V>...) for its broadcast process function
+  // (api/broadcast.h): `stream.Connect(rules.Broadcast(desc)).Process(fn)`.
+  template <typename D, typename... Ds>
+  BroadcastStream<T> Broadcast(const D& descriptor, const Ds&... descriptors) const;
   DataStream<T> Forward() const { return Partitioned(internal::Partitioning::kForward); }
 
   // --- Properties of the operator that produced this stream -------------------------------------
@@ -304,6 +315,9 @@ class DataStream {
   ConnectedStreams<T, U> Connect(const DataStream<U>& other) const {
     return ConnectedStreams<T, U>(*this, other);
   }
+  // With a broadcast stream (api/broadcast.h): Process takes a BroadcastProcessFunction.
+  template <typename U>
+  BroadcastConnectedStream<T, U> Connect(const BroadcastStream<U>& broadcast) const;
 
  protected:
   template <typename Op>
@@ -366,6 +380,44 @@ class KeyedStream : public DataStream<T> {
   KeyedStream(const KeyedStream<K, T, Other>& other)  // NOLINT: implicit by design
       : DataStream<T>(other), key_selector_{other.key_selector()} {}
 
+  // Map, FlatMap and Filter as on DataStream (the result is not keyed). A function object with
+  // `Open(const RuntimeContext&)` (Flink's rich function) may take keyed state there
+  // (ctx.GetState(...)): the handles refer to the key of the record being processed, and the
+  // state is checkpointed and rescaled by key group. Plain lambdas run as on a DataStream.
+  template <typename F>
+    requires MapFunction<F, T>
+  auto Map(F fn) const {
+    if constexpr (kRich<F>) {
+      using Out = std::remove_cvref_t<std::invoke_result_t<F&, T&&>>;
+      return Keyed<Out, F, internal::UserFunctionKind::kMap>("Map", std::move(fn));
+    } else {
+      return DataStream<T>::Map(std::move(fn));
+    }
+  }
+  template <typename F>
+    requires FilterFunction<F, T>
+  DataStream<T> Filter(F fn) const {
+    if constexpr (kRich<F>) {
+      return Keyed<T, F, internal::UserFunctionKind::kFilter>("Filter", std::move(fn));
+    } else {
+      return DataStream<T>::Filter(std::move(fn));
+    }
+  }
+  template <typename Out = internal::Deduce, typename F>
+  auto FlatMap(F fn) const {
+    if constexpr (kRich<F>) {
+      static_assert(internal::OutputKnown<Out, F, 1>,
+                    "FlatMap cannot deduce Out: the function's second parameter must be "
+                    "sluice::Collector<Out>&; for a generic function write FlatMap<Out>(fn)");
+      using O = typename internal::OutputOrDeduced<Out, F, 1>::type;
+      static_assert(FlatMapFunction<F, T, O>,
+                    "FlatMap needs a function (const T&, sluice::Collector<Out>&)");
+      return Keyed<O, F, internal::UserFunctionKind::kFlatMap>("Flat Map", std::move(fn));
+    } else {
+      return DataStream<T>::template FlatMap<Out>(std::move(fn));
+    }
+  }
+
   // Rolling reduce per key: `fn(accumulator, value) -> new accumulator`. In streaming mode emits
   // the new accumulator for every record; in batch mode the final one per key.
   template <typename F>
@@ -420,7 +472,25 @@ class KeyedStream : public DataStream<T> {
 
   const KS& key_selector() const { return key_selector_; }
 
+  // Connected with a broadcast stream (api/broadcast.h): Process takes a
+  // KeyedBroadcastProcessFunction<K, T, U, Out>.
+  template <typename U>
+  KeyedBroadcastConnectedStream<K, T, U, KS> Connect(const BroadcastStream<U>& broadcast) const;
+
  private:
+  template <typename F>
+  static constexpr bool kRich = requires(F& f, const RuntimeContext& c) { f.Open(c); };
+
+  template <typename Out, typename F, internal::UserFunctionKind kKind>
+  DataStream<Out> Keyed(std::string name, F fn) const {
+    KS ks = key_selector_;
+    return this->template Transform<Out>(std::move(name), [ks, fn](internal::OperatorSetup& s) {
+      return DataStream<T>::Made(
+          std::make_unique<internal::KeyedUserFunctionOperator<K, T, Out, KS, F, kKind>>(s, ks,
+                                                                                         fn));
+    });
+  }
+
   KS key_selector_;
 };
 

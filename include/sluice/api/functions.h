@@ -17,16 +17,27 @@
 #pragma once
 
 #include <optional>
+#include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 
 #include <sluice/core/collector.h>
 #include <sluice/core/output_tag.h>
 #include <sluice/core/runtime_context.h>
 #include <sluice/core/status.h>
 #include <sluice/internal/keyed_state_backend.h>
+#include <sluice/internal/operator_state_store.h>
 #include <sluice/internal/side_outputs.h>
 #include <sluice/internal/timer_queue.h>
 #include <sluice/time/clock.h>
+#include <sluice/state/keyed_state.h>
+#include <sluice/state/operator_state.h>
 #include <sluice/time/time.h>
 #include <sluice/window/windows.h>
 
@@ -211,6 +222,223 @@ class ProcessJoinFunction {
   virtual void Open(const RuntimeContext&) {}
   virtual void ProcessElement(const In1& left, const In2& right, Context& ctx,
                               Collector<Out>& out) = 0;
+  virtual void Close() {}
+};
+
+// --- Broadcast state pattern ---------------------------------------------------------------------
+
+namespace internal {
+
+// Where broadcast process contexts find the operator's broadcast states.
+class BroadcastStateLookup {
+ public:
+  // --- Runtime side -------------------------------------------------------------------------------
+  void SetBroadcastStates(OperatorStateStore* store, const Clock* clock) {
+    store_ = store;
+    clock_ = clock;
+  }
+
+ protected:
+  template <typename K, typename V>
+  BroadcastMap<K, V>* LookUp(const MapStateDescriptor<K, V>& d, const std::string& op) const {
+    return store_->GetBroadcastMap(d, op);
+  }
+  OperatorStateStore* store_ = nullptr;
+  const Clock* clock_ = nullptr;
+};
+
+// The keys of `backend` that have state `name` (registered first by the caller), for
+// ApplyToKeyedState. HashMap backend: the keys of the backend that have an entry; RocksDB: a
+// scan of the state's column family. Costs a pass over the subtask's state.
+template <typename K>
+absl::StatusOr<std::vector<K>> KeysWithState(KeyedStateBackend<K>& backend,
+                                             const std::string& name) {
+  std::vector<K> keys;
+  absl::flat_hash_set<K> seen;
+  bool bad = false;
+  auto add = [&](std::string_view composite) {
+    ByteReader in(composite);
+    K key{};
+    if (!Serializer<K>::Read(in, &key)) {
+      bad = true;
+      return false;
+    }
+    if (seen.insert(key).second) keys.push_back(std::move(key));
+    return true;
+  };
+  const KeyGroupRange range = backend.key_groups();
+  if (backend.kind() == StateBackendKind::kRocksDb) {
+    const StateTableBase* table = nullptr;
+    for (const auto& t : backend.tables()) {
+      if (t->name() == name) table = t.get();
+    }
+    if (table == nullptr || backend.rocksdb() == nullptr) return keys;
+    auto prefix = [](int kg) {
+      std::string p(2, '\0');
+      p[0] = static_cast<char>((kg >> 8) & 0xFF);
+      p[1] = static_cast<char>(kg & 0xFF);
+      return p;
+    };
+    const std::string end = range.end >= 0xFFFF ? std::string() : prefix(range.end + 1);
+    backend.rocksdb()->Scan(table->column_family(), prefix(range.start), end,
+                            [&](std::string_view k, std::string_view) {
+                              return k.size() >= 2 && add(k.substr(2));
+                            });
+  } else {
+    return backend.KeysWithEntries(name);
+  }
+  if (bad) {
+    return absl::DataLossError(
+        absl::StrCat("state '", name, "' holds a key that does not decode"));
+  }
+  return keys;
+}
+
+// The handle of keyed state `d` from `access`, whatever kind of descriptor it is.
+template <typename Access, typename D>
+auto KeyedStateHandle(const Access& access, const D& d) {
+  if constexpr (requires { access.GetState(d); }) {
+    return access.GetState(d);
+  } else if constexpr (requires { access.GetListState(d); }) {
+    return access.GetListState(d);
+  } else if constexpr (requires { access.GetMapState(d); }) {
+    return access.GetMapState(d);
+  } else if constexpr (requires { access.GetReducingState(d); }) {
+    return access.GetReducingState(d);
+  } else {
+    return access.GetAggregatingState(d);
+  }
+}
+
+}  // namespace internal
+
+// Context of BroadcastProcessFunction::ProcessElement (the non-broadcast input): read-only
+// broadcast state. Valid only during the call.
+class BroadcastReadOnlyContext : public ProcessContext, public internal::BroadcastStateLookup {
+ public:
+  using ProcessContext::ProcessContext;
+  template <typename K, typename V>
+  ReadOnlyBroadcastState<K, V> GetBroadcastState(const MapStateDescriptor<K, V>& d) const {
+    return ReadOnlyBroadcastState<K, V>(this->LookUp(d, runtime().operator_name));
+  }
+  Timestamp CurrentProcessingTime() const { return clock_->NowMillis(); }
+};
+
+// Context of ProcessBroadcastElement (the broadcast input): read-write broadcast state.
+class BroadcastContext : public ProcessContext, public internal::BroadcastStateLookup {
+ public:
+  using ProcessContext::ProcessContext;
+  template <typename K, typename V>
+  BroadcastState<K, V> GetBroadcastState(const MapStateDescriptor<K, V>& d) const {
+    return BroadcastState<K, V>(this->LookUp(d, runtime().operator_name));
+  }
+  Timestamp CurrentProcessingTime() const { return clock_->NowMillis(); }
+};
+
+// Context of KeyedBroadcastProcessFunction::ProcessElement and OnTimer: the current key, its
+// timers and keyed state (as KeyedProcessContext), and read-only broadcast state.
+template <typename K>
+class KeyedBroadcastReadOnlyContext : public KeyedProcessContext<K>,
+                                      public internal::BroadcastStateLookup {
+ public:
+  using KeyedProcessContext<K>::KeyedProcessContext;
+  template <typename UK, typename UV>
+  ReadOnlyBroadcastState<UK, UV> GetBroadcastState(const MapStateDescriptor<UK, UV>& d) const {
+    return ReadOnlyBroadcastState<UK, UV>(this->LookUp(d, this->runtime().operator_name));
+  }
+};
+
+// Context of KeyedBroadcastProcessFunction::ProcessBroadcastElement: read-write broadcast state,
+// and keyed state of every key through ApplyToKeyedState. There is no current key.
+template <typename K>
+class KeyedBroadcastContext : public ProcessContext, public internal::BroadcastStateLookup {
+ public:
+  using ProcessContext::ProcessContext;
+  template <typename UK, typename UV>
+  BroadcastState<UK, UV> GetBroadcastState(const MapStateDescriptor<UK, UV>& d) const {
+    return BroadcastState<UK, UV>(this->LookUp(d, runtime().operator_name));
+  }
+  Timestamp CurrentProcessingTime() const { return clock_->NowMillis(); }
+
+  // Calls `fn(const K& key, State state)` for every key of this subtask that has keyed state `d`
+  // (any state descriptor), with the handle scoped to that key (Flink's applyToKeyedState). Both
+  // backends; costs a pass over the subtask's keyed state. Needs a sluice::Serializer for K.
+  template <typename D, typename Fn>
+  void ApplyToKeyedState(const D& d, Fn&& fn) {
+    static_assert(Serializable<K>,
+                  "ApplyToKeyedState needs a sluice::Serializer for the key type");
+    StateAccess<internal::VoidNamespace> access(state_, &internal::kNoNamespace,
+                                                &runtime().operator_name);
+    auto handle = internal::KeyedStateHandle(access, d);
+    absl::StatusOr<std::vector<K>> keys = internal::KeysWithState(*state_, d.name);
+    if (!keys.ok()) {
+      throw internal::JobFailure(absl::Status(
+          keys.status().code(),
+          absl::StrCat("operator '", runtime().operator_name, "': ", keys.status().message())));
+    }
+    for (K& key : *keys) {
+      key_.emplace(std::move(key));
+      state_->SetCurrentKey(&*key_);
+      fn(std::as_const(*key_), handle);
+    }
+  }
+
+  // --- Runtime side -------------------------------------------------------------------------------
+  void SetState(internal::KeyedStateBackend<K>* state) { state_ = state; }
+
+ private:
+  internal::KeyedStateBackend<K>* state_ = nullptr;
+  std::optional<K> key_;
+};
+
+// The function of `stream.Connect(other.Broadcast(descriptors...)).Process(fn)`, as Flink's
+// BroadcastProcessFunction: ProcessElement sees the records of the non-broadcast input with
+// read-only broadcast state; ProcessBroadcastElement sees every record of the broadcast input (in
+// every parallel instance) and may modify broadcast state, which must stay the same in every
+// instance (so it must depend on the broadcast records only).
+//
+//   class Filter : public sluice::BroadcastProcessFunction<Event, Rule, Event> {
+//     void ProcessElement(const Event& e, ReadOnlyContext& ctx, Collector<Event>& out) override {
+//       if (ctx.GetBroadcastState(kRules).Contains(e.kind)) out.Collect(e);
+//     }
+//     void ProcessBroadcastElement(const Rule& r, Context& ctx, Collector<Event>&) override {
+//       ctx.GetBroadcastState(kRules).Put(r.kind, r);
+//     }
+//   };
+template <typename In1, typename In2, typename Out>
+class BroadcastProcessFunction {
+ public:
+  using FirstInputType = In1;
+  using SecondInputType = In2;
+  using OutputType = Out;
+  using ReadOnlyContext = BroadcastReadOnlyContext;
+  using Context = BroadcastContext;
+  virtual ~BroadcastProcessFunction() = default;
+  virtual void Open(const RuntimeContext&) {}
+  virtual void ProcessElement(const In1& value, ReadOnlyContext& ctx, Collector<Out>& out) = 0;
+  virtual void ProcessBroadcastElement(const In2& value, Context& ctx, Collector<Out>& out) = 0;
+  virtual void Close() {}
+};
+
+// The function of `keyed.Connect(other.Broadcast(descriptors...)).Process(fn)`, as Flink's
+// KeyedBroadcastProcessFunction: ProcessElement and OnTimer have the current key, keyed state,
+// timers and read-only broadcast state; ProcessBroadcastElement has read-write broadcast state
+// and ctx.ApplyToKeyedState(descriptor, fn) over every key of the subtask.
+template <typename K, typename In1, typename In2, typename Out>
+class KeyedBroadcastProcessFunction {
+ public:
+  using KeyType = K;
+  using FirstInputType = In1;
+  using SecondInputType = In2;
+  using OutputType = Out;
+  using ReadOnlyContext = KeyedBroadcastReadOnlyContext<K>;
+  using Context = KeyedBroadcastContext<K>;
+  virtual ~KeyedBroadcastProcessFunction() = default;
+  virtual void Open(const RuntimeContext&) {}
+  virtual void ProcessElement(const In1& value, ReadOnlyContext& ctx, Collector<Out>& out) = 0;
+  virtual void ProcessBroadcastElement(const In2& value, Context& ctx, Collector<Out>& out) = 0;
+  // A timer registered in ProcessElement fired; ctx.CurrentKey() is its key.
+  virtual void OnTimer(Timestamp /*time*/, ReadOnlyContext& /*ctx*/, Collector<Out>& /*out*/) {}
   virtual void Close() {}
 };
 

@@ -1,14 +1,21 @@
 // RuntimeContext: what a running operator instance (a subtask) knows about itself.
 //
 //   class Enrich : public sluice::ProcessFunction<Click, Click> {
-//     void Open(const sluice::RuntimeContext& ctx) override { shard_ = ctx.subtask_index; }
+//     void Open(const sluice::RuntimeContext& ctx) override {
+//       shard_ = ctx.subtask_index;
+//       seen_ = ctx.GetOperatorListState(sluice::ListStateDescriptor<int64_t>("seen"));
+//     }
 //     ...
 //   };
 #pragma once
 
 #include <string>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
 #include <sluice/core/counters.h>
+#include <sluice/internal/operator_state_store.h>
 #include <sluice/state/keyed_state.h>
 
 namespace sluice {
@@ -27,6 +34,10 @@ struct RuntimeContext {
   Counters* counters = nullptr;
   // Keyed state of this subtask; null outside operators on a KeyedStream.
   internal::KeyedStateStore* keyed_state = nullptr;
+  // Operator (non-keyed) state of this subtask; null outside non-keyed user function operators.
+  internal::OperatorStateStore* operator_state = nullptr;
+  // True when this subtask was restored from a checkpoint or savepoint (set before Open).
+  bool restored = false;
 
   // Keyed state of the current key (Flink's getRuntimeContext().getState(...)); call in Open and
   // keep the handle. Only in functions on a KeyedStream: elsewhere the job fails with
@@ -52,7 +63,40 @@ struct RuntimeContext {
     return Access().GetAggregatingState(d);
   }
 
+  // --- Operator state (Flink's CheckpointedFunction / OperatorStateStore) ----------------------
+  // Only in functions of non-keyed Map, FlatMap, Filter and Process (and BroadcastProcess);
+  // elsewhere the job fails with FailedPrecondition naming the operator and the state. Call in
+  // Open and keep the handle; a function may also define `void SnapshotState(int64_t
+  // checkpoint_id)`, called at every checkpoint before the state is captured, to copy its members
+  // into state.
+
+  // List state redistributed evenly when the job is restored with another parallelism.
+  template <typename T>
+  ListState<T> GetOperatorListState(const ListStateDescriptor<T>& d) const {
+    return OperatorState(d.name).GetListState(d, internal::OperatorStateMode::kSplit,
+                                              operator_name);
+  }
+  // List state of which every subtask gets all elements (of all old subtasks) on restore.
+  template <typename T>
+  ListState<T> GetUnionListState(const ListStateDescriptor<T>& d) const {
+    return OperatorState(d.name).GetListState(d, internal::OperatorStateMode::kUnion,
+                                              operator_name);
+  }
+  // True when the subtask resumes from a checkpoint or savepoint (Flink's isRestored()).
+  bool IsRestored() const { return restored; }
+
  private:
+  internal::OperatorStateStore& OperatorState(const std::string& state) const {
+    if (operator_state == nullptr) {
+      internal::ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+          "operator '", operator_name, "': state '", state,
+          "': operator state (GetOperatorListState / GetUnionListState) is only available in "
+          "functions of non-keyed operators (Map, FlatMap, Filter, Process on a DataStream, "
+          "BroadcastProcessFunction)")));
+    }
+    return *operator_state;
+  }
+
   StateAccess<internal::VoidNamespace> Access() const {
     return StateAccess<internal::VoidNamespace>(keyed_state, &internal::kNoNamespace,
                                                 &operator_name);

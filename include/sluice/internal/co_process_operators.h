@@ -159,7 +159,8 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
   KeyedStateBackend<K>& state() { return *state_; }
 
   // Keyed state and the event-time and processing-time timers (per key group, rescalable).
-  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+  void SnapshotState(int64_t id, OperatorStateSnapshot& out) override {
+    SnapshotUserFunction(this->fn_, id, this->name());
     if constexpr (!FullySerializable<K>) {
       ThrowNotCheckpointable(this->name(), "the key type");
     } else {
@@ -167,6 +168,7 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
     }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
+    this->ctx_.restored = true;
     SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
     if constexpr (FullySerializable<K>) {
       SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kEventTimers, this->ctx_, timers_.event));
@@ -400,6 +402,7 @@ class IntervalJoinOperator final : public TwoInputUserFunctionOperator<Out, F> {
     }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
+    this->ctx_.restored = true;
     SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
     if constexpr (FullySerializable<K> && FullySerializable<In1> && FullySerializable<In2>) {
       SLUICE_RETURN_IF_ERROR(RestoreBuffers<0>());

@@ -167,6 +167,8 @@ class StateTableBase {
   // key `id`. RocksDB tables do not implement it (the backend scans the column family).
   virtual void ForEachEntry(uint32_t /*id*/, int64_t /*now*/,
                             absl::FunctionRef<void(std::string_view, std::string_view)> /*emit*/) {}
+  // HashMap: whether key `id` has an entry (in any namespace).
+  virtual bool HasEntry(uint32_t /*id*/) const { return false; }
   // HashMap: restores one entry of key `id` from a canonical record.
   virtual bool RestoreEntry(uint32_t /*id*/, std::string_view /*suffix*/,
                             std::string_view /*value*/) {
@@ -217,6 +219,15 @@ class HeapTable : public StateTableBase {
       if (entries_[id].present()) one(std::string(), entries_[id]);
     } else {
       for (const auto& [ns, p] : entries_[id]) one(SerializeToString(ns), p);
+    }
+  }
+
+  bool HasEntry(uint32_t id) const override {
+    if (id >= entries_.size()) return false;
+    if constexpr (kVoid) {
+      return entries_[id].present();
+    } else {
+      return !entries_[id].empty();
     }
   }
 
@@ -1249,6 +1260,20 @@ class KeyedStateBackend final : public KeyedStateStore {
     return n;
   }
 
+  // HashMap: the keys that have an entry in state `name` (Flink's applyToKeyedState).
+  std::vector<K> KeysWithEntries(const std::string& name) const {
+    std::vector<K> keys;
+    for (const auto& t : tables_) {
+      if (t->name() != name) continue;
+      for (const auto& dict : dicts_) {
+        for (const auto& [key, id] : dict) {
+          if (t->HasEntry(id)) keys.push_back(key);
+        }
+      }
+    }
+    return keys;
+  }
+
   // HashMap: the number of keys the latest snapshot copied (accessed or removed since the one
   // before); for tests and metrics.
   size_t last_snapshot_changed_keys() const { return last_changed_keys_; }
@@ -1398,9 +1423,18 @@ class KeyedStateBackend final : public KeyedStateStore {
     const int64_t now = clock_->NowMillis();
     for (const std::string& name : old->ColumnFamilyNames()) {
       auto it = restored_.find(name);
-      // A column family no state names: an operator's internal state kept in RocksDB.
+      // A column family no state names: an operator's internal state kept in RocksDB (window
+      // contents), in that operator's RocksDB layout. Another RocksDB instance takes it as is;
+      // the HashMap backend needs the canonical format, i.e. a savepoint (as in Flink, the
+      // backend changes only through a canonical savepoint).
       const RestoredState rs =
           it == restored_.end() ? RestoredState{StateKind::kInternal, 0} : it->second;
+      if (rs.kind == StateKind::kInternal && kind_ == StateBackendKind::kHashMap) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            where, ": operator '", operator_name_, "' keeps '", name,
+            "' in RocksDB's native format in this incremental checkpoint; restore it with the "
+            "RocksDB backend, or take a savepoint (canonical format) to change the backend"));
+      }
       SLUICE_ASSIGN_OR_RETURN(const int from, old->ColumnFamily(name));
       int to = -1;
       if (kind_ == StateBackendKind::kRocksDb) {

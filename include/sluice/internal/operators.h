@@ -29,6 +29,7 @@
 #include <sluice/internal/graph.h>
 #include <sluice/internal/job_failure.h>
 #include <sluice/internal/keyed_state_backend.h>
+#include <sluice/internal/operator_state_store.h>
 #include <sluice/internal/side_outputs.h>
 #include <sluice/internal/snapshot_util.h>
 #include <sluice/internal/watermark_combiner.h>
@@ -218,6 +219,16 @@ void OpenUserFunction(F& fn, const RuntimeContext& ctx) {
     GuardUserCode(ctx.operator_name, [&] { fn.Open(ctx); });
   }
 }
+// Calls an optional `SnapshotState(int64_t checkpoint_id)` of a user function object (Flink's
+// CheckpointedFunction#snapshotState): at each checkpoint, before the operator captures its state,
+// so the function can copy its members into state. Never called per record.
+template <typename F>
+void SnapshotUserFunction(F& fn, int64_t checkpoint_id, const std::string& op) {
+  if constexpr (requires { fn.SnapshotState(checkpoint_id); }) {
+    GuardUserCode(op, [&] { fn.SnapshotState(checkpoint_id); });
+  }
+}
+
 template <typename F>
 void CloseUserFunction(F& fn) {
   if constexpr (requires { fn.Close(); }) {
@@ -260,12 +271,34 @@ class UserFunctionOperator : public OneInputOperator<In> {
     side_.EmitWatermarkStatus(idle);
   }
 
+  // The function's SnapshotState hook, then its operator state (non-keyed operators).
+  void SnapshotState(int64_t id, OperatorStateSnapshot& out) override {
+    SnapshotUserFunction(fn_, id, this->name());
+    if (this->ctx_.operator_state != nullptr) {
+      out.operator_state = op_state_.Snapshot(this->name());
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    this->ctx_.restored = true;
+    if (this->ctx_.operator_state == nullptr) return OperatorBase::RestoreState(in);
+    if (!in.keyed.empty()) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("operator '", this->name(), "' cannot restore keyed state"));
+    }
+    return op_state_.Restore(in.operator_states, this->ctx_.subtask_index,
+                             this->ctx_.parallelism, this->name());
+  }
+
  protected:
+  // Gives the user function operator state (RuntimeContext::GetOperatorListState ...): only
+  // non-keyed operators call it.
+  void EnableOperatorState() { this->ctx_.operator_state = &op_state_; }
   void FlushOutputs() {
     out_.Flush();
     side_.Flush();
   }
   F fn_;
+  OperatorStateStore op_state_;
   Collector<Out> out_;
   SideOutputs side_;
   Timestamp watermark_ = kMinWatermark;
@@ -275,7 +308,10 @@ class UserFunctionOperator : public OneInputOperator<In> {
 template <typename In, typename Out, typename F>
 class MapOperator final : public UserFunctionOperator<In, Out, F> {
  public:
-  using UserFunctionOperator<In, Out, F>::UserFunctionOperator;
+  MapOperator(const OperatorSetup& setup, F fn)
+      : UserFunctionOperator<In, Out, F>(setup, std::move(fn)) {
+    this->EnableOperatorState();
+  }
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
       for (size_t i = 0; i < records.size(); ++i) {
@@ -290,7 +326,10 @@ class MapOperator final : public UserFunctionOperator<In, Out, F> {
 template <typename In, typename F>
 class FilterOperator final : public UserFunctionOperator<In, In, F> {
  public:
-  using UserFunctionOperator<In, In, F>::UserFunctionOperator;
+  FilterOperator(const OperatorSetup& setup, F fn)
+      : UserFunctionOperator<In, In, F>(setup, std::move(fn)) {
+    this->EnableOperatorState();
+  }
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
       for (size_t i = 0; i < records.size(); ++i) {
@@ -306,7 +345,10 @@ class FilterOperator final : public UserFunctionOperator<In, In, F> {
 template <typename In, typename Out, typename F>
 class FlatMapOperator final : public UserFunctionOperator<In, Out, F> {
  public:
-  using UserFunctionOperator<In, Out, F>::UserFunctionOperator;
+  FlatMapOperator(const OperatorSetup& setup, F fn)
+      : UserFunctionOperator<In, Out, F>(setup, std::move(fn)) {
+    this->EnableOperatorState();
+  }
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     GuardUserCode(this->name(), [&] {
       for (size_t i = 0; i < records.size(); ++i) {
@@ -323,7 +365,9 @@ class ProcessOperator final : public UserFunctionOperator<In, Out, F> {
  public:
   ProcessOperator(const OperatorSetup& setup, F fn)
       : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
-        context_(&this->ctx_, &this->side_) {}
+        context_(&this->ctx_, &this->side_) {
+    this->EnableOperatorState();
+  }
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
     context_.SetWatermark(this->watermark_);
     GuardUserCode(this->name(), [&] {
@@ -372,7 +416,8 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
   KeyedStateBackend<K>& state() { return *state_; }
 
   // Keyed state and the event-time and processing-time timers (per key group, rescalable).
-  void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
+  void SnapshotState(int64_t id, OperatorStateSnapshot& out) override {
+    SnapshotUserFunction(this->fn_, id, this->name());
     if constexpr (!FullySerializable<K>) {
       ThrowNotCheckpointable(this->name(), "the key type");
     } else {
@@ -380,6 +425,7 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
     }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
+    this->ctx_.restored = true;
     SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
     if constexpr (FullySerializable<K>) {
       SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kEventTimers, this->ctx_, timers_.event));
@@ -455,6 +501,73 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // timers in state_'s snapshots
 };
 
+// Map, FlatMap and Filter on a KeyedStream with a function that has Open(const RuntimeContext&)
+// (Flink's rich functions on keyed streams): the function may take keyed state handles in Open;
+// per record the operator makes the record's key current, so the handles refer to it. Keyed
+// state snapshots and rescales by key group, as in KeyedProcessOperator.
+enum class UserFunctionKind { kMap, kFlatMap, kFilter };
+
+template <typename K, typename In, typename Out, typename KeySelector, typename F,
+          UserFunctionKind kKind>
+class KeyedUserFunctionOperator final : public UserFunctionOperator<In, Out, F> {
+ public:
+  KeyedUserFunctionOperator(const OperatorSetup& setup, KeySelector ks, F fn)
+      : UserFunctionOperator<In, Out, F>(setup, std::move(fn)),
+        key_selector_(std::move(ks)),
+        state_(MakeKeyedStateBackend<K>(setup)) {
+    this->ctx_.keyed_state = state_.get();
+  }
+  KeyedStateBackend<K>& state() { return *state_; }
+
+  void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    GuardUserCode(this->name(), [&] {
+      for (size_t i = 0; i < records.size(); ++i) {
+        key_ = key_selector_(std::as_const(records[i]));
+        state_->SetCurrentKey(&*key_);
+        if constexpr (kKind == UserFunctionKind::kMap) {
+          this->out_.CollectWithTimestamp(std::invoke(this->fn_, std::move(records[i])),
+                                          timestamps[i]);
+        } else if constexpr (kKind == UserFunctionKind::kFlatMap) {
+          this->out_.SetTimestamp(timestamps[i]);
+          std::invoke(this->fn_, std::as_const(records[i]), this->out_);
+        } else {
+          if (std::invoke(this->fn_, std::as_const(records[i]))) {
+            this->out_.CollectWithTimestamp(std::move(records[i]), timestamps[i]);
+          }
+        }
+      }
+    });
+    this->out_.Flush();
+  }
+
+  // Keyed state (per key group, rescalable). A key type without a Serializer is an error only
+  // when the function registered state.
+  void SnapshotState(int64_t id, OperatorStateSnapshot& out) override {
+    SnapshotUserFunction(this->fn_, id, this->name());
+    if constexpr (!FullySerializable<K>) {
+      if (!state_->tables().empty()) ThrowNotCheckpointable(this->name(), "the key type");
+    } else {
+      SnapshotKeyedBackend(*state_, this->name(), out);
+    }
+  }
+  absl::Status RestoreState(const OperatorStateRestore& in) override {
+    this->ctx_.restored = true;
+    for (const std::string& s : in.operator_states) {
+      if (!s.empty()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "operator '", this->name(), "' cannot restore the operator state it was "
+            "checkpointed with"));
+      }
+    }
+    return RestoreKeyedBackend(*state_, in);
+  }
+
+ private:
+  KeySelector key_selector_;
+  std::optional<K> key_;
+  std::unique_ptr<KeyedStateBackend<K>> state_;
+};
+
 // Rolling reduce per key. Streaming: emits the updated value for every record, as Flink does.
 // Batch: emits only the final value of each key when the input ends.
 template <typename K, typename T, typename KeySelector, typename F>
@@ -481,6 +594,7 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
     }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
+    this->ctx_.restored = true;
     SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*backend_, in));
     if constexpr (FullySerializable<K> && FullySerializable<T>) {
       // Value: [reduced value][8-byte timestamp].

@@ -16,6 +16,14 @@
 // How contents are kept is a policy (`Acc`): the reduced value, an aggregate accumulator, the
 // list of elements, or (with an evictor) the list of timestamped elements. What runs on firing is
 // `WinFn`: pass the result through, or a user process window function.
+//
+// Where contents live is decided once per operator: in memory (`entries_`, `slices_`) on the
+// HashMap backend; on the RocksDB backend in column families of the subtask's instance
+// (window_state.h: `_window_contents`, `_window_triggers`, `_slices`), when the key, window and
+// contents have canonical serializers (otherwise in memory there too). Each batch, watermark and
+// timer takes one branch to a `<kRocks>` instantiation of the per-record code, so the HashMap path
+// has no per-record indirection. Timers and merging-window sets stay in memory on both backends.
+// Snapshots write the same records under the same names from either storage.
 #pragma once
 
 #include <algorithm>
@@ -28,6 +36,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -38,6 +47,7 @@
 #include <sluice/internal/operators.h>
 #include <sluice/internal/snapshot_util.h>
 #include <sluice/internal/timer_queue.h>
+#include <sluice/internal/window_state.h>
 #include <sluice/window/triggers.h>
 #include <sluice/window/window_functions.h>
 #include <sluice/window/windows.h>
@@ -219,6 +229,74 @@ struct ContentsCodec<EvictingContents<In, Inner, E>> {
   }
 };
 
+// Process and evicting windows keep their elements in RocksDB as a list (window_state.h) that a
+// record appends to: [Serializer<In>] per element, with an evictor [Serializer<In>][8-byte
+// timestamp] (the element encoding of ContentsCodec above).
+template <typename In>
+struct RocksListCodec {
+  template <typename State, typename ReadElement>
+  static bool ReadList(std::string_view stored, State* s, ReadElement&& read) {
+    s->clear();
+    bool ok = true;
+    const bool listed = ForEachListElement(stored, [&](std::string_view e) {
+      ByteReader in(e);
+      if (ok && !(read(in, s) && in.empty())) ok = false;
+    });
+    return listed && ok;
+  }
+};
+template <typename In>
+struct RocksContentsCodec<ListContents<In>> {
+  using State = std::vector<In>;
+  static constexpr bool kAppend = true;
+  static void WriteElement(const In& v, Timestamp, std::string* out) {
+    Serializer<In>::Write(v, out);
+  }
+  static void Write(const State& s, std::string* out) {
+    std::string e;
+    for (const In& v : s) {
+      e.clear();
+      Serializer<In>::Write(v, &e);
+      AppendListElement(e, out);
+    }
+  }
+  static bool Read(std::string_view stored, State* s) {
+    return RocksListCodec<In>::ReadList(stored, s, [](ByteReader& in, State* out) {
+      In v{};
+      if (!Serializer<In>::Read(in, &v)) return false;
+      out->push_back(std::move(v));
+      return true;
+    });
+  }
+};
+template <typename In, typename Inner, typename E>
+struct RocksContentsCodec<EvictingContents<In, Inner, E>> {
+  using State = std::vector<TimestampedValue<In>>;
+  static constexpr bool kAppend = true;
+  static void WriteElement(const In& v, Timestamp ts, std::string* out) {
+    Serializer<In>::Write(v, out);
+    PutFixed64(ts, out);
+  }
+  static void Write(const State& s, std::string* out) {
+    std::string e;
+    for (const auto& v : s) {
+      e.clear();
+      WriteElement(v.value, v.timestamp, &e);
+      AppendListElement(e, out);
+    }
+  }
+  static bool Read(std::string_view stored, State* s) {
+    return RocksListCodec<In>::ReadList(stored, s, [](ByteReader& in, State* out) {
+      TimestampedValue<In> e{In{}, 0};
+      if (!Serializer<In>::Read(in, &e.value) || !in.ReadRaw(&e.timestamp, sizeof e.timestamp)) {
+        return false;
+      }
+      out->push_back(std::move(e));
+      return true;
+    });
+  }
+};
+
 // Optional contents: [u8 present][state if present].
 template <typename Acc>
 void WriteOptionalContents(const std::optional<typename Acc::State>& s, std::string* out) {
@@ -335,6 +413,11 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   static constexpr Timestamp kNoTimer = kMinWatermark;
   static constexpr bool kCheckpointable =
       FullySerializable<K> && FullySerializable<W> && ContentsCodec<Acc>::kSerializable;
+  // On the RocksDB backend, contents and trigger state live in RocksDB when the key and window
+  // encode canonically and the contents serialize (otherwise they stay in memory, as on HashMap).
+  static constexpr bool kRocksCapable =
+      kCheckpointable && kRocksKeyable<K> && kRocksKeyable<W> && Serializable<In>;
+  using Slots = std::array<std::optional<int64_t>, kTriggerSlots>;
 
  public:
   WindowOperator(const OperatorSetup& setup, KS ks, Assigner assigner, Trig trigger, Acc acc,
@@ -351,10 +434,23 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         state_(MakeKeyedStateBackend<K>(setup)) {
     this->ctx_.keyed_state = state_.get();
     window_ctx_.SetState(state_.get(), kMerging);
+    rocks_ = kRocksCapable && state_->kind() == StateBackendKind::kRocksDb;
     if constexpr (kCheckpointable) {
       const int maxp = this->ctx_.max_parallelism;
-      internal_.push_back(RegisterInternalState(
-          *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
+      if constexpr (kRocksCapable) {
+        if (rocks_) {
+          rocks_snapshot_ = std::make_unique<RocksWindowSnapshot>(
+              [this] { OpenRocksForSnapshot(); },
+              [this](int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
+                WriteRocksEntries(kg, emit);
+              });
+          state_->RegisterInternalState(kEntries, rocks_snapshot_.get());
+        }
+      }
+      if (!rocks_) {
+        internal_.push_back(RegisterInternalState(
+            *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
+      }
       internal_.push_back(RegisterInternalState(
           *state_, kEventTimers, maxp,
           [this](InternalStateBuckets& b) { AddTimers(b, event_timers_); }));
@@ -380,13 +476,25 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     } else if constexpr (!ContentsCodec<Acc>::kSerializable) {
       ThrowNotCheckpointable(this->name(), Acc::kStateRole);
     } else {
-      SnapshotKeyedBackend(*state_, this->name(), out);
+      GuardRocksDb(this->name(), [&] { SnapshotKeyedBackend(*state_, this->name(), out); });
     }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
     SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
     if constexpr (kCheckpointable) {
-      SLUICE_RETURN_IF_ERROR(RestoreEntries());
+      if constexpr (kRocksCapable) {
+        if (rocks_) {
+          SLUICE_RETURN_IF_ERROR(OpenRocks());
+          absl::Status st;
+          try {
+            st = RestoreRocksEntries();
+          } catch (const JobFailure& f) {
+            st = f.status();
+          }
+          SLUICE_RETURN_IF_ERROR(st);
+        }
+      }
+      if (!rocks_) SLUICE_RETURN_IF_ERROR(RestoreEntries());
       SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kEventTimers, this->ctx_, event_timers_));
       SLUICE_RETURN_IF_ERROR(
           RestoreTimers(*state_, kProcessingTimers, this->ctx_, processing_timers_));
@@ -397,18 +505,51 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     return absl::OkStatus();
   }
 
+  // The storage is chosen per batch (and per watermark or timer), never per record.
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    if constexpr (kRocksCapable) {
+      if (rocks_) {
+        GuardRocksDb(this->name(), [&] {
+          EnsureRocks();
+          GuardUserCode(this->name(), [&] {
+            for (size_t i = 0; i < records.size(); ++i) {
+              ProcessElement<true>(records[i], timestamps[i]);
+            }
+          });
+        });
+        this->FlushOutputs();
+        return;
+      }
+    }
     GuardUserCode(this->name(), [&] {
-      for (size_t i = 0; i < records.size(); ++i) ProcessElement(records[i], timestamps[i]);
+      for (size_t i = 0; i < records.size(); ++i) ProcessElement<false>(records[i], timestamps[i]);
     });
     this->FlushOutputs();
   }
 
   void OnWatermark(Timestamp watermark) override {
     this->watermark_ = watermark;
+    if constexpr (kRocksCapable) {
+      if (rocks_) {
+        GuardRocksDb(this->name(), [&] {
+          EnsureRocks();
+          GuardUserCode(this->name(), [&] {
+            typename TimerQueue<K, W>::Timer timer;
+            while (event_timers_.PopDue(watermark, &timer)) {
+              OnTimer<true>(timer, TimeDomain::kEventTime);
+            }
+          });
+        });
+        this->FlushOutputs();
+        Base::OnWatermark(watermark);
+        return;
+      }
+    }
     GuardUserCode(this->name(), [&] {
       typename TimerQueue<K, W>::Timer timer;
-      while (event_timers_.PopDue(watermark, &timer)) OnTimer(timer, TimeDomain::kEventTime);
+      while (event_timers_.PopDue(watermark, &timer)) {
+        OnTimer<false>(timer, TimeDomain::kEventTime);
+      }
     });
     this->FlushOutputs();
     Base::OnWatermark(watermark);
@@ -431,13 +572,15 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     Base::Close();
   }
 
-  // Tests and debugging: windows with contents or trigger state, and pending timers.
+  // Tests and debugging: windows with contents or trigger state held in memory (always 0 when
+  // they are in RocksDB), and whether they are in RocksDB.
   size_t num_window_entries() const { return entries_.size(); }
+  bool contents_in_rocksdb() const { return rocks_; }
 
  private:
   struct Entry {
     std::optional<State> contents;
-    std::array<std::optional<int64_t>, kTriggerSlots> slots{};
+    Slots slots{};
     // Event-time timers of this (key, window) known to be registered: skips the timer-set lookup
     // when every record of a window registers the same end-of-window and cleanup timers.
     std::array<Timestamp, 2> registered{kNoTimer, kNoTimer};
@@ -451,7 +594,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   };
   using EntryKey = std::pair<K, W>;
 
-  // The TriggerContext of the current (key, window).
+  // The TriggerContext of the current (key, window). In memory it points at the window's Entry;
+  // with RocksDB the slots are read on first use (Lazy) and written back by FlushSlots.
   class Ctx final : public OnMergeContext {
    public:
     explicit Ctx(WindowOperator* op) : op_(op) {}
@@ -459,6 +603,22 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       key_ = key;
       window_ = window;
       entry_ = entry;
+      lazy_ = false;
+    }
+    void SetLazy(const K* key, const W& window) {
+      key_ = key;
+      window_ = window;
+      entry_ = &op_->rocks_entry_;
+      entry_->slots = Slots{};
+      entry_->registered = {kNoTimer, kNoTimer};
+      lazy_ = true;
+      loaded_ = false;
+    }
+    // RocksDB: writes changed trigger slots of the current window back.
+    void FlushSlots() {
+      if (!lazy_ || !loaded_ || entry_->slots == loaded_slots_) return;
+      op_->StoreSlots(window_, entry_->slots);
+      loaded_slots_ = entry_->slots;
     }
     Timestamp CurrentWatermark() const override { return op_->watermark_; }
     Timestamp CurrentProcessingTime() const override { return op_->clock_->NowMillis(); }
@@ -484,15 +644,27 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         throw std::out_of_range(absl::StrCat("trigger state slot ", slot, " is out of range [0, ",
                                              kTriggerSlots, ")"));
       }
+      if (lazy_ && !loaded_) {
+        op_->LoadSlots(window_, &entry_->slots);
+        loaded_slots_ = entry_->slots;
+        loaded_ = true;
+      }
       return entry_->slots[static_cast<size_t>(slot)];
     }
     void MergeState(int slot, int64_t (*fn)(int64_t, int64_t)) override {
       std::optional<int64_t>& target = State(slot);
       for (const W& m : *merged_) {
         if (m == window_) continue;
-        auto it = op_->entries_.find(EntryKey(*key_, m));
-        if (it == op_->entries_.end()) continue;
-        const std::optional<int64_t>& v = it->second.slots[static_cast<size_t>(slot)];
+        std::optional<int64_t> v;
+        if (lazy_) {
+          Slots other{};
+          op_->LoadSlots(m, &other);
+          v = other[static_cast<size_t>(slot)];
+        } else {
+          auto it = op_->entries_.find(EntryKey(*key_, m));
+          if (it == op_->entries_.end()) continue;
+          v = it->second.slots[static_cast<size_t>(slot)];
+        }
         if (v) target = target ? fn(*target, *v) : *v;
       }
     }
@@ -509,8 +681,12 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     W window_{};
     Entry* entry_ = nullptr;
     const std::vector<W>* merged_ = nullptr;
+    bool lazy_ = false;
+    bool loaded_ = false;
+    Slots loaded_slots_{};
   };
 
+  template <bool kRocks>
   void ProcessElement(const In& value, Timestamp timestamp) {
     Timestamp assign_time = timestamp;
     if constexpr (Assigner::kDomain == TimeDomain::kProcessingTime) {
@@ -522,13 +698,14 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     }
     key_ = key_selector_(value);
     state_->SetCurrentKey(&*key_);
+    if constexpr (kRocks) SetRocksKey();
     windows_.clear();
     assigner_.AssignWindows(value, assign_time, windows_);
     bool skipped = true;
     for (const W& assigned : windows_) {
       W window = assigned;
       if constexpr (kMerging) {
-        window = AddToMergingSet(assigned);
+        window = AddToMergingSet<kRocks>(assigned);
         if (IsWindowLate(window)) {
           RetireWindow(window);
           continue;
@@ -537,26 +714,55 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         if (IsWindowLate(window)) continue;
       }
       skipped = false;
-      Entry& e = entries_.try_emplace(EntryKey(*key_, window)).first->second;
-      acc_.Add(e.contents, value, timestamp);
-      trigger_ctx_.Set(&*key_, window, &e);
-      TriggerResult r = trigger_.OnElement(value, timestamp, window, trigger_ctx_);
-      if (IsFire(r) && e.contents) Emit(window, e.contents);
-      if (IsPurge(r)) e.contents.reset();
-      RegisterCleanupTimer(window);
-      if (e.Empty()) entries_.erase(EntryKey(*key_, window));
+      if constexpr (kRocks) {
+        std::optional<State>* added =
+            contents_.Add(contents_.column().KeyFor(window), acc_, value, timestamp, this->name());
+        trigger_ctx_.SetLazy(&*key_, window);
+        TriggerResult r = trigger_.OnElement(value, timestamp, window, trigger_ctx_);
+        trigger_ctx_.FlushSlots();
+        if (IsFire(r)) EmitStored(window, added);
+        if (IsPurge(r)) contents_.Delete(contents_.column().KeyFor(window));
+        RegisterCleanupTimer(window);
+      } else {
+        Entry& e = entries_.try_emplace(EntryKey(*key_, window)).first->second;
+        acc_.Add(e.contents, value, timestamp);
+        trigger_ctx_.Set(&*key_, window, &e);
+        TriggerResult r = trigger_.OnElement(value, timestamp, window, trigger_ctx_);
+        if (IsFire(r) && e.contents) Emit(window, e.contents);
+        if (IsPurge(r)) e.contents.reset();
+        RegisterCleanupTimer(window);
+        if (e.Empty()) entries_.erase(EntryKey(*key_, window));
+      }
     }
     if (skipped && IsElementLate(timestamp)) late_.Add(settings_, this->side_, value, timestamp);
   }
 
   void FireProcessingTimers(Timestamp now) {
+    if constexpr (kRocksCapable) {
+      if (rocks_) {
+        GuardRocksDb(this->name(), [&] {
+          EnsureRocks();
+          GuardUserCode(this->name(), [&] {
+            typename TimerQueue<K, W>::Timer timer;
+            while (processing_timers_.PopDue(now, &timer)) {
+              OnTimer<true>(timer, TimeDomain::kProcessingTime);
+            }
+          });
+        });
+        this->FlushOutputs();
+        return;
+      }
+    }
     GuardUserCode(this->name(), [&] {
       typename TimerQueue<K, W>::Timer timer;
-      while (processing_timers_.PopDue(now, &timer)) OnTimer(timer, TimeDomain::kProcessingTime);
+      while (processing_timers_.PopDue(now, &timer)) {
+        OnTimer<false>(timer, TimeDomain::kProcessingTime);
+      }
     });
     this->FlushOutputs();
   }
 
+  template <bool kRocks>
   void OnTimer(const typename TimerQueue<K, W>::Timer& timer, TimeDomain domain) {
     if constexpr (kMerging) {
       auto set = merging_.find(timer.key);
@@ -568,23 +774,41 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     key_ = timer.key;
     state_->SetCurrentKey(&*key_);
     const W& window = timer.ns;
-    auto [it, inserted] = entries_.try_emplace(EntryKey(timer.key, window));
-    Entry* e = &it->second;
-    trigger_ctx_.Set(&*key_, window, e);
-    TriggerResult r;
-    if (domain == TimeDomain::kEventTime) {
-      trigger_ctx_.Forget(timer.time);
-      r = trigger_.OnEventTime(timer.time, window, trigger_ctx_);
+    const bool event_time_domain = domain == TimeDomain::kEventTime;
+    if constexpr (kRocks) {
+      SetRocksKey();
+      trigger_ctx_.SetLazy(&*key_, window);
+      TriggerResult r;
+      if (event_time_domain) {
+        trigger_ctx_.Forget(timer.time);
+        r = trigger_.OnEventTime(timer.time, window, trigger_ctx_);
+      } else {
+        r = trigger_.OnProcessingTime(timer.time, window, trigger_ctx_);
+      }
+      trigger_ctx_.FlushSlots();
+      if (IsFire(r)) EmitStored(window, nullptr);
+      if (IsPurge(r)) contents_.Delete(contents_.column().KeyFor(window));
+      if (event_time_domain == kEventTime && timer.time == CleanupTime(window)) {
+        ClearAllState<true>(window);
+      }
     } else {
-      r = trigger_.OnProcessingTime(timer.time, window, trigger_ctx_);
-    }
-    if (IsFire(r) && e->contents) Emit(window, e->contents);
-    if (IsPurge(r)) e->contents.reset();
-    bool event_time_domain = domain == TimeDomain::kEventTime;
-    if (event_time_domain == kEventTime && timer.time == CleanupTime(window)) {
-      ClearAllState(window);
-    } else if (e->Empty()) {
-      entries_.erase(it);
+      auto [it, inserted] = entries_.try_emplace(EntryKey(timer.key, window));
+      Entry* e = &it->second;
+      trigger_ctx_.Set(&*key_, window, e);
+      TriggerResult r;
+      if (event_time_domain) {
+        trigger_ctx_.Forget(timer.time);
+        r = trigger_.OnEventTime(timer.time, window, trigger_ctx_);
+      } else {
+        r = trigger_.OnProcessingTime(timer.time, window, trigger_ctx_);
+      }
+      if (IsFire(r) && e->contents) Emit(window, e->contents);
+      if (IsPurge(r)) e->contents.reset();
+      if (event_time_domain == kEventTime && timer.time == CleanupTime(window)) {
+        ClearAllState<false>(window);
+      } else if (e->Empty()) {
+        entries_.erase(it);
+      }
     }
   }
 
@@ -599,15 +823,46 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     }
   }
 
+  // RocksDB: fires the contents of (current key, window): `known` when the caller has just
+  // computed them (read-modify-write policies), else read from RocksDB. An evictor's changes are
+  // written back.
+  void EmitStored(const W& window, std::optional<State>* known) {
+    std::optional<State>* contents = known;
+    if (contents == nullptr || !*contents) {
+      if (!contents_.Read(contents_.column().KeyFor(window), &fire_scratch_, this->name())) return;
+      contents = &fire_scratch_;
+    }
+    Emit(window, *contents);
+    if constexpr (requires { Acc::Emptied(**contents); }) {
+      const std::string& key = contents_.column().KeyFor(window);
+      if (*contents) {
+        contents_.Write(key, **contents);
+      } else {
+        contents_.Delete(key);
+      }
+    }
+  }
+
   // Frees everything of (current key, window): contents, trigger state (the trigger's Clear
   // deletes its timers), the window function's per-window state, the merging-set entry.
+  template <bool kRocks>
   void ClearAllState(const W& window) {
-    auto it = entries_.try_emplace(EntryKey(*key_, window)).first;
-    trigger_ctx_.Set(&*key_, window, &it->second);
-    trigger_.Clear(window, trigger_ctx_);
+    if constexpr (kRocks) {
+      trigger_ctx_.SetLazy(&*key_, window);
+      trigger_.Clear(window, trigger_ctx_);
+      trigger_ctx_.FlushSlots();
+    } else {
+      auto it = entries_.try_emplace(EntryKey(*key_, window)).first;
+      trigger_ctx_.Set(&*key_, window, &it->second);
+      trigger_.Clear(window, trigger_ctx_);
+    }
     window_ctx_.Set(&window, this->watermark_);
     this->fn_.Clear(*key_, window_ctx_);
-    entries_.erase(EntryKey(*key_, window));
+    if constexpr (kRocks) {
+      EraseStored(window);
+    } else {
+      entries_.erase(EntryKey(*key_, window));
+    }
     if constexpr (kMerging) RetireWindow(window);
   }
 
@@ -651,7 +906,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   // --- Merging windows (Flink's MergingWindowSet.addWindow) ---------------------------------------
 
   // Adds `window` to the current key's set, merging it with the windows it overlaps; returns the
-  // window the element belongs to.
+  // window the element belongs to. The sets stay in memory on both backends (a few windows per
+  // key); the merged contents move inside RocksDB.
+  template <bool kRocks>
   W AddToMergingSet(const W& window) {
     std::vector<W>& set = merging_[*key_];
     // The common cases without allocating: the windows of a set never overlap or touch, so the
@@ -673,7 +930,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       if (cover == existing) return existing;
       set[hit] = cover;
       merge_scratch_.assign(1, existing);
-      MergeWindows(cover, merge_scratch_);
+      MergeWindows<kRocks>(cover, merge_scratch_);
       return cover;
     }
     std::vector<W> all = set;
@@ -694,28 +951,17 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         return std::find(members.begin(), members.end(), w) != members.end();
       });
       set.push_back(cover);
-      if (!(members.size() == 1 && members[0] == cover)) MergeWindows(cover, members);
+      if (!(members.size() == 1 && members[0] == cover)) MergeWindows<kRocks>(cover, members);
     });
     if (!any || (result == window && !merged_new)) set.push_back(window);
     return result;
   }
 
+  template <bool kRocks>
   void MergeWindows(const W& cover, const std::vector<W>& members) {
     if (kEventTime && CleanupTime(cover) <= this->watermark_) {
       throw std::logic_error(
           "the end of an event-time session window became earlier than the watermark by merging");
-    }
-    Entry* target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
-    trigger_ctx_.Set(&*key_, cover, target);
-    trigger_ctx_.SetMerged(&members);
-    trigger_.OnMerge(cover, trigger_ctx_);
-    trigger_ctx_.SetMerged(nullptr);
-    for (const W& m : members) {
-      auto it = entries_.find(EntryKey(*key_, m));
-      Entry scratch;
-      trigger_ctx_.Set(&*key_, m, it == entries_.end() ? &scratch : &it->second);
-      trigger_.Clear(m, trigger_ctx_);
-      DeleteCleanupTimer(m);
     }
     // Contents in window order, so a process function sees the session's elements grouped by the
     // part they arrived in.
@@ -724,15 +970,46 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       sorted = members;
       std::sort(sorted.begin(), sorted.end());
     }
-    for (const W& m : members.size() > 1 ? sorted : members) {
-      auto it = entries_.find(EntryKey(*key_, m));
-      if (it == entries_.end()) continue;
-      std::optional<State> moved = std::move(it->second.contents);
-      entries_.erase(it);
-      target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
-      if (moved) acc_.Merge(target->contents, *moved);
+    if constexpr (kRocks) {
+      trigger_ctx_.SetLazy(&*key_, cover);
+      trigger_ctx_.SetMerged(&members);
+      trigger_.OnMerge(cover, trigger_ctx_);
+      trigger_ctx_.SetMerged(nullptr);
+      trigger_ctx_.FlushSlots();
+      for (const W& m : members) {
+        trigger_ctx_.SetLazy(&*key_, m);
+        trigger_.Clear(m, trigger_ctx_);
+        trigger_ctx_.FlushSlots();
+        DeleteCleanupTimer(m);
+      }
+      std::string cover_key = contents_.column().KeyFor(cover);
+      for (const W& m : members.size() > 1 ? sorted : members) {
+        contents_.MoveInto(contents_.column().KeyFor(m), cover_key, acc_, this->name());
+        if (triggers_.open()) triggers_.Delete(triggers_.KeyFor(m));
+      }
+    } else {
+      Entry* target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
+      trigger_ctx_.Set(&*key_, cover, target);
+      trigger_ctx_.SetMerged(&members);
+      trigger_.OnMerge(cover, trigger_ctx_);
+      trigger_ctx_.SetMerged(nullptr);
+      for (const W& m : members) {
+        auto it = entries_.find(EntryKey(*key_, m));
+        Entry scratch;
+        trigger_ctx_.Set(&*key_, m, it == entries_.end() ? &scratch : &it->second);
+        trigger_.Clear(m, trigger_ctx_);
+        DeleteCleanupTimer(m);
+      }
+      for (const W& m : members.size() > 1 ? sorted : members) {
+        auto it = entries_.find(EntryKey(*key_, m));
+        if (it == entries_.end()) continue;
+        std::optional<State> moved = std::move(it->second.contents);
+        entries_.erase(it);
+        target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
+        if (moved) acc_.Merge(target->contents, *moved);
+      }
+      if (target->Empty()) entries_.erase(EntryKey(*key_, cover));
     }
-    if (target->Empty()) entries_.erase(EntryKey(*key_, cover));
   }
 
   void RetireWindow(const W& window) {
@@ -740,6 +1017,79 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     if (it == merging_.end()) return;
     std::erase(it->second, window);
     if (it->second.empty()) merging_.erase(it);
+  }
+
+  // --- RocksDB storage ---------------------------------------------------------------------------
+
+  absl::Status OpenRocks() {
+    if constexpr (kRocksCapable) {
+      if (contents_.column().open()) return absl::OkStatus();
+      absl::Status st = contents_.column().Open(*state_, kEntries);
+      if (st.ok()) st = triggers_.Open(*state_, kTriggers);
+      if (!st.ok()) {
+        return absl::Status(st.code(), absl::StrCat("operator '", this->name(),
+                                                    "': window contents in RocksDB: ",
+                                                    st.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+  void EnsureRocks() {
+    if (contents_.column().open()) [[likely]] return;
+    if (absl::Status st = OpenRocks(); !st.ok()) throw JobFailure(std::move(st));
+  }
+  // Snapshots open the column families when the instance exists (a restored native checkpoint).
+  void OpenRocksForSnapshot() {
+    if (state_->rocksdb() != nullptr) EnsureRocks();
+  }
+  void SetRocksKey() {
+    contents_.column().SetKey(*key_, this->ctx_.max_parallelism);
+    triggers_.SetKey(*key_, this->ctx_.max_parallelism);
+  }
+  void LoadSlots(const W& window, Slots* slots) {
+    *slots = Slots{};
+    if (!triggers_.Get(triggers_.KeyFor(window), &slot_bytes_)) return;
+    ByteReader in(slot_bytes_);
+    if (!ReadSlots(in, slots) || !in.empty()) triggers_.Corrupt(this->name());
+  }
+  void StoreSlots(const W& window, const Slots& slots) {
+    const std::string& key = triggers_.KeyFor(window);
+    bool any = false;
+    for (const auto& s : slots) any = any || s.has_value();
+    if (!any) {
+      triggers_.Delete(key);
+      return;
+    }
+    slot_bytes_.clear();
+    WriteSlots(slots, &slot_bytes_);
+    triggers_.Put(key, slot_bytes_);
+  }
+  void EraseStored(const W& window) {
+    contents_.Delete(contents_.column().KeyFor(window));
+    triggers_.Delete(triggers_.KeyFor(window));
+  }
+
+  // [u8 mask of set slots][8 bytes per set slot].
+  static void WriteSlots(const Slots& slots, std::string* out) {
+    uint8_t mask = 0;
+    for (int i = 0; i < kTriggerSlots; ++i) {
+      if (slots[static_cast<size_t>(i)]) mask = static_cast<uint8_t>(mask | (1u << i));
+    }
+    out->push_back(static_cast<char>(mask));
+    for (const auto& slot : slots) {
+      if (slot) PutFixed64(*slot, out);
+    }
+  }
+  static bool ReadSlots(ByteReader& in, Slots* slots) {
+    uint8_t mask = 0;
+    if (!in.ReadRaw(&mask, 1)) return false;
+    for (int i = 0; i < kTriggerSlots; ++i) {
+      if ((mask & (1u << i)) == 0) continue;
+      int64_t v = 0;
+      if (!in.ReadRaw(&v, sizeof v)) return false;
+      (*slots)[static_cast<size_t>(i)] = v;
+    }
+    return true;
   }
 
   // --- Checkpoints -------------------------------------------------------------------------------
@@ -754,14 +1104,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       Serializer<W>::Write(ek.second, &composite);
       value.clear();
       WriteOptionalContents<Acc>(e.contents, &value);
-      uint8_t mask = 0;
-      for (int i = 0; i < kTriggerSlots; ++i) {
-        if (e.slots[static_cast<size_t>(i)]) mask = static_cast<uint8_t>(mask | (1u << i));
-      }
-      value.push_back(static_cast<char>(mask));
-      for (const auto& slot : e.slots) {
-        if (slot) PutFixed64(*slot, &value);
-      }
+      WriteSlots(e.slots, &value);
       PutFixed64(e.registered[0], &value);
       PutFixed64(e.registered[1], &value);
       b.Add(ek.first, composite, value);
@@ -772,16 +1115,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         *state_, kEntries, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
           W window{};
           Entry e;
-          uint8_t mask = 0;
           if (!Serializer<W>::Read(rest, &window) || !rest.empty() ||
-              !ReadOptionalContents<Acc>(value, &e.contents) || !value.ReadRaw(&mask, 1)) {
+              !ReadOptionalContents<Acc>(value, &e.contents) || !ReadSlots(value, &e.slots)) {
             return false;
-          }
-          for (int i = 0; i < kTriggerSlots; ++i) {
-            if ((mask & (1u << i)) == 0) continue;
-            int64_t v = 0;
-            if (!value.ReadRaw(&v, sizeof v)) return false;
-            e.slots[static_cast<size_t>(i)] = v;
           }
           if (!value.ReadRaw(&e.registered[0], sizeof(Timestamp)) ||
               !value.ReadRaw(&e.registered[1], sizeof(Timestamp)) || !value.empty()) {
@@ -790,6 +1126,82 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
           entries_.insert_or_assign(EntryKey(std::move(key), window), std::move(e));
           return true;
         });
+  }
+  // RocksDB: the same records from the two column families of key group `kg` (both in key
+  // order: the trigger slots of the key group are read first, they are few). The registered
+  // timers are not tracked there and are written as none.
+  void WriteRocksEntries(int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
+    if constexpr (kRocksCapable) {
+      if (!contents_.column().open()) return;
+      std::vector<std::pair<std::string, std::string>> slots;
+      triggers_.ScanKeyGroup(kg, [&](std::string_view k, std::string_view v) {
+        slots.emplace_back(std::string(k), std::string(v));
+        return true;
+      });
+      size_t next = 0;
+      std::string value;
+      auto emit_entry = [&](std::string_view key, const std::string* contents_canonical,
+                            std::string_view slot_bytes) {
+        value.clear();
+        if (contents_canonical != nullptr) {
+          value.append(*contents_canonical);
+        } else {
+          value.push_back(0);
+        }
+        if (slot_bytes.empty()) {
+          value.push_back(0);
+        } else {
+          value.append(slot_bytes);
+        }
+        PutFixed64(kNoTimer, &value);
+        PutFixed64(kNoTimer, &value);
+        emit(key.substr(2), value);
+      };
+      std::string canonical;
+      contents_.column().ScanKeyGroup(kg, [&](std::string_view k, std::string_view v) {
+        while (next < slots.size() && std::string_view(slots[next].first) < k) {
+          emit_entry(slots[next].first, nullptr, slots[next].second);
+          ++next;
+        }
+        canonical.clear();
+        contents_.ToCanonical(
+            v, &canonical,
+            [](const State& s, std::string* out) { ContentsCodec<Acc>::Write(s, out); },
+            this->name());
+        std::string_view slot_bytes;
+        if (next < slots.size() && std::string_view(slots[next].first) == k) {
+          slot_bytes = slots[next].second;
+          ++next;
+        }
+        emit_entry(k, &canonical, slot_bytes);
+        return true;
+      });
+      for (; next < slots.size(); ++next) emit_entry(slots[next].first, nullptr, slots[next].second);
+    }
+  }
+  absl::Status RestoreRocksEntries() {
+    if constexpr (kRocksCapable) {
+      return RestoreInternal<K>(
+          *state_, kEntries, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
+            W window{};
+            std::optional<State> contents;
+            Slots slots{};
+            Timestamp registered[2];
+            if (!Serializer<W>::Read(rest, &window) || !rest.empty() ||
+                !ReadOptionalContents<Acc>(value, &contents) || !ReadSlots(value, &slots) ||
+                !value.ReadRaw(&registered[0], sizeof(Timestamp)) ||
+                !value.ReadRaw(&registered[1], sizeof(Timestamp)) || !value.empty()) {
+              return false;
+            }
+            contents_.column().SetKey(key, this->ctx_.max_parallelism);
+            triggers_.SetKey(key, this->ctx_.max_parallelism);
+            if (contents) contents_.Write(contents_.column().KeyFor(window), *contents);
+            StoreSlots(window, slots);
+            return true;
+          });
+    } else {
+      return absl::OkStatus();
+    }
   }
   // A merging set: composite [key]; value [the key's windows, in order].
   void AddMergingSets(InternalStateBuckets& b) const {
@@ -822,6 +1234,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   static constexpr const char* kEventTimers = "_event_timers";
   static constexpr const char* kProcessingTimers = "_processing_timers";
   static constexpr const char* kMergingSets = "_merging_windows";
+  // RocksDB only: the trigger slots (in snapshots they are part of kEntries' records).
+  static constexpr const char* kTriggers = "_window_triggers";
 
   KS key_selector_;
   Assigner assigner_;
@@ -835,7 +1249,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   std::optional<K> key_;       // the key being processed
   std::unique_ptr<KeyedStateBackend<K>> state_;
   std::vector<W> windows_;     // scratch: the windows of the current element
-  absl::flat_hash_map<EntryKey, Entry> entries_;
+  absl::flat_hash_map<EntryKey, Entry> entries_;  // in memory (HashMap backend)
   TimerQueue<K, W> event_timers_;
   TimerQueue<K, W> processing_timers_;
   // Merging assigners: the current windows of each key.
@@ -843,8 +1257,15 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   std::vector<W> merge_scratch_;
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
+  // RocksDB backend: contents and trigger slots in column families (window_state.h).
+  bool rocks_ = false;
+  RocksContents<Acc, In> contents_;
+  RocksWindowColumn triggers_;
+  Entry rocks_entry_;                   // the current window's trigger slots (Ctx::SetLazy)
+  std::optional<State> fire_scratch_;   // contents read to fire
+  std::string slot_bytes_;
+  std::unique_ptr<RocksWindowSnapshot> rocks_snapshot_;
 };
-
 
 // Sliding (and tumbling) event-time windows with the default trigger and an incremental function
 // (Reduce, Aggregate; optionally followed by a process function): instead of adding each element
@@ -864,6 +1285,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   using State = typename Acc::State;
   using SliceKey = std::pair<K, Timestamp>;  // (key, slice start)
   static constexpr bool kCheckpointable = FullySerializable<K> && ContentsCodec<Acc>::kSerializable;
+  // On the RocksDB backend, slices live in RocksDB when the key encodes canonically.
+  static constexpr bool kRocksCapable = kCheckpointable && kRocksKeyable<K>;
 
  public:
   SlicingWindowOperator(const OperatorSetup& setup, KS ks, Assigner assigner, Acc acc, WinFn fn,
@@ -880,10 +1303,25 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         state_(MakeKeyedStateBackend<K>(setup)) {
     this->ctx_.keyed_state = state_.get();
     window_ctx_.SetState(state_.get(), false);
+    rocks_ = kRocksCapable && state_->kind() == StateBackendKind::kRocksDb;
     if constexpr (kCheckpointable) {
       const int maxp = this->ctx_.max_parallelism;
-      internal_.push_back(RegisterInternalState(
-          *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); }));
+      if constexpr (kRocksCapable) {
+        if (rocks_) {
+          rocks_snapshot_ = std::make_unique<RocksWindowSnapshot>(
+              [this] {
+                if (state_->rocksdb() != nullptr) EnsureRocks();
+              },
+              [this](int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
+                WriteRocksSlices(kg, emit);
+              });
+          state_->RegisterInternalState(kSlices, rocks_snapshot_.get());
+        }
+      }
+      if (!rocks_) {
+        internal_.push_back(RegisterInternalState(
+            *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); }));
+      }
       internal_.push_back(RegisterInternalState(
           *state_, kTimers, maxp, [this](InternalStateBuckets& b) { AddTimers(b, timers_); }));
     }
@@ -898,30 +1336,71 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     } else if constexpr (!ContentsCodec<Acc>::kSerializable) {
       ThrowNotCheckpointable(this->name(), Acc::kStateRole);
     } else {
-      SnapshotKeyedBackend(*state_, this->name(), out);
+      GuardRocksDb(this->name(), [&] { SnapshotKeyedBackend(*state_, this->name(), out); });
     }
   }
   absl::Status RestoreState(const OperatorStateRestore& in) override {
     SLUICE_RETURN_IF_ERROR(RestoreKeyedBackend(*state_, in));
     if constexpr (kCheckpointable) {
-      SLUICE_RETURN_IF_ERROR(RestoreSlices());
+      if constexpr (kRocksCapable) {
+        if (rocks_) {
+          SLUICE_RETURN_IF_ERROR(OpenRocks());
+          absl::Status st;
+          try {
+            st = RestoreRocksSlices();
+          } catch (const JobFailure& f) {
+            st = f.status();
+          }
+          SLUICE_RETURN_IF_ERROR(st);
+        }
+      }
+      if (!rocks_) SLUICE_RETURN_IF_ERROR(RestoreSlices());
       SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kTimers, this->ctx_, timers_));
     }
     return absl::OkStatus();
   }
 
+  // The storage is chosen per batch (and per watermark), never per record.
   void Consume(std::vector<In>& records, std::vector<Timestamp>& timestamps) override {
+    if constexpr (kRocksCapable) {
+      if (rocks_) {
+        GuardRocksDb(this->name(), [&] {
+          EnsureRocks();
+          GuardUserCode(this->name(), [&] {
+            for (size_t i = 0; i < records.size(); ++i) {
+              ProcessElement<true>(records[i], timestamps[i]);
+            }
+          });
+        });
+        this->FlushOutputs();
+        return;
+      }
+    }
     GuardUserCode(this->name(), [&] {
-      for (size_t i = 0; i < records.size(); ++i) ProcessElement(records[i], timestamps[i]);
+      for (size_t i = 0; i < records.size(); ++i) ProcessElement<false>(records[i], timestamps[i]);
     });
     this->FlushOutputs();
   }
 
   void OnWatermark(Timestamp watermark) override {
     this->watermark_ = watermark;
+    if constexpr (kRocksCapable) {
+      if (rocks_) {
+        GuardRocksDb(this->name(), [&] {
+          EnsureRocks();
+          GuardUserCode(this->name(), [&] {
+            typename TimerQueue<K, Timestamp>::Timer timer;
+            while (timers_.PopDue(watermark, &timer)) OnTimer<true>(timer);
+          });
+        });
+        this->FlushOutputs();
+        Base::OnWatermark(watermark);
+        return;
+      }
+    }
     GuardUserCode(this->name(), [&] {
       typename TimerQueue<K, Timestamp>::Timer timer;
-      while (timers_.PopDue(watermark, &timer)) OnTimer(timer);
+      while (timers_.PopDue(watermark, &timer)) OnTimer<false>(timer);
     });
     this->FlushOutputs();
     Base::OnWatermark(watermark);
@@ -932,13 +1411,16 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     Base::Close();
   }
 
+  // Slices held in memory (always 0 when they are in RocksDB), and whether they are in RocksDB.
   size_t num_slices() const { return slices_.size(); }
+  bool contents_in_rocksdb() const { return rocks_; }
 
  private:
   Timestamp CleanupTime(Timestamp start) const {
     return SaturatingAdd(start + size_ - 1, settings_.allowed_lateness_ms);
   }
 
+  template <bool kRocks>
   void ProcessElement(const In& value, Timestamp timestamp) {
     if (timestamp == kNoTimestamp) [[unlikely]] {
       throw std::invalid_argument(kNoTimestampInEventTimeWindow);
@@ -955,8 +1437,16 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     key_ = key_selector_(value);
     state_->SetCurrentKey(&*key_);
     const Timestamp slice = WindowStartWithOffset(timestamp, offset_, pane_);
-    auto [it, inserted] = slices_.try_emplace(SliceKey(*key_, slice));
-    acc_.Add(it->second, value, timestamp);
+    bool inserted;
+    if constexpr (kRocks) {
+      slices_rocks_.column().SetKey(*key_, this->ctx_.max_parallelism);
+      inserted = !slices_rocks_.AddAndCheckExisted(slices_rocks_.column().KeyFor(slice), acc_,
+                                                   value, timestamp, this->name());
+    } else {
+      auto [it, fresh] = slices_.try_emplace(SliceKey(*key_, slice));
+      acc_.Add(it->second, value, timestamp);
+      inserted = fresh;
+    }
     if (inserted) {
       // A new slice: its live windows need their firing and cleanup timers.
       for (Timestamp start = last_start; start > timestamp - size_; start -= slide_) {
@@ -974,33 +1464,50 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       for (Timestamp start = last_start; start > timestamp - size_; start -= slide_) {
         if (start + size_ - 1 > wm) continue;
         if (CleanupTime(start) <= wm) break;
-        FireWindow(start);
+        FireWindow<kRocks>(start);
       }
     }
   }
 
+  template <bool kRocks>
   void OnTimer(const typename TimerQueue<K, Timestamp>::Timer& timer) {
     key_ = timer.key;
     state_->SetCurrentKey(&*key_);
+    if constexpr (kRocks) slices_rocks_.column().SetKey(*key_, this->ctx_.max_parallelism);
     const Timestamp start = timer.ns;
-    if (timer.time == start + size_ - 1) FireWindow(start);
+    if (timer.time == start + size_ - 1) FireWindow<kRocks>(start);
     if (timer.time == CleanupTime(start)) {
       TimeWindow window{start, start + size_};
       window_ctx_.Set(&window, this->watermark_);
       this->fn_.Clear(*key_, window_ctx_);
       // No later window covers the slices of [start, start + slide).
-      for (Timestamp s = start; s < start + slide_; s += pane_) slices_.erase(SliceKey(*key_, s));
+      for (Timestamp s = start; s < start + slide_; s += pane_) {
+        if constexpr (kRocks) {
+          slices_rocks_.Delete(slices_rocks_.column().KeyFor(s));
+        } else {
+          slices_.erase(SliceKey(*key_, s));
+        }
+      }
     }
   }
 
   // Combines the slices of window [start, start + size) of the current key and emits the result.
+  // RocksDB: the current key's slices are read from RocksDB (the key was set by the caller).
+  template <bool kRocks>
   void FireWindow(Timestamp start) {
     std::optional<State> combined;
     for (Timestamp s = start; s < start + size_; s += pane_) {
-      auto it = slices_.find(SliceKey(*key_, s));
-      if (it == slices_.end() || !it->second) continue;
-      State copy = *it->second;
-      acc_.Merge(combined, copy);
+      if constexpr (kRocks) {
+        if (!slices_rocks_.Read(slices_rocks_.column().KeyFor(s), &slice_scratch_, this->name())) {
+          continue;
+        }
+        acc_.Merge(combined, *slice_scratch_);
+      } else {
+        auto it = slices_.find(SliceKey(*key_, s));
+        if (it == slices_.end() || !it->second) continue;
+        State copy = *it->second;
+        acc_.Merge(combined, copy);
+      }
     }
     if (!combined) return;
     TimeWindow window{start, start + size_};
@@ -1037,6 +1544,61 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         });
   }
 
+  // --- RocksDB storage ---------------------------------------------------------------------------
+
+  absl::Status OpenRocks() {
+    if constexpr (kRocksCapable) {
+      if (slices_rocks_.column().open()) return absl::OkStatus();
+      absl::Status st = slices_rocks_.column().Open(*state_, kSlices);
+      if (!st.ok()) {
+        return absl::Status(st.code(), absl::StrCat("operator '", this->name(),
+                                                    "': window slices in RocksDB: ",
+                                                    st.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
+  void EnsureRocks() {
+    if (slices_rocks_.column().open()) [[likely]] return;
+    if (absl::Status st = OpenRocks(); !st.ok()) throw JobFailure(std::move(st));
+  }
+  // The records AddSlices writes, from the column family's key group `kg`.
+  void WriteRocksSlices(int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
+    if constexpr (kRocksCapable) {
+      if (!slices_rocks_.column().open()) return;
+      std::string canonical;
+      slices_rocks_.column().ScanKeyGroup(kg, [&](std::string_view k, std::string_view v) {
+        canonical.clear();
+        slices_rocks_.ToCanonical(
+            v, &canonical,
+            [](const State& s, std::string* out) { ContentsCodec<Acc>::Write(s, out); },
+            this->name());
+        emit(k.substr(2), canonical);
+        return true;
+      });
+    }
+  }
+  absl::Status RestoreRocksSlices() {
+    if constexpr (kRocksCapable) {
+      return RestoreInternal<K>(
+          *state_, kSlices, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
+            Timestamp start = 0;
+            std::optional<State> contents;
+            if (!rest.ReadRaw(&start, sizeof start) || !rest.empty() ||
+                !ReadOptionalContents<Acc>(value, &contents) || !value.empty()) {
+              return false;
+            }
+            // A slice without contents holds nothing to fire; its timers are restored apart.
+            if (!contents) return true;
+            slices_rocks_.column().SetKey(key, this->ctx_.max_parallelism);
+            slices_rocks_.Write(slices_rocks_.column().KeyFor(start), *contents);
+            return true;
+          });
+    } else {
+      return absl::OkStatus();
+    }
+  }
+
   static constexpr const char* kSlices = "_slices";
   static constexpr const char* kTimers = "_window_timers";
 
@@ -1055,6 +1617,11 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   TimerQueue<K, Timestamp> timers_;
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
+  // RocksDB backend: the slices in a column family (window_state.h).
+  bool rocks_ = false;
+  RocksContents<Acc, In> slices_rocks_;
+  std::optional<State> slice_scratch_;
+  std::unique_ptr<RocksWindowSnapshot> rocks_snapshot_;
 };
 
 // True when SlicingWindowOperator can run a window: event-time tumbling or sliding windows, the
