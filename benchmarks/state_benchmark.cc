@@ -4,6 +4,7 @@
 //
 // * BM_State_ValueUpdate/<backend>/<keys>: read-modify-write of a ValueState<int64_t> per record,
 //   one CPU core; BM_Cost_HashMapUpdate is the same work on a plain absl::flat_hash_map.
+// * BM_Serialize/<type>: one value written with sluice::Serializer and read back.
 // * BM_State_Snapshot/<backend>/<keys>/<changed per mille>/<native>: the synchronous part of a
 //   checkpoint after that share of the keys changed (counter async_ms: the asynchronous part;
 //   bytes: the snapshot file, plus the native files for native = 1, RocksDB incremental).
@@ -85,6 +86,50 @@ BENCHMARK(BM_State_ValueUpdate)
     ->Args({static_cast<int>(StateBackendKind::kHashMap), 1'000'000})
     ->Args({static_cast<int>(StateBackendKind::kRocksDb), 10'000})
     ->Args({static_cast<int>(StateBackendKind::kRocksDb), 1'000'000});
+
+// Serialization of state values (sluice::Serializer): write into a reused buffer and read back,
+// per value. range(0): 0 = int64_t, 1 = a 24-byte struct (trivially copyable), 2 = a 32-char
+// std::string, 3 = std::vector<int64_t> of 8, 4 = std::pair<std::string, int64_t>.
+struct Bid24 {
+  int64_t auction;
+  int64_t bidder;
+  int64_t price;
+};
+
+template <typename T>
+void SerializeRoundTrip(benchmark::State& state, const T& value) {
+  std::string buffer;
+  T back{};
+  for (auto _ : state) {
+    buffer.clear();
+    sluice::Serializer<T>::Write(value, &buffer);
+    sluice::ByteReader in(buffer);
+    if (!sluice::Serializer<T>::Read(in, &back)) state.SkipWithError("read failed");
+    benchmark::DoNotOptimize(back);
+  }
+  state.counters["bytes"] = static_cast<double>(buffer.size());
+  state.SetItemsProcessed(state.iterations());
+}
+
+void BM_Serialize(benchmark::State& state) {
+  switch (state.range(0)) {
+    case 0: SerializeRoundTrip<int64_t>(state, 1234567); state.SetLabel("int64_t"); break;
+    case 1: SerializeRoundTrip<Bid24>(state, Bid24{1, 2, 3}); state.SetLabel("struct (24 B)"); break;
+    case 2:
+      SerializeRoundTrip<std::string>(state, std::string(32, 'x'));
+      state.SetLabel("string (32 chars)");
+      break;
+    case 3:
+      SerializeRoundTrip<std::vector<int64_t>>(state, std::vector<int64_t>(8, 7));
+      state.SetLabel("vector<int64_t> (8)");
+      break;
+    default:
+      SerializeRoundTrip<std::pair<std::string, int64_t>>(state, {std::string(16, 'k'), 9});
+      state.SetLabel("pair<string, int64_t>");
+      break;
+  }
+}
+BENCHMARK(BM_Serialize)->DenseRange(0, 4);
 
 void BM_Cost_HashMapUpdate(benchmark::State& state) {
   absl::flat_hash_map<int64_t, int64_t> map;
