@@ -113,8 +113,14 @@ void SerializeRoundTrip(benchmark::State& state, const T& value) {
 
 void BM_Serialize(benchmark::State& state) {
   switch (state.range(0)) {
-    case 0: SerializeRoundTrip<int64_t>(state, 1234567); state.SetLabel("int64_t"); break;
-    case 1: SerializeRoundTrip<Bid24>(state, Bid24{1, 2, 3}); state.SetLabel("struct (24 B)"); break;
+    case 0:
+      SerializeRoundTrip<int64_t>(state, 1234567);
+      state.SetLabel("int64_t");
+      break;
+    case 1:
+      SerializeRoundTrip<Bid24>(state, Bid24{1, 2, 3});
+      state.SetLabel("struct (24 B)");
+      break;
     case 2:
       SerializeRoundTrip<std::string>(state, std::string(32, 'x'));
       state.SetLabel("string (32 chars)");
@@ -178,7 +184,8 @@ void BM_State_Snapshot(benchmark::State& state) {
     if (!snap.ok()) state.SkipWithError("snapshot failed");
     const auto start = std::chrono::steady_clock::now();
     if (!sluice::internal::MaterializeKeyedSnapshot(*snap).ok()) state.SkipWithError("materialize");
-    async_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    async_seconds +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     bytes = snap->bytes.size();
     // Native: what the checkpoint writer would upload (SST files not uploaded before).
     for (const auto& file : snap->native_files) {

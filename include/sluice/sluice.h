@@ -23,8 +23,8 @@
 #include <sluice/connectors/sink.h>
 #include <sluice/connectors/sinks.h>
 #include <sluice/connectors/socket.h>
-#include <sluice/connectors/two_phase_commit.h>
 #include <sluice/connectors/source.h>
+#include <sluice/connectors/two_phase_commit.h>
 #include <sluice/core/collector.h>
 #include <sluice/core/counters.h>
 #include <sluice/core/format.h>

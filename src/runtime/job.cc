@@ -277,12 +277,13 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
 }
 
 absl::StatusOr<std::string> Job::StageNativeFiles(const RestoredCheckpoint& restored,
-                                                   const checkpoint::SubtaskState& st,
-                                                   const std::string& what) {
+                                                  const checkpoint::SubtaskState& st,
+                                                  const std::string& what) {
   static std::atomic<int64_t> counter{0};
-  const std::string base = state_.rocksdb_job_dir.empty()
-                               ? (std::filesystem::temp_directory_path() / "sluice-restore").string()
-                               : state_.rocksdb_job_dir + "/restore";
+  const std::string base =
+      state_.rocksdb_job_dir.empty()
+          ? (std::filesystem::temp_directory_path() / "sluice-restore").string()
+          : state_.rocksdb_job_dir + "/restore";
   const std::string dir =
       absl::StrCat(base, "/", ::getpid(), "-", counter.fetch_add(1), "-", st.subtask_index());
   std::error_code ec;

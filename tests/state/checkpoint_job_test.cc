@@ -310,8 +310,8 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
   std::vector<std::set<std::string>> ssts;
   std::string newest_manifest;
   for (int64_t id : ids) {
-    absl::StatusOr<internal::RestoredCheckpoint> c = internal::CheckpointStorage::LoadFromPath(
-        absl::StrCat(dir_, "/checkpoints/chk-", id));
+    absl::StatusOr<internal::RestoredCheckpoint> c =
+        internal::CheckpointStorage::LoadFromPath(absl::StrCat(dir_, "/checkpoints/chk-", id));
     ASSERT_TRUE(c.ok()) << c.status();
     std::set<std::string> files;
     int native = 0;
@@ -333,7 +333,7 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
         EXPECT_TRUE(manifest);
       }
     }
-    EXPECT_EQ(native, 2) << "checkpoint " << id;  // the two subtasks of the keyed operator
+    EXPECT_EQ(native, 2) << "checkpoint " << id;    // the two subtasks of the keyed operator
     if (id == ids[0]) EXPECT_FALSE(files.empty());  // early ones may precede any record
     ssts.push_back(std::move(files));
   }
@@ -347,10 +347,10 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
   EXPECT_GE(sharing, static_cast<int>(ssts.size()) / 2)
       << "consecutive checkpoints rarely share SST files";
 
-  for (auto [parallelism, backend] : std::vector<std::pair<int, StateBackendKind>>{
-           {2, StateBackendKind::kRocksDb},
-           {3, StateBackendKind::kRocksDb},
-           {1, StateBackendKind::kHashMap}}) {
+  for (auto [parallelism, backend] :
+       std::vector<std::pair<int, StateBackendKind>>{{2, StateBackendKind::kRocksDb},
+                                                     {3, StateBackendKind::kRocksDb},
+                                                     {1, StateBackendKind::kHashMap}}) {
     SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
     RuntimeOptions o = Options(parallelism, backend);
     o.checkpointing.interval = absl::ZeroDuration();

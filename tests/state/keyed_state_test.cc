@@ -615,7 +615,6 @@ TEST_P(KeyedStateTest, CorruptOrMismatchedSnapshotsAreRejected) {
   }
 }
 
-
 // What a model of the state holds: value, list, map and per-namespace value per key.
 struct Model {
   std::map<std::string, int64_t> values;
@@ -664,11 +663,26 @@ TEST_P(KeyedStateTest, DeferredSnapshotsAreExactAcrossManyCheckpoints) {
       b->SetCurrentKey(key_ptr(i));
       const int64_t x = static_cast<int64_t>(rng() % 1000);
       switch (rng() % 9) {
-        case 0: st.value.Update(x); model.values[k] = x; break;
-        case 1: st.value.Clear(); model.values.erase(k); break;
-        case 2: st.list.Add(x); model.lists[k].push_back(x); break;
-        case 3: st.list.Clear(); model.lists.erase(k); break;
-        case 4: st.map.Put(x % 5, x); model.maps[k][x % 5] = x; break;
+        case 0:
+          st.value.Update(x);
+          model.values[k] = x;
+          break;
+        case 1:
+          st.value.Clear();
+          model.values.erase(k);
+          break;
+        case 2:
+          st.list.Add(x);
+          model.lists[k].push_back(x);
+          break;
+        case 3:
+          st.list.Clear();
+          model.lists.erase(k);
+          break;
+        case 4:
+          st.map.Put(x % 5, x);
+          model.maps[k][x % 5] = x;
+          break;
         case 5:
           st.map.Remove(x % 5);
           if (auto it = model.maps.find(k); it != model.maps.end()) {
@@ -693,7 +707,9 @@ TEST_P(KeyedStateTest, DeferredSnapshotsAreExactAcrossManyCheckpoints) {
           }
           break;
         }
-        default: static_cast<void>(st.value.Value()); break;  // a read only
+        default:
+          static_cast<void>(st.value.Value());
+          break;  // a read only
       }
     }
   };
@@ -725,18 +741,17 @@ TEST_P(KeyedStateTest, DeferredSnapshotsAreExactAcrossManyCheckpoints) {
     mutate(100);  // processing goes on before the writer materializes the snapshot
     ASSERT_TRUE(MaterializeKeyedSnapshot(*snap).ok());
     EXPECT_EQ(read_back(*snap, GetParam()), at_snapshot) << "round " << round;
-    EXPECT_EQ(read_back(*snap, GetParam() == StateBackendKind::kHashMap
-                                   ? StateBackendKind::kRocksDb
-                                   : StateBackendKind::kHashMap),
-              at_snapshot)
+    EXPECT_EQ(
+        read_back(*snap, GetParam() == StateBackendKind::kHashMap ? StateBackendKind::kRocksDb
+                                                                  : StateBackendKind::kHashMap),
+        at_snapshot)
         << "round " << round << " into the other backend";
   }
 }
 
 TEST(KeyedStateHashMapTest, ASnapshotCopiesOnlyTheKeysAccessedSinceThePreviousOne) {
   ManualClock clock(0);
-  KeyedStateBackend<int64_t> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16,
-                               &clock);
+  KeyedStateBackend<int64_t> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock);
   StateAccess<VoidNamespace> access(&b, &kNoNamespace, nullptr);
   ValueState<int64_t> v = access.GetState(ValueStateDescriptor<int64_t>("v"));
   std::vector<int64_t> keys(10000);
@@ -763,7 +778,7 @@ TEST(KeyedStateHashMapTest, ASnapshotCopiesOnlyTheKeysAccessedSinceThePreviousOn
   ValueState<int64_t> rv = raccess.GetState(ValueStateDescriptor<int64_t>("v"));
   for (int64_t i = 0; i < 10000; ++i) {
     r.SetCurrentKey(&keys[static_cast<size_t>(i)]);
-    std::optional<int64_t> want = i == 9 ? std::nullopt
+    std::optional<int64_t> want = i == 9               ? std::nullopt
                                   : (i >= 3 && i <= 5) ? std::optional<int64_t>(-i)
                                                        : std::optional<int64_t>(i);
     ASSERT_EQ(rv.Value(), want) << i;

@@ -70,8 +70,7 @@ class ThrowingSink final : public sluice::Sink<std::string> {
       const sluice::RuntimeContext& ctx) override {
     auto inner = inner_.CreateWriter(ctx);
     if (!inner.ok()) return inner.status();
-    return std::unique_ptr<sluice::SinkWriter<std::string>>(
-        new Writer(std::move(*inner), dir_));
+    return std::unique_ptr<sluice::SinkWriter<std::string>>(new Writer(std::move(*inner), dir_));
   }
   int MaxParallelism() const override { return inner_.MaxParallelism(); }
   std::string Describe() const override { return "throwing " + inner_.Describe(); }
@@ -163,7 +162,8 @@ int main(int argc, char** argv) {
           .Map([](const std::pair<int64_t, int64_t>& p) {
             return "count " + std::to_string(p.first) + " " + std::to_string(p.second);
           });
-  sluice::ExactlyOnceFileSink<std::string> sink({.directory = dir + "/out", .max_part_bytes = 4096});
+  sluice::ExactlyOnceFileSink<std::string> sink(
+      {.directory = dir + "/out", .max_part_bytes = 4096});
   auto all = keyed.Process(Total()).Union(counts);
   if (throw_in_checkpoint) {
     std::filesystem::create_directories(dir);

@@ -28,8 +28,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr StateBackendKind kBackends[] = {StateBackendKind::kHashMap,
-                                          StateBackendKind::kRocksDb};
+constexpr StateBackendKind kBackends[] = {StateBackendKind::kHashMap, StateBackendKind::kRocksDb};
 
 struct SumEv {
   Ev operator()(const Ev& a, const Ev& b) const {
@@ -73,8 +72,7 @@ std::vector<Fired> SortedFired(std::vector<Fired> v) {
 template <typename Build>
 std::vector<Fired> RunOn(StateBackendKind backend, int parallelism, std::vector<Ev> events,
                          Build build) {
-  RuntimeOptions options{.parallelism = parallelism,
-                         .execution_mode = ExecutionMode::kStreaming};
+  RuntimeOptions options{.parallelism = parallelism, .execution_mode = ExecutionMode::kStreaming};
   options.state_backend = backend;
   StreamEnvironment env(options);
   CollectSink<Fired> sink;
@@ -101,9 +99,9 @@ Fired Global(std::string key, std::vector<int64_t> values, Timestamp wm) {
 
 // --- Whole jobs: the same output on both backends ------------------------------------------------
 
-const std::vector<Ev> kTumblingInput = {
-    {"a", 1, 1}, {"b", 3, 10}, {"a", 5, 2}, WithMark({"a", 12, 4}, 10),
-    {"b", 15, 20}, WithMark({"a", 25, 8}, 30)};
+const std::vector<Ev> kTumblingInput = {{"a", 1, 1},   {"b", 3, 10},
+                                        {"a", 5, 2},   WithMark({"a", 12, 4}, 10),
+                                        {"b", 15, 20}, WithMark({"a", 25, 8}, 30)};
 const std::vector<Fired> kTumblingSums = {F("a", 0, 10, {3}, 10), F("b", 0, 10, {10}, 10),
                                           F("a", 10, 20, {4}, 30), F("b", 10, 20, {20}, 30),
                                           F("a", 20, 30, {8}, 30)};
@@ -135,10 +133,10 @@ const std::vector<Ev> kSlidingInput = {{"a", 1, 1},  {"a", 12, 2},
                                        {"b", 14, 5}, WithMark({"a", 25, 4}, 29),
                                        {"a", 31, 8}, WithMark({"b", 40, 16}, 60)};
 const std::vector<Fired> kSlidingSums = {
-    F("a", -20, 10, {1}, 29),  F("a", -10, 20, {3}, 29), F("b", -10, 20, {5}, 29),
-    F("a", 0, 30, {7}, 29),    F("b", 0, 30, {5}, 29),   F("a", 10, 40, {14}, 60),
-    F("b", 10, 40, {5}, 60),   F("a", 20, 50, {12}, 60), F("b", 20, 50, {16}, 60),
-    F("a", 30, 60, {8}, 60),   F("b", 30, 60, {16}, 60), F("b", 40, 70, {16}, kMaxWatermark)};
+    F("a", -20, 10, {1}, 29), F("a", -10, 20, {3}, 29), F("b", -10, 20, {5}, 29),
+    F("a", 0, 30, {7}, 29),   F("b", 0, 30, {5}, 29),   F("a", 10, 40, {14}, 60),
+    F("b", 10, 40, {5}, 60),  F("a", 20, 50, {12}, 60), F("b", 20, 50, {16}, 60),
+    F("a", 30, 60, {8}, 60),  F("b", 30, 60, {16}, 60), F("b", 40, 70, {16}, kMaxWatermark)};
 
 TEST(WindowRocksDbTest, SlidingAggregateWithSlices) {
   ExpectOnBothBackends(
@@ -166,12 +164,7 @@ TEST(WindowRocksDbTest, SlidingAggregatePerWindow) {
 // The evictor's changes are written back: the late element re-fires what the first firing left.
 TEST(WindowRocksDbTest, ProcessWithEvictorAndLateRefiring) {
   ExpectOnBothBackends(
-      {{"a", 1, 1},
-       {"a", 2, 2},
-       {"a", 3, 3},
-       {"b", 4, 7},
-       WithMark({"a", 15, 5}, 10),
-       {"a", 4, 9}},
+      {{"a", 1, 1}, {"a", 2, 2}, {"a", 3, 3}, {"b", 4, 7}, WithMark({"a", 15, 5}, 10), {"a", 4, 9}},
       [](DataStream<Ev> in) {
         return in.KeyBy(ByKey)
             .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
@@ -199,14 +192,13 @@ TEST(WindowRocksDbTest, SessionWindowsMergeListContents) {
 }
 
 TEST(WindowRocksDbTest, SessionWindowsMergeReducedContents) {
-  ExpectOnBothBackends(
-      kSessionInput,
-      [](DataStream<Ev> in) {
-        return in.KeyBy(ByKey)
-            .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
-            .Reduce<Fired>(SumEv{}, ListValues{});
-      },
-      {F("b", 5, 15, {16}, kMaxWatermark), F("a", 1, 40, {15}, kMaxWatermark)});
+  ExpectOnBothBackends(kSessionInput,
+                       [](DataStream<Ev> in) {
+                         return in.KeyBy(ByKey)
+                             .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+                             .Reduce<Fired>(SumEv{}, ListValues{});
+                       },
+                       {F("b", 5, 15, {16}, kMaxWatermark), F("a", 1, 40, {15}, kMaxWatermark)});
 }
 
 // Count windows: GlobalWindow, trigger state (the count) in RocksDB, purging.
@@ -219,20 +211,22 @@ TEST(WindowRocksDbTest, CountWindowsKeepTheirCountsInTheBackend) {
 }
 
 TEST(WindowRocksDbTest, WindowAll) {
-  ExpectOnBothBackends(
-      {{"a", 1, 1}, {"b", 3, 2}, WithMark({"a", 12, 4}, 10), {"c", 14, 8}},
-      [](DataStream<Ev> in) {
-        return in.WindowAll(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
-            .Process<Fired>(ListAllValues{});
-      },
-      {F("*", 0, 10, {1, 2}, 10), F("*", 10, 20, {4, 8}, kMaxWatermark)});
+  ExpectOnBothBackends({{"a", 1, 1}, {"b", 3, 2}, WithMark({"a", 12, 4}, 10), {"c", 14, 8}},
+                       [](DataStream<Ev> in) {
+                         return in.WindowAll(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
+                             .Process<Fired>(ListAllValues{});
+                       },
+                       {F("*", 0, 10, {1, 2}, 10), F("*", 10, 20, {4, 8}, kMaxWatermark)});
 }
 
 // Late within the allowed lateness: the window fires again at once; later than that: the side
 // output. Per window, with slices, and with a process function over all elements.
 TEST(WindowRocksDbTest, AllowedLatenessRefiresAndLateDataGoesToTheSideOutput) {
-  const std::vector<Ev> input = {{"a", 1, 1}, WithMark({"a", 12, 2}, 10), {"a", 3, 4},
-                                 WithMark({"a", 13, 8}, 14), {"a", 5, 16}};
+  const std::vector<Ev> input = {{"a", 1, 1},
+                                 WithMark({"a", 12, 2}, 10),
+                                 {"a", 3, 4},
+                                 WithMark({"a", 13, 8}, 14),
+                                 {"a", 5, 16}};
   const OutputTag<Ev> late("late");
   enum Kind { kProcess, kReducePerWindow, kReduceSlices };
   for (Kind kind : {kProcess, kReducePerWindow, kReduceSlices}) {
@@ -253,9 +247,10 @@ TEST(WindowRocksDbTest, AllowedLatenessRefiresAndLateDataGoesToTheSideOutput) {
                           .AllowedLateness(absl::Milliseconds(5))
                           .SideOutputLateData(late);
       DataStream<Fired> fired =
-          kind == kProcess          ? windowed.Process<Fired>(ListValues{})
-          : kind == kReduceSlices   ? windowed.Reduce<Fired>(SumEv{}, ListValues{})
-                                    : windowed.WithoutSliceSharing().Reduce<Fired>(SumEv{}, ListValues{});
+          kind == kProcess ? windowed.Process<Fired>(ListValues{})
+          : kind == kReduceSlices
+              ? windowed.Reduce<Fired>(SumEv{}, ListValues{})
+              : windowed.WithoutSliceSharing().Reduce<Fired>(SumEv{}, ListValues{});
       CollectSink<Fired> sink;
       CollectSink<Ev> late_sink;
       Stamped(fired).SinkTo(sink);
@@ -284,12 +279,10 @@ class Capture final : public internal::BatchConsumer<Fired> {
 std::string KeyOf(const Ev& e) { return e.key; }
 using KeyFn = std::string (*)(const Ev&);
 using ListFn = internal::UserWindowFunction<ListValues, false>;
-using TumblingOp =
-    internal::WindowOperator<std::string, Ev, Fired, KeyFn, TumblingEventTimeWindows,
-                             EventTimeTrigger, internal::ListContents<Ev>, ListFn>;
+using TumblingOp = internal::WindowOperator<std::string, Ev, Fired, KeyFn, TumblingEventTimeWindows,
+                                            EventTimeTrigger, internal::ListContents<Ev>, ListFn>;
 using SlicingOp =
-    internal::SlicingWindowOperator<std::string, Ev, Fired, KeyFn,
-                                    SlidingEventTimeWindows,
+    internal::SlicingWindowOperator<std::string, Ev, Fired, KeyFn, SlidingEventTimeWindows,
                                     internal::ReduceContents<Ev, SumEv>, ListFn>;
 
 // One operator subtask driven by the test.
@@ -392,10 +385,9 @@ TEST_P(DirectTest, ProcessWindowElementsAreAppendedToRocksDb) {
 TEST_P(DirectTest, SlicesAreInRocksDb) {
   const bool rocks = GetParam() == StateBackendKind::kRocksDb;
   internal::OperatorSetup setup = MakeSetup();
-  SlicingOp op(setup, &KeyOf,
-               SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
-               internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}},
-               internal::WindowSettings<Ev>{});
+  SlicingOp op(
+      setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
+      internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}}, internal::WindowSettings<Ev>{});
   op.Open();
   EXPECT_EQ(op.contents_in_rocksdb(), rocks);
   Send(op, {{"a", 1, 1}, {"b", 2, 2}, {"a", 3, 3}, {"a", 11, 4}});
@@ -408,12 +400,11 @@ TEST_P(DirectTest, SlicesAreInRocksDb) {
   op.OnWatermark(kMaxWatermark);
   std::vector<Fired> sums;
   for (const Fired& f : out_.lines) sums.push_back(f);
-  EXPECT_EQ(SortedFired(sums),
-            SortedFired({{"a", -10, 10, {4}, kMaxWatermark, kNoTimestamp},
-                         {"b", -10, 10, {2}, kMaxWatermark, kNoTimestamp},
-                         {"a", 0, 20, {8}, kMaxWatermark, kNoTimestamp},
-                         {"b", 0, 20, {2}, kMaxWatermark, kNoTimestamp},
-                         {"a", 10, 30, {4}, kMaxWatermark, kNoTimestamp}}));
+  EXPECT_EQ(SortedFired(sums), SortedFired({{"a", -10, 10, {4}, kMaxWatermark, kNoTimestamp},
+                                            {"b", -10, 10, {2}, kMaxWatermark, kNoTimestamp},
+                                            {"a", 0, 20, {8}, kMaxWatermark, kNoTimestamp},
+                                            {"b", 0, 20, {2}, kMaxWatermark, kNoTimestamp},
+                                            {"a", 10, 30, {4}, kMaxWatermark, kNoTimestamp}}));
   if (rocks) {
     EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(0, 0));
   }

@@ -63,8 +63,8 @@ struct RestartStrategy {
   // kFixedDelay: attempts after the first failure; kFailureRate: failures allowed per interval.
   int attempts = 3;
   absl::Duration delay = absl::Seconds(1);  // kFixedDelay, kFailureRate; kExponentialDelay start
-  absl::Duration max_delay = absl::Minutes(5);  // kExponentialDelay
-  double backoff_multiplier = 2.0;              // kExponentialDelay
+  absl::Duration max_delay = absl::Minutes(5);              // kExponentialDelay
+  double backoff_multiplier = 2.0;                          // kExponentialDelay
   absl::Duration failure_rate_interval = absl::Minutes(1);  // kFailureRate
 
   static RestartStrategy None() { return {}; }

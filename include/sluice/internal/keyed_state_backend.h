@@ -64,17 +64,25 @@ enum class StateKind : uint8_t {
 };
 inline const char* StateKindName(StateKind kind) {
   switch (kind) {
-    case StateKind::kValue: return "ValueState";
-    case StateKind::kList: return "ListState";
-    case StateKind::kMap: return "MapState";
-    case StateKind::kReducing: return "ReducingState";
-    case StateKind::kAggregating: return "AggregatingState";
-    case StateKind::kInternal: return "internal state";
+    case StateKind::kValue:
+      return "ValueState";
+    case StateKind::kList:
+      return "ListState";
+    case StateKind::kMap:
+      return "MapState";
+    case StateKind::kReducing:
+      return "ReducingState";
+    case StateKind::kAggregating:
+      return "AggregatingState";
+    case StateKind::kInternal:
+      return "internal state";
   }
   return "state";
 }
 
-[[noreturn]] inline void ThrowStateError(absl::Status status) { throw JobFailure(std::move(status)); }
+[[noreturn]] inline void ThrowStateError(absl::Status status) {
+  throw JobFailure(std::move(status));
+}
 
 inline void PutFixed64(int64_t v, std::string* out) {
   out->append(reinterpret_cast<const char*>(&v), sizeof v);
@@ -254,7 +262,8 @@ class HeapTable : public StateTableBase {
  protected:
   // For each record of a payload: (extra composite-key bytes, value bytes). Derived classes.
   virtual void ForEachPayloadRecord(
-      const P& p, int64_t now, absl::FunctionRef<void(std::string_view, std::string_view)> emit) = 0;
+      const P& p, int64_t now,
+      absl::FunctionRef<void(std::string_view, std::string_view)> emit) = 0;
   virtual bool RestorePayload(P& p, std::string_view extra, std::string_view value) = 0;
 
   // The payload of the current (key, namespace), or nullptr.
@@ -389,7 +398,8 @@ template <typename N, typename T, typename F>
 class HeapReducingState final : public HeapSingleTable<N, T>, public MergingStateImpl<T, T> {
  public:
   template <typename... A>
-  HeapReducingState(F f, A&&... a) : HeapSingleTable<N, T>(std::forward<A>(a)...), f_(std::move(f)) {}
+  HeapReducingState(F f, A&&... a)
+      : HeapSingleTable<N, T>(std::forward<A>(a)...), f_(std::move(f)) {}
   std::optional<T> Get() override {
     T* v = this->Live();
     return v == nullptr ? std::nullopt : std::optional<T>(*v);
@@ -696,9 +706,9 @@ class RocksTable : public StateTableBase {
     db_->Put(cf_, key, value_);
   }
   [[noreturn]] void Corrupt(std::string_view) {
-    ThrowStateError(absl::DataLossError(absl::StrCat("RocksDB state backend at ", db_->path(),
-                                                     ": state '", name_,
-                                                     "' holds a value that does not decode")));
+    ThrowStateError(
+        absl::DataLossError(absl::StrCat("RocksDB state backend at ", db_->path(), ": state '",
+                                         name_, "' holds a value that does not decode")));
   }
 
   KeyContext* ctx_;
@@ -754,7 +764,8 @@ class RocksAggregatingState final
 
  public:
   template <typename... A>
-  RocksAggregatingState(Agg agg, A&&... a) : RocksTable<N>(std::forward<A>(a)...), agg_(std::move(agg)) {}
+  RocksAggregatingState(Agg agg, A&&... a)
+      : RocksTable<N>(std::forward<A>(a)...), agg_(std::move(agg)) {}
   std::optional<typename Agg::OutputType> Get() override {
     Acc acc{};
     if (!this->ReadSingle(this->CurrentKey(), &acc, true)) return std::nullopt;
@@ -908,8 +919,7 @@ class RocksMapState final : public RocksTable<N>, public MapStateImpl<UK, UV> {
       }
       UK uk{};
       UV uv{};
-      if (!DeserializeFromString(k.substr(prefix.size()), &uk) ||
-          !DeserializeFromString(v, &uv)) {
+      if (!DeserializeFromString(k.substr(prefix.size()), &uk) || !DeserializeFromString(v, &uv)) {
         bad = true;
         return false;
       }
@@ -954,7 +964,9 @@ class KeyedStateStore : public KeyContext {
  public:
   KeyedStateStore(StateBackendKind kind, std::string operator_name, KeyGroupRange range,
                   int max_parallelism, const Clock* clock)
-      : kind_(kind), operator_name_(std::move(operator_name)), range_(range),
+      : kind_(kind),
+        operator_name_(std::move(operator_name)),
+        range_(range),
         max_parallelism_(max_parallelism) {
     clock_ = clock;
   }
@@ -991,13 +1003,15 @@ class KeyedStateStore : public KeyContext {
 
   template <typename N, typename T>
   ValueState<T> GetValueState(const ValueStateDescriptor<T>& d, const NamespaceSlot<N>* ns) {
-    static_assert(Serializable<T>, "ValueState<T> needs a sluice::Serializer<T> (state/serializer.h)");
+    static_assert(Serializable<T>,
+                  "ValueState<T> needs a sluice::Serializer<T> (state/serializer.h)");
     return ValueState<T>(Register<ValueStateImpl<T>, HeapValueState<N, T>, RocksValueState<N, T>>(
         d, StateKind::kValue, typeid(T), TtlLayout::kValue, ns));
   }
   template <typename N, typename T>
   ListState<T> GetListState(const ListStateDescriptor<T>& d, const NamespaceSlot<N>* ns) {
-    static_assert(Serializable<T>, "ListState<T> needs a sluice::Serializer<T> (state/serializer.h)");
+    static_assert(Serializable<T>,
+                  "ListState<T> needs a sluice::Serializer<T> (state/serializer.h)");
     return ListState<T>(Register<ListStateImpl<T>, HeapListState<N, T>, RocksListState<N, T>>(
         d, StateKind::kList, typeid(T), TtlLayout::kList, ns));
   }
@@ -1012,15 +1026,17 @@ class KeyedStateStore : public KeyContext {
           "keys, equal bytes): floating point and structs with padding are not; give the type a "
           "sluice::Serializer with kCanonical = true")));
     }
-    return MapState<UK, UV>(Register<MapStateImpl<UK, UV>, HeapMapState<N, UK, UV>, RocksMapState<N, UK, UV>>(
-        d, StateKind::kMap, typeid(std::pair<UK, UV>), TtlLayout::kValue, ns));
+    return MapState<UK, UV>(
+        Register<MapStateImpl<UK, UV>, HeapMapState<N, UK, UV>, RocksMapState<N, UK, UV>>(
+            d, StateKind::kMap, typeid(std::pair<UK, UV>), TtlLayout::kValue, ns));
   }
   template <typename N, typename T, typename F>
   ReducingState<T> GetReducingState(const ReducingStateDescriptor<T, F>& d,
                                     const NamespaceSlot<N>* ns) {
     static_assert(Serializable<T>, "ReducingState<T> needs a sluice::Serializer<T>");
-    return ReducingState<T>(Register<MergingStateImpl<T, T>, HeapReducingState<N, T, F>, RocksReducingState<N, T, F>>(
-        d, StateKind::kReducing, typeid(T), TtlLayout::kValue, ns, d.reduce));
+    return ReducingState<T>(
+        Register<MergingStateImpl<T, T>, HeapReducingState<N, T, F>, RocksReducingState<N, T, F>>(
+            d, StateKind::kReducing, typeid(T), TtlLayout::kValue, ns, d.reduce));
   }
   template <typename N, typename Agg>
   AggregatingState<typename Agg::InputType, typename Agg::OutputType> GetAggregatingState(
@@ -1046,7 +1062,7 @@ class KeyedStateStore : public KeyContext {
     if (d.ttl && ttl_ms <= 0) {
       ThrowStateError(absl::InvalidArgumentError(
           absl::StrCat("operator '", operator_name_, "': state '", d.name,
-                        "': StateTtlConfig.ttl must be at least 1 ms")));
+                       "': StateTtlConfig.ttl must be at least 1 ms")));
     }
     if (!key_serializable_ && (kind_ == StateBackendKind::kRocksDb)) {
       ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
@@ -1057,10 +1073,11 @@ class KeyedStateStore : public KeyContext {
       if (t->name() != d.name) continue;
       if (t->kind() != kind || t->type() != type || t->ttl_ms() != ttl_ms ||
           t->namespace_type() != typeid(N)) {
-        ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
-            "operator '", operator_name_, "': state '", d.name, "' is already registered as a ",
-            StateKindName(t->kind()), " with another type, namespace or TTL; one name is one "
-            "state")));
+        ThrowStateError(absl::FailedPreconditionError(
+            absl::StrCat("operator '", operator_name_, "': state '", d.name,
+                         "' is already registered as a ", StateKindName(t->kind()),
+                         " with another type, namespace or TTL; one name is one "
+                         "state")));
       }
       return dynamic_cast<Impl*>(t.get());
     }
@@ -1072,8 +1089,7 @@ class KeyedStateStore : public KeyContext {
             " but is registered as a ", StateKindName(kind), ttl_ms > 0 ? " with TTL" : "")));
       }
     }
-    const bool on_read =
-        d.ttl && d.ttl->update_type == StateTtlConfig::UpdateType::kOnReadAndWrite;
+    const bool on_read = d.ttl && d.ttl->update_type == StateTtlConfig::UpdateType::kOnReadAndWrite;
     Impl* impl = nullptr;
     if (kind_ == StateBackendKind::kHashMap) {
       auto t = std::make_unique<Heap>(extra..., d.name, kind, type, ttl_ms, this, ns);
@@ -1117,7 +1133,6 @@ class KeyedStateStore : public KeyContext {
   std::unique_ptr<RocksDbStore> db_;
   std::vector<std::unique_ptr<StateTableBase>> tables_;
 };
-
 
 // Canonical snapshot format of one subtask's keyed state (version 1):
 //   header: "SLKS" [u32 version][varint #states] per state: [name][u8 kind][varint ttl_ms]
@@ -1180,8 +1195,8 @@ class HeapSnapshotShadow {
  public:
   struct Change {
     int key_group;
-    std::string key;                      // serialized key
-    std::optional<std::string> records;   // [varint table index][suffix][value]...; none: removed
+    std::string key;                     // serialized key
+    std::optional<std::string> records;  // [varint table index][suffix][value]...; none: removed
   };
   explicit HeapSnapshotShadow(KeyGroupRange range)
       : range_(range), keys_(static_cast<size_t>(range.size())) {}
@@ -1407,9 +1422,9 @@ class KeyedStateBackend final : public KeyedStateStore {
       for (const std::string& name : db_->ColumnFamilyNames()) {
         auto it = restored_.find(name);
         if (it == restored_.end() || it->second.kind == StateKind::kInternal) continue;
-        SLUICE_ASSIGN_OR_RETURN(cf_by_name_[name],
-                                db_->ColumnFamily(name, LayoutOf(it->second.kind),
-                                                  it->second.ttl_ms));
+        SLUICE_ASSIGN_OR_RETURN(
+            cf_by_name_[name],
+            db_->ColumnFamily(name, LayoutOf(it->second.kind), it->second.ttl_ms));
       }
       return absl::OkStatus();
     }
@@ -1471,8 +1486,8 @@ class KeyedStateBackend final : public KeyedStateStore {
   absl::Status Restore(std::string_view file, KeyGroupRange file_range,
                        const std::vector<uint64_t>& offsets, const std::string& where) {
     auto corrupt = [&](const std::string& what) {
-      return absl::DataLossError(absl::StrCat(where, ": keyed state snapshot is corrupt (", what,
-                                              ")"));
+      return absl::DataLossError(
+          absl::StrCat(where, ": keyed state snapshot is corrupt (", what, ")"));
     };
     ByteReader in(file);
     std::string_view magic;
@@ -1492,14 +1507,14 @@ class KeyedStateBackend final : public KeyedStateStore {
       std::string_view name_bytes;
       uint8_t kind = 0;
       uint64_t ttl = 0;
-      if (!in.ReadLengthPrefixed(&name_bytes) || !in.ReadRaw(&kind, 1) ||
-          !in.ReadVarint(&ttl) || kind < 1 || kind > 6) {
+      if (!in.ReadLengthPrefixed(&name_bytes) || !in.ReadRaw(&kind, 1) || !in.ReadVarint(&ttl) ||
+          kind < 1 || kind > 6) {
         return corrupt("bad state list");
       }
       const std::string name(name_bytes);
       RestoredState rs{static_cast<StateKind>(kind), static_cast<int64_t>(ttl)};
-      if (auto it = restored_.find(name); it != restored_.end() &&
-          (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms)) {
+      if (auto it = restored_.find(name);
+          it != restored_.end() && (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms)) {
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": state '", name, "' differs from another restored snapshot"));
       }
@@ -1530,9 +1545,9 @@ class KeyedStateBackend final : public KeyedStateStore {
             SLUICE_RETURN_IF_ERROR(EnsureRocksDb());
             SLUICE_ASSIGN_OR_RETURN(
                 cfs[idx - 1],
-                db_->ColumnFamily(name,
-                                  rs.kind == StateKind::kList ? TtlLayout::kList : TtlLayout::kValue,
-                                  rs.ttl_ms));
+                db_->ColumnFamily(
+                    name, rs.kind == StateKind::kList ? TtlLayout::kList : TtlLayout::kValue,
+                    rs.ttl_ms));
             cf_by_name_[name] = cfs[idx - 1];
           }
           std::string key = KeyGroupPrefix(kg);
@@ -1548,8 +1563,9 @@ class KeyedStateBackend final : public KeyedStateStore {
       for (const auto& [name, records] : pending_) {
         if (records.empty()) continue;
         if constexpr (!Serializable<K>) {
-          return absl::FailedPreconditionError(absl::StrCat(
-              where, ": the key type of operator '", operator_name_, "' has no sluice::Serializer"));
+          return absl::FailedPreconditionError(absl::StrCat(where, ": the key type of operator '",
+                                                            operator_name_,
+                                                            "' has no sluice::Serializer"));
         }
       }
     }
@@ -1619,8 +1635,8 @@ class KeyedStateBackend final : public KeyedStateStore {
   absl::Status TakeNativeCheckpoint(KeyedSnapshot& snap) {
     if (instance_id_.empty()) {
       std::random_device rd;
-      instance_id_ = absl::StrCat(absl::Hex(static_cast<uint64_t>(rd()) << 32 | rd(),
-                                            absl::kZeroPad16));
+      instance_id_ =
+          absl::StrCat(absl::Hex(static_cast<uint64_t>(rd()) << 32 | rd(), absl::kZeroPad16));
     }
     const std::string base = db_->path() + ".checkpoints";
     std::error_code ec;
@@ -1632,7 +1648,8 @@ class KeyedStateBackend final : public KeyedStateStore {
       KeyedSnapshot::NativeFile nf;
       if (f.size() > 4 && f.compare(f.size() - 4, 4, ".sst") == 0) {
         auto it = restored_sst_.find(f);
-        nf.shared_name = it != restored_sst_.end() ? it->second : absl::StrCat(instance_id_, "/", f);
+        nf.shared_name =
+            it != restored_sst_.end() ? it->second : absl::StrCat(instance_id_, "/", f);
       }
       nf.name = std::move(f);
       snap.native_files.push_back(std::move(nf));
@@ -1711,11 +1728,10 @@ class KeyedStateBackend final : public KeyedStateStore {
       for (const RestoredRecord& r : it->second) {
         ByteReader in(r.composite);
         K key{};
-        if (!Serializer<K>::Read(in, &key) ||
-            KeyGroupFor(key, max_parallelism_) != r.key_group) {
-          ThrowStateError(absl::DataLossError(absl::StrCat(
-              "operator '", operator_name_, "': restored state '", table.name(),
-              "' holds a key that does not decode or belongs to another key group")));
+        if (!Serializer<K>::Read(in, &key) || KeyGroupFor(key, max_parallelism_) != r.key_group) {
+          ThrowStateError(absl::DataLossError(
+              absl::StrCat("operator '", operator_name_, "': restored state '", table.name(),
+                           "' holds a key that does not decode or belongs to another key group")));
         }
         const uint32_t id = IdFor(key, r.key_group);
         MarkDirty(id);  // registered after a snapshot: the next one must include it
@@ -1762,9 +1778,9 @@ class KeyedStateBackend final : public KeyedStateStore {
     resolved_ = true;
     current_kg_ = KeyGroupFor(*key_, max_parallelism_);
     if (current_kg_ < range_.start || current_kg_ > range_.end) {
-      ThrowStateError(absl::InternalError(absl::StrCat(
-          "operator '", operator_name_, "': key group ", current_kg_,
-          " is outside this subtask's range [", range_.start, ", ", range_.end, "]")));
+      ThrowStateError(absl::InternalError(
+          absl::StrCat("operator '", operator_name_, "': key group ", current_kg_,
+                       " is outside this subtask's range [", range_.start, ", ", range_.end, "]")));
     }
     const auto& dict = dicts_[current_kg_ - range_.start];
     auto it = dict.find(*key_);
@@ -1776,7 +1792,8 @@ class KeyedStateBackend final : public KeyedStateStore {
   }
   void Release(uint32_t id) override {
     if constexpr (Serializable<K>) {
-      if (tracking_) removed_.push_back({id_kg_[id], SerializeToString(*id_keys_[id]), std::nullopt});
+      if (tracking_)
+        removed_.push_back({id_kg_[id], SerializeToString(*id_keys_[id]), std::nullopt});
     }
     dicts_[id_kg_[id] - range_.start].erase(*id_keys_[id]);
     id_keys_[id].reset();

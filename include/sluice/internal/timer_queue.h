@@ -134,7 +134,7 @@ class TimerQueue {
     std::make_heap(heap_.begin(), heap_.end(), Later{});
   }
 
-  std::vector<Queued> heap_;  // a min-heap by (time, seq) under Later
+  std::vector<Queued> heap_;                   // a min-heap by (time, seq) under Later
   absl::flat_hash_map<Entry, uint64_t> live_;  // live timer -> its sequence number
   uint64_t seq_ = 0;
 };

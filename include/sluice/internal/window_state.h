@@ -42,8 +42,8 @@ namespace sluice::internal {
 // A type whose bytes can be part of a RocksDB key: a canonical encoding, or an empty type (the
 // key of WindowAll, GlobalWindow), written as one 0 byte (its Serializer writes one byte too).
 template <typename T>
-inline constexpr bool kRocksKeyable =
-    Serializable<T> && (IsCanonicallySerialized<T>() || std::is_empty_v<T>);
+inline constexpr bool kRocksKeyable = Serializable<T> &&
+                                      (IsCanonicallySerialized<T>() || std::is_empty_v<T>);
 
 template <typename T>
 void WriteRocksKeyPart(const T& v, std::string* out) {
@@ -125,9 +125,9 @@ class RocksWindowColumn {
     db_->Scan(cf_, begin, end, fn);
   }
   [[noreturn]] void Corrupt(const std::string& op) const {
-    ThrowStateError(absl::DataLossError(
-        absl::StrCat("operator '", op, "': window state '", name_, "' in RocksDB at ",
-                     db_->path(), " holds a value that does not decode")));
+    ThrowStateError(absl::DataLossError(absl::StrCat("operator '", op, "': window state '", name_,
+                                                     "' in RocksDB at ", db_->path(),
+                                                     " holds a value that does not decode")));
   }
 
  private:
@@ -246,7 +246,8 @@ class RocksContents {
 // InternalStateBuckets it replaces.
 class RocksWindowSnapshot final : public InternalKeyedState {
  public:
-  using Write = std::function<void(int, absl::FunctionRef<void(std::string_view, std::string_view)>)>;
+  using Write =
+      std::function<void(int, absl::FunctionRef<void(std::string_view, std::string_view)>)>;
   RocksWindowSnapshot(std::function<void()> prepare, Write write)
       : prepare_(std::move(prepare)), write_(std::move(write)) {}
   void PrepareSnapshot() override { prepare_(); }
