@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PACKAGES=(g++ cmake ninja-build libboost-dev libabsl-dev librocksdb-dev libprotobuf-dev
-          protobuf-compiler libgtest-dev libgmock-dev libbenchmark-dev librdkafka-dev)
+          protobuf-compiler libgtest-dev libgmock-dev libbenchmark-dev librdkafka-dev
+          libssl-dev zlib1g-dev libzstd-dev)
 JOBS=${JOBS:-$(nproc)}
 
 install_packages() {
@@ -17,6 +18,9 @@ install_packages() {
   for p in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # Node.js and npm run kinesalite, the Kinesis peer of the connector tests (any recent Node.js
+  # will do; Debian's is used when the machine has none).
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   [ ${#missing[@]} -eq 0 ] && return 0
   echo "== installing: ${missing[*]}"
   local sudo=""

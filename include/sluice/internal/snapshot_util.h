@@ -178,8 +178,12 @@ absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
 }
 
 // Timers: composite [key][namespace][8-byte time], value [varint sequence number].
-template <typename K, typename N>
-void AddTimers(InternalStateBuckets& b, const TimerQueue<K, N>& timers) {
+// `Timers` is a TimerQueue<K, N> or anything with the same Key/Namespace types,
+// ForEachWithSequence and Restore (WindowKeyLists).
+template <typename Timers>
+void AddTimers(InternalStateBuckets& b, const Timers& timers) {
+  using K = typename Timers::Key;
+  using N = typename Timers::Namespace;
   std::string composite, value;
   timers.ForEachWithSequence([&](Timestamp time, uint64_t seq, const K& key, const N& ns) {
     composite.clear();
@@ -192,9 +196,11 @@ void AddTimers(InternalStateBuckets& b, const TimerQueue<K, N>& timers) {
   });
 }
 
-template <typename K, typename N>
+template <typename Timers>
 absl::Status RestoreTimers(KeyedStateStore& store, const std::string& name,
-                           const RuntimeContext& ctx, TimerQueue<K, N>& timers) {
+                           const RuntimeContext& ctx, Timers& timers) {
+  using K = typename Timers::Key;
+  using N = typename Timers::Namespace;
   return RestoreInternal<K>(store, name, ctx, [&](K& key, ByteReader& rest, ByteReader& value) {
     N ns{};
     Timestamp time = 0;

@@ -28,6 +28,8 @@ struct VoidNamespace {
 template <typename K, typename N>
 class TimerQueue {
  public:
+  using Key = K;
+  using Namespace = N;
   struct Timer {
     Timestamp time;
     K key;

@@ -47,6 +47,7 @@
 #include <sluice/internal/operators.h>
 #include <sluice/internal/snapshot_util.h>
 #include <sluice/internal/timer_queue.h>
+#include <sluice/internal/window_key_lists.h>
 #include <sluice/internal/window_state.h>
 #include <sluice/window/triggers.h>
 #include <sluice/window/window_functions.h>
@@ -1272,7 +1273,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
 // to size/slide windows, it goes into one slice ("pane") of gcd(size, slide) ms, and a firing
 // window combines the partial results of its slices. Results equal the window operator's when the
 // reduce function is associative and commutative (Flink merges partial reductions of session
-// windows too); per record: one hash lookup and one fold.
+// windows too); per record: one hash lookup and one fold. Firing and cleanup are not timers per
+// (key, window) but, per window, the list of keys holding contents in it (WindowKeyLists).
 //
 // Same rules as WindowOperator with EventTimeTrigger: a window fires when the watermark passes
 // its max timestamp if any of its slices has contents; a late element within the allowed lateness
@@ -1300,7 +1302,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         acc_(std::move(acc)),
         settings_(std::move(settings)),
         window_ctx_(&this->ctx_, &this->side_, setup.clock),
-        state_(MakeKeyedStateBackend<K>(setup)) {
+        state_(MakeKeyedStateBackend<K>(setup)),
+        windows_(size_, settings_.allowed_lateness_ms, /*unique_adds=*/size_ == pane_) {
     this->ctx_.keyed_state = state_.get();
     window_ctx_.SetState(state_.get(), false);
     rocks_ = kRocksCapable && state_->kind() == StateBackendKind::kRocksDb;
@@ -1323,7 +1326,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
             *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); }));
       }
       internal_.push_back(RegisterInternalState(
-          *state_, kTimers, maxp, [this](InternalStateBuckets& b) { AddTimers(b, timers_); }));
+          *state_, kTimers, maxp, [this](InternalStateBuckets& b) { AddTimers(b, windows_); }));
     }
   }
   KeyedStateBackend<K>& state() { return *state_; }
@@ -1355,7 +1358,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         }
       }
       if (!rocks_) SLUICE_RETURN_IF_ERROR(RestoreSlices());
-      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kTimers, this->ctx_, timers_));
+      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kTimers, this->ctx_, windows_));
+      windows_.FinishRestore();
     }
     return absl::OkStatus();
   }
@@ -1388,20 +1392,14 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       if (rocks_) {
         GuardRocksDb(this->name(), [&] {
           EnsureRocks();
-          GuardUserCode(this->name(), [&] {
-            typename TimerQueue<K, Timestamp>::Timer timer;
-            while (timers_.PopDue(watermark, &timer)) OnTimer<true>(timer);
-          });
+          GuardUserCode(this->name(), [&] { AdvanceWindows<true>(watermark); });
         });
         this->FlushOutputs();
         Base::OnWatermark(watermark);
         return;
       }
     }
-    GuardUserCode(this->name(), [&] {
-      typename TimerQueue<K, Timestamp>::Timer timer;
-      while (timers_.PopDue(watermark, &timer)) OnTimer<false>(timer);
-    });
+    GuardUserCode(this->name(), [&] { AdvanceWindows<false>(watermark); });
     this->FlushOutputs();
     Base::OnWatermark(watermark);
   }
@@ -1448,12 +1446,11 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       inserted = fresh;
     }
     if (inserted) {
-      // A new slice: its live windows need their firing and cleanup timers.
+      // A new slice: the key has contents in its live windows (their firing, unless the window
+      // fired already, and their cleanup).
       for (Timestamp start = last_start; start > timestamp - size_; start -= slide_) {
-        Timestamp max = start + size_ - 1;
         if (CleanupTime(start) <= wm) break;  // this and earlier windows are gone
-        if (max > wm) timers_.Register(max, *key_, start);
-        if (settings_.allowed_lateness_ms > 0) timers_.Register(CleanupTime(start), *key_, start);
+        windows_.Add(start, *key_, /*fire_pending=*/start + size_ - 1 > wm);
       }
     }
     // Late but within the allowed lateness: the windows already fired fire again at once (the
@@ -1469,26 +1466,36 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     }
   }
 
+  // Fires the windows whose max timestamp is <= `watermark` and cleans up those whose cleanup
+  // time is, for every key they hold, in time order.
   template <bool kRocks>
-  void OnTimer(const typename TimerQueue<K, Timestamp>::Timer& timer) {
-    key_ = timer.key;
+  void AdvanceWindows(Timestamp watermark) {
+    windows_.Advance(
+        watermark,
+        [&](Timestamp start, const K& key) {
+          SetKey<kRocks>(key);
+          FireWindow<kRocks>(start);
+        },
+        [&](Timestamp start, const K& key) {
+          SetKey<kRocks>(key);
+          TimeWindow window{start, start + size_};
+          window_ctx_.Set(&window, this->watermark_);
+          this->fn_.Clear(*key_, window_ctx_);
+          // No later window covers the slices of [start, start + slide).
+          for (Timestamp s = start; s < start + slide_; s += pane_) {
+            if constexpr (kRocks) {
+              slices_rocks_.Delete(slices_rocks_.column().KeyFor(s));
+            } else {
+              slices_.erase(SliceKey(*key_, s));
+            }
+          }
+        });
+  }
+  template <bool kRocks>
+  void SetKey(const K& key) {
+    key_ = key;
     state_->SetCurrentKey(&*key_);
     if constexpr (kRocks) slices_rocks_.column().SetKey(*key_, this->ctx_.max_parallelism);
-    const Timestamp start = timer.ns;
-    if (timer.time == start + size_ - 1) FireWindow<kRocks>(start);
-    if (timer.time == CleanupTime(start)) {
-      TimeWindow window{start, start + size_};
-      window_ctx_.Set(&window, this->watermark_);
-      this->fn_.Clear(*key_, window_ctx_);
-      // No later window covers the slices of [start, start + slide).
-      for (Timestamp s = start; s < start + slide_; s += pane_) {
-        if constexpr (kRocks) {
-          slices_rocks_.Delete(slices_rocks_.column().KeyFor(s));
-        } else {
-          slices_.erase(SliceKey(*key_, s));
-        }
-      }
-    }
   }
 
   // Combines the slices of window [start, start + size) of the current key and emits the result.
@@ -1613,8 +1620,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   std::optional<K> key_;
   std::unique_ptr<KeyedStateBackend<K>> state_;
   absl::flat_hash_map<SliceKey, std::optional<State>> slices_;
-  // Per (key, window start): the firing time (max timestamp) and the cleanup time.
-  TimerQueue<K, Timestamp> timers_;
+  // Per window start: the keys whose firing (at the max timestamp) and cleanup are pending.
+  WindowKeyLists<K> windows_;
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
   // RocksDB backend: the slices in a column family (window_state.h).
