@@ -144,7 +144,10 @@ class WindowSavepointTest : public state_test::TempDirTest,
         .SinkTo(sink);
   }
 
-  void RunCase(uint32_t seed, const WindowSpec& spec) {
+  // With `second_savepoint`, the resumed job is stopped with another savepoint before any record
+  // or watermark reaches it (its windows must stay fired through the first one's watermark), and
+  // the rest runs from that one.
+  void RunCase(uint32_t seed, const WindowSpec& spec, bool second_savepoint = false) {
     SCOPED_TRACE(testing::Message() << "seed " << seed << " size " << spec.size_ms << " slide "
                                     << spec.slide_ms << " lateness " << spec.lateness_ms);
     const size_t cut = 300;
@@ -183,9 +186,24 @@ class WindowSavepointTest : public state_test::TempDirTest,
       job->Wait().IgnoreError();
       before = sink.values();
     }
-    {
+    std::string resume_from = savepoint;
+    if (second_savepoint) {
       RuntimeOptions o = Options(GetParam().resumed_parallelism);
       o.restore_from = savepoint;
+      StreamEnvironment env(o);
+      CollectSink<Firing> sink;
+      Build(env, feed, spec, std::make_shared<std::atomic<int64_t>>(0), sink);
+      absl::StatusOr<JobHandle> job = env.ExecuteAsync("idle");
+      ASSERT_TRUE(job.ok()) << job.status();
+      resume_from = savepoint + "-again";
+      absl::StatusOr<std::string> stopped = job->StopWithSavepoint(resume_from);
+      ASSERT_TRUE(stopped.ok()) << stopped.status();
+      job->Wait().IgnoreError();
+      EXPECT_THAT(sink.values(), ::testing::IsEmpty());
+    }
+    {
+      RuntimeOptions o = Options(GetParam().resumed_parallelism);
+      o.restore_from = resume_from;
       StreamEnvironment env(o);
       CollectSink<Firing> sink;
       Build(env, feed, spec, std::make_shared<std::atomic<int64_t>>(0), sink);
@@ -212,6 +230,13 @@ class WindowSavepointTest : public state_test::TempDirTest,
 
 TEST_P(WindowSavepointTest, SlidingWindowsWithLatenessResumeExactly) {
   for (uint32_t seed : {1u, 2u}) RunCase(seed, WindowSpec{4000, 1000, 5000});
+}
+
+// The second job restores the first one's windows and is stopped again before its watermark
+// moved: windows fired before the first savepoint stay fired (they are not fired again).
+TEST_P(WindowSavepointTest, ASavepointTakenBeforeTheWatermarkReturnsKeepsWindowsFired) {
+  RunCase(5, WindowSpec{4000, 1000, 5000}, /*second_savepoint=*/true);
+  RunCase(3, WindowSpec{3000, 3000, 2000}, /*second_savepoint=*/true);
 }
 
 TEST_P(WindowSavepointTest, TumblingWindowsResumeExactly) {

@@ -157,9 +157,9 @@ void SnapshotKeyedBackend(KeyedStateBackend<K>& backend, const std::string& op, 
 // `f(K& key, ByteReader& rest_of_composite, ByteReader& value)`, which returns false when the
 // record does not decode. Call after the backend was restored.
 template <typename K, typename F>
-absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
-                             const RuntimeContext& ctx, F&& f) {
-  for (const RestoredRecord& r : store.TakeRestoredInternal(name)) {
+absl::Status RestoreInternalRecords(const std::vector<RestoredRecord>& records,
+                                    const std::string& name, const RuntimeContext& ctx, F&& f) {
+  for (const RestoredRecord& r : records) {
     ByteReader in(r.composite);
     ByteReader value(r.value);
     K key{};
@@ -175,6 +175,12 @@ absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
     }
   }
   return absl::OkStatus();
+}
+template <typename K, typename F>
+absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
+                             const RuntimeContext& ctx, F&& f) {
+  return RestoreInternalRecords<K>(store.TakeRestoredInternal(name), name, ctx,
+                                   std::forward<F>(f));
 }
 
 // Timers: composite [key][namespace][8-byte time], value [varint sequence number].
@@ -197,11 +203,13 @@ void AddTimers(InternalStateBuckets& b, const Timers& timers) {
 }
 
 template <typename Timers>
-absl::Status RestoreTimers(KeyedStateStore& store, const std::string& name,
-                           const RuntimeContext& ctx, Timers& timers) {
+absl::Status RestoreTimerRecords(const std::vector<RestoredRecord>& records,
+                                 const std::string& name, const RuntimeContext& ctx,
+                                 Timers& timers) {
   using K = typename Timers::Key;
   using N = typename Timers::Namespace;
-  return RestoreInternal<K>(store, name, ctx, [&](K& key, ByteReader& rest, ByteReader& value) {
+  return RestoreInternalRecords<K>(records, name, ctx, [&](K& key, ByteReader& rest,
+                                                           ByteReader& value) {
     N ns{};
     Timestamp time = 0;
     uint64_t seq = 0;
@@ -212,6 +220,11 @@ absl::Status RestoreTimers(KeyedStateStore& store, const std::string& name,
     timers.Restore(time, seq, key, ns);
     return true;
   });
+}
+template <typename Timers>
+absl::Status RestoreTimers(KeyedStateStore& store, const std::string& name,
+                           const RuntimeContext& ctx, Timers& timers) {
+  return RestoreTimerRecords(store.TakeRestoredInternal(name), name, ctx, timers);
 }
 
 }  // namespace sluice::internal

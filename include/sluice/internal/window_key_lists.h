@@ -97,6 +97,15 @@ class WindowKeyLists {
   }
   bool empty() const { return pending_.empty() && fired_.empty(); }
 
+  // The max timestamp of the latest window whose firing is done (kMinWatermark when none).
+  Timestamp LatestFiredMaxTimestamp() const {
+    Timestamp latest = kMinWatermark;
+    for (const auto& [start, keys] : fired_) {
+      if (!pending_.contains(start)) latest = std::max(latest, MaxTimestamp(start));
+    }
+    return latest;
+  }
+
   // --- Snapshots: the per-(key, window) timer records --------------------------------------------
 
   template <typename F>

@@ -1325,14 +1325,16 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         internal_.push_back(RegisterInternalState(
             *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); }));
       }
-      internal_.push_back(RegisterInternalState(
-          *state_, kTimers, maxp, [this](InternalStateBuckets& b) { AddTimers(b, windows_); }));
+      // The key lists are not written: a restore derives them from the slices and the watermark
+      // the windows were fired through (one record per key group).
+      progress_ = std::make_unique<ProgressState>(this);
+      state_->RegisterInternalState(kProgress, progress_.get());
     }
   }
   KeyedStateBackend<K>& state() { return *state_; }
 
-  // Per key group (rescalable): the slices' partial results, the windows' firing and cleanup
-  // timers, and the keyed state of the window function (WindowState/GlobalState).
+  // Per key group (rescalable): the slices' partial results, the watermark the windows were
+  // fired through, and the keyed state of the window function (WindowState/GlobalState).
   void SnapshotState(int64_t, OperatorStateSnapshot& out) override {
     if constexpr (!FullySerializable<K>) {
       ThrowNotCheckpointable(this->name(), "the key type");
@@ -1358,8 +1360,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         }
       }
       if (!rocks_) SLUICE_RETURN_IF_ERROR(RestoreSlices());
-      SLUICE_RETURN_IF_ERROR(RestoreTimers(*state_, kTimers, this->ctx_, windows_));
-      windows_.FinishRestore();
+      SLUICE_RETURN_IF_ERROR(RestoreWindowLists());
     }
     return absl::OkStatus();
   }
@@ -1525,6 +1526,95 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     });
   }
 
+  // The watermark the windows of a key group were fired through, written once per key group of
+  // the subtask: composite empty, value [8 bytes]. After a restore the operator's watermark starts
+  // from nothing while the restored windows stay fired through the restored value: a key group's
+  // value is the larger of the two.
+  class ProgressState final : public InternalKeyedState {
+   public:
+    explicit ProgressState(SlicingWindowOperator* op) : op_(op) {}
+    void PrepareSnapshot() override { watermark_ = op_->watermark_; }
+    void WriteKeyGroup(int kg,
+                       absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+      if (!op_->state_->key_groups().Contains(kg)) return;
+      std::string value;
+      PutFixed64(std::max(watermark_, op_->RestoredFiredThrough(kg)), &value);
+      emit(std::string_view(), value);
+    }
+
+   private:
+    SlicingWindowOperator* op_;
+    Timestamp watermark_ = kMinWatermark;
+  };
+  Timestamp RestoredFiredThrough(int kg) const {
+    auto it = restored_fired_through_.find(kg);
+    return it == restored_fired_through_.end() ? restored_fired_through_default_ : it->second;
+  }
+
+  // Rebuilds the per-window key lists after the slices were restored. Every slice (key, s) puts
+  // its key in each window containing s that was not cleaned up yet (cleanup time > the watermark
+  // its key group was fired through), as pending when the window's max timestamp is above it.
+  // Exact: a window not yet cleaned up still has all its slices (a cleanup frees only slices no
+  // later window covers). Checkpoints of older versions hold per-(key, window) timer records
+  // instead; they are restored as such.
+  absl::Status RestoreWindowLists() {
+    std::vector<RestoredRecord> timers = state_->TakeRestoredInternal(kTimers);
+    if (!timers.empty()) {
+      SLUICE_RETURN_IF_ERROR(RestoreTimerRecords(timers, kTimers, this->ctx_, windows_));
+      windows_.FinishRestore();
+      // The windows were fired through the max timestamp of the latest window that fired.
+      restored_fired_through_default_ = windows_.LatestFiredMaxTimestamp();
+      return absl::OkStatus();
+    }
+    absl::flat_hash_map<int, Timestamp>& fired_through = restored_fired_through_;
+    for (const RestoredRecord& r : state_->TakeRestoredInternal(kProgress)) {
+      ByteReader value(r.value);
+      Timestamp f = 0;
+      if (!r.composite.empty() || !value.ReadRaw(&f, sizeof f) || !value.empty()) {
+        return absl::DataLossError(absl::StrCat("operator '", this->name(),
+                                                "': restored internal state '", kProgress,
+                                                "' holds a record that does not decode"));
+      }
+      fired_through[r.key_group] = std::max(f, RestoredFiredThrough(r.key_group));
+    }
+    auto add = [&](const K& key, Timestamp slice) {
+      auto it = fired_through.find(KeyGroupFor(key, this->ctx_.max_parallelism));
+      const Timestamp f = it == fired_through.end() ? kMinWatermark : it->second;
+      for (Timestamp start = WindowStartWithOffset(slice, offset_, slide_); start > slice - size_;
+           start -= slide_) {
+        if (CleanupTime(start) <= f) break;
+        windows_.Add(start, key, /*fire_pending=*/start + size_ - 1 > f);
+      }
+    };
+    if constexpr (kRocksCapable) {
+      if (rocks_) {
+        const KeyGroupRange range = state_->key_groups();
+        bool ok = true;
+        for (int kg = range.start; kg <= range.end && ok; ++kg) {
+          slices_rocks_.column().ScanKeyGroup(kg, [&](std::string_view k, std::string_view) {
+            ByteReader in(k.substr(2));
+            K key{};
+            Timestamp start = 0;
+            if (!Serializer<K>::Read(in, &key) || !in.ReadRaw(&start, sizeof start) ||
+                !in.empty()) {
+              ok = false;
+              return false;
+            }
+            add(key, start);
+            return true;
+          });
+        }
+        if (!ok) {
+          return absl::DataLossError(absl::StrCat("operator '", this->name(),
+                                                  "': a window slice in RocksDB does not decode"));
+        }
+        return absl::OkStatus();
+      }
+    }
+    for (const auto& [sk, contents] : slices_) add(sk.first, sk.second);
+    return absl::OkStatus();
+  }
+
   // A slice: composite [key][8-byte slice start]; value [partial result (optional)].
   void AddSlices(InternalStateBuckets& b) const {
     std::string composite, value;
@@ -1607,7 +1697,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   }
 
   static constexpr const char* kSlices = "_slices";
-  static constexpr const char* kTimers = "_window_timers";
+  static constexpr const char* kTimers = "_window_timers";  // older checkpoints only
+  static constexpr const char* kProgress = "_window_progress";
 
   KS key_selector_;
   const int64_t size_;
@@ -1624,6 +1715,11 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   WindowKeyLists<K> windows_;
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
+  std::unique_ptr<ProgressState> progress_;
+  // Per key group, the watermark a restored snapshot's windows were fired through (and the value
+  // for key groups without one).
+  absl::flat_hash_map<int, Timestamp> restored_fired_through_;
+  Timestamp restored_fired_through_default_ = kMinWatermark;
   // RocksDB backend: the slices in a column family (window_state.h).
   bool rocks_ = false;
   RocksContents<Acc, In> slices_rocks_;
