@@ -1,6 +1,8 @@
 // The non-template part of ExactlyOnceFileSink: one subtask's part files.
 #include <sluice/connectors/exactly_once_file_sink.h>
 
+#include "connectors/fs_util.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -21,50 +23,16 @@ namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
+using internal::ErrnoError;
+using internal::FilesystemError;
+using internal::FsyncPath;
+using internal::RandomHexToken;
 
 constexpr char kPendingTag[] = ".pending";
 constexpr char kInProgressTag[] = ".inprogress.";
 
-// "<path>: <what>: <strerror>" with the status code that matches `err`.
-absl::Status ErrnoError(int err, const std::string& path, const char* what) {
-  return absl::Status(absl::ErrnoToStatusCode(err),
-                      absl::StrCat(path, ": ", what, ": ", std::generic_category().message(err)));
-}
-
-absl::Status FilesystemError(const std::error_code& ec, const std::string& path, const char* what) {
-  if (ec.category() == std::generic_category() || ec.category() == std::system_category()) {
-    return ErrnoError(ec.value(), path, what);
-  }
-  return absl::InternalError(absl::StrCat(path, ": ", what, ": ", ec.message()));
-}
-
-absl::Status FsyncPath(const std::string& path, bool directory) {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return ErrnoError(errno, path, "cannot open for fsync");
-  absl::Status status;
-  if (::fsync(fd) != 0) status = ErrnoError(errno, path, "fsync failed");
-  ::close(fd);
-  return status;
-}
-
 std::string PendingName(const std::string& final_name) {
   return absl::StrCat(".", final_name, kPendingTag);
-}
-
-// A random token that keeps the in-progress names of different attempts apart.
-std::string RandomToken() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[17];
-  uint64_t v = rng();
-  for (int i = 15; i >= 0; --i) {
-    buf[i] = "0123456789abcdef"[v & 0xf];
-    v >>= 4;
-  }
-  buf[16] = '\0';
-  return buf;
 }
 
 // Reads "<digits>" at the front of `*s`; false when there are none.
@@ -161,7 +129,7 @@ std::string PartFileBucket::PathOf(std::string_view name) const {
 
 absl::Status PartFileBucket::OpenPart() {
   part_name_ = absl::StrCat(options_.prefix, "-", subtask_index_, "-", next_part_, options_.suffix);
-  in_progress_name_ = absl::StrCat(".", part_name_, kInProgressTag, RandomToken());
+  in_progress_name_ = absl::StrCat(".", part_name_, kInProgressTag, RandomHexToken(16));
   std::string path = PathOf(in_progress_name_);
   int fd;
   do {

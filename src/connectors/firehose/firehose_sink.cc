@@ -2,6 +2,8 @@
 // compression, hidden pending files) and the commit of delivered files.
 #include <sluice/connectors/firehose_sink.h>
 
+#include "connectors/fs_util.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -28,6 +30,10 @@ namespace sluice {
 namespace {
 
 namespace fs = std::filesystem;
+using internal::ErrnoError;
+using internal::FilesystemError;
+using internal::FsyncPath;
+using internal::RandomHexToken;
 
 constexpr char kWhere[] = "FirehoseSinkOptions";
 constexpr char kStagingRoot[] = ".sluice-firehose";
@@ -37,32 +43,6 @@ constexpr int64_t kMaxInterval = 900;  // seconds
 constexpr int kZstdLevel = 3;
 
 absl::string_view AV(std::string_view s) { return absl::string_view(s.data(), s.size()); }
-
-// "<path>: <what>: <strerror>" with the status code that matches `err`.
-absl::Status ErrnoError(int err, const std::string& path, absl::string_view what) {
-  return absl::Status(absl::ErrnoToStatusCode(err),
-                      absl::StrCat(path, ": ", what, ": ", std::generic_category().message(err)));
-}
-
-absl::Status FilesystemError(const std::error_code& ec, const std::string& path,
-                             absl::string_view what) {
-  if (ec.category() == std::generic_category() || ec.category() == std::system_category()) {
-    return ErrnoError(ec.value(), path, what);
-  }
-  return absl::InternalError(absl::StrCat(path, ": ", what, ": ", ec.message()));
-}
-
-absl::Status FsyncPath(const std::string& path, bool directory) {
-  int fd;
-  do {
-    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) return ErrnoError(errno, path, "cannot open for fsync");
-  absl::Status status;
-  if (::fsync(fd) != 0) status = ErrnoError(errno, path, "fsync failed");
-  ::close(fd);
-  return status;
-}
 
 // Creates `dir` (inside `root`, which exists) and its missing parents, fsyncing the parent of each
 // directory it creates so that the new entries survive a machine crash.
@@ -75,18 +55,6 @@ absl::Status EnsureDirectory(const fs::path& root, const fs::path& dir) {
     return ErrnoError(errno, dir.string(), "cannot create directory");
   }
   return FsyncPath(parent.empty() ? root.string() : parent.string(), true);
-}
-
-std::string RandomToken() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  char buf[9];
-  uint64_t v = rng();
-  for (int i = 7; i >= 0; --i) {
-    buf[i] = "0123456789abcdef"[v & 0xf];
-    v >>= 4;
-  }
-  buf[8] = '\0';
-  return buf;
 }
 
 absl::Status ValidatePrefix(const char* field, const std::string& prefix) {
@@ -305,7 +273,7 @@ FirehoseDelivery::FirehoseDelivery(FirehoseSinkOptions options, int subtask_inde
       subtask_index_(subtask_index),
       size_limit_(int64_t{options_.buffer_size_mib} << 20),
       clock_(options_.clock),
-      token_(RandomToken()) {}
+      token_(RandomHexToken(8)) {}
 
 FirehoseDelivery::~FirehoseDelivery() = default;
 
