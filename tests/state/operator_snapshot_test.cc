@@ -286,8 +286,28 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
   }
   void TearDown() override { std::filesystem::remove_all(backend_.root); }
 
+  // The slicing window operator rebuilds the order in which the keys of one window fire from its
+  // slices, not from the snapshot (Flink keeps no order among timers of equal time either).
+  bool restored_ties_unordered_ = false;
+
+  // Each subtask's lines with every run of lines of the same output timestamp ("...@T") sorted.
+  static std::vector<std::vector<std::string>> TiesSorted(std::vector<std::vector<std::string>> v) {
+    auto time_of = [](const std::string& line) { return line.substr(line.rfind('@') + 1); };
+    for (auto& lines : v) {
+      for (size_t i = 0; i < lines.size();) {
+        size_t j = i + 1;
+        while (j < lines.size() && time_of(lines[j]) == time_of(lines[i])) ++j;
+        std::sort(lines.begin() + static_cast<std::ptrdiff_t>(i),
+                  lines.begin() + static_cast<std::ptrdiff_t>(j));
+        i = j;
+      }
+    }
+    return v;
+  }
+
   // Input A, snapshot, input B: B's output must be the same from operators restored from the
-  // snapshot — exactly per subtask at the same parallelism, as a multiset after rescaling.
+  // snapshot — exactly per subtask at the same parallelism (with `restored_ties_unordered_`: up
+  // to the order among outputs of the same timestamp), as a multiset after rescaling.
   template <typename Out>
   void CheckRestore(const OperatorFactory& make, const std::function<void(Harness<Out>&)>& a,
                     const std::function<void(Harness<Out>&)>& b, int parallelism,
@@ -324,7 +344,12 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
       ASSERT_TRUE(st.ok()) << st;
       restored.Open();
       b(restored);
-      EXPECT_EQ(restored.Outputs(), expected) << "restored at the same parallelism";
+      if (restored_ties_unordered_) {
+        EXPECT_EQ(TiesSorted(restored.Outputs()), TiesSorted(expected))
+            << "restored at the same parallelism";
+      } else {
+        EXPECT_EQ(restored.Outputs(), expected) << "restored at the same parallelism";
+      }
     }
     {
       // Without the snapshot B gives something else: the state matters.
@@ -502,6 +527,7 @@ TEST_P(OperatorSnapshotTest, SlidingWindowReduceSlices) {
     for (int i = 0; i < 30; ++i) r.Rec(absl::StrCat("k", i % 5), i, i * 2);
     r.Watermark(21);  // [-20,10) and [-10,20) fire
   };
+  restored_ties_unordered_ = true;
   auto b = [](Harness<Ev>& r) {
     r.Watermark(21);
     r.Rec("k1", 100, 22);
