@@ -1,0 +1,430 @@
+// KafkaSource against librdkafka's mock cluster (kafka_mock_cluster, a child process): explicit
+// partition assignment, checkpointed offsets restored exactly, starting offsets, consumer-group
+// assignment and rebalance, per-partition splits and Kafka timestamps, errors, and a job.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+#include <sluice/connectors/kafka.h>
+#include <sluice/sluice.h>
+
+#include "connectors/kafka/kafka_test_util.h"
+
+namespace sluice::kafka_test {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Captured {
+  std::string value;
+  std::string split;
+  Timestamp ts = 0;
+};
+
+template <typename T>
+class SplitConsumer : public internal::BatchConsumer<T> {
+ public:
+  SplitConsumer(std::vector<Captured>* out, std::string split) : out_(out), split_(split) {}
+  void Consume(std::vector<T>& records, std::vector<Timestamp>& ts) override {
+    for (size_t i = 0; i < records.size(); ++i) out_->push_back({records[i], split_, ts[i]});
+  }
+  void OnEndOfInput() override {}
+  void OnWatermark(Timestamp) override {}
+
+ private:
+  std::vector<Captured>* out_;
+  std::string split_;
+};
+
+// Captures records with their split and timestamp.
+class Capture : public internal::SplitRouter<std::string> {
+ public:
+  Capture() : main_consumer_(&records, "") {
+    main_.AddConsumer(&main_consumer_);
+    main_.SetSplitRouter(this);
+  }
+  Collector<std::string>& out() { return main_; }
+  Collector<std::string>& ForSplit(std::string_view id) override {
+    auto& slot = splits_[std::string(id)];
+    if (slot.second == nullptr) {
+      slot.first = std::make_unique<SplitConsumer<std::string>>(&records, std::string(id));
+      slot.second = std::make_unique<Collector<std::string>>(1);
+      slot.second->AddConsumer(slot.first.get());
+    }
+    return *slot.second;
+  }
+  void ReleaseSplit(std::string_view id) override {
+    released.insert(std::string(id));
+    splits_.erase(std::string(id));
+  }
+  std::vector<Captured> records;
+  std::set<std::string> released;
+
+ private:
+  Collector<std::string> main_{1};
+  SplitConsumer<std::string> main_consumer_;
+  std::map<std::string, std::pair<std::unique_ptr<SplitConsumer<std::string>>,
+                                  std::unique_ptr<Collector<std::string>>>>
+      splits_;
+};
+
+SourceContext ContextFor(int subtask, int parallelism) {
+  RuntimeContext runtime;
+  runtime.operator_name = "Source: kafka";
+  runtime.subtask_index = subtask;
+  runtime.parallelism = parallelism;
+  return SourceContext(runtime, nullptr);
+}
+
+// Polls until the reader ends, `until` holds, or `timeout` passes. Returns true at the end.
+bool PollReader(SourceReader<std::string>& reader, Capture& capture,
+                const std::function<bool()>& until, int max_records = 100,
+                absl::Duration timeout = absl::Seconds(15)) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (until && until()) return false;
+    absl::StatusOr<PollResult> r = reader.PollNext(capture.out(), max_records);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return false;
+    if (r->kind == PollResult::Kind::kEndOfInput) return true;
+    if (r->kind == PollResult::Kind::kNothingAvailable) absl::SleepFor(absl::Milliseconds(5));
+  }
+  ADD_FAILURE() << "reader did not finish in time";
+  return false;
+}
+
+std::unique_ptr<SourceReader<std::string>> MakeReader(KafkaSource<std::string>& source,
+                                                      int subtask = 0, int parallelism = 1) {
+  auto reader = source.CreateReader(ContextFor(subtask, parallelism));
+  EXPECT_TRUE(reader.ok()) << reader.status();
+  return reader.ok() ? *std::move(reader) : nullptr;
+}
+
+uint64_t Fnv(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+// `per_partition` records "<topic>/p<p>/<i>" with timestamp 1000*p + i into each partition,
+// then an END marker per partition.
+std::vector<std::string> Fill(const std::string& bootstrap, const std::string& topic,
+                              int partitions, int per_partition, bool end_markers = true) {
+  std::vector<Record> records;
+  std::vector<std::string> values;
+  for (int i = 0; i < per_partition; ++i) {
+    for (int p = 0; p < partitions; ++p) {
+      std::string v = absl::StrCat(topic, "/p", p, "/", i);
+      records.push_back({.key = absl::StrCat("k", i),
+                         .value = v,
+                         .partition = p,
+                         .timestamp_ms = 1'000'000 + 1000 * p + i});
+      values.push_back(v);
+    }
+  }
+  if (end_markers) {
+    for (int p = 0; p < partitions; ++p) records.push_back({.value = "END", .partition = p});
+  }
+  Produce(bootstrap, topic, records);
+  return values;
+}
+
+std::vector<std::string> Sorted(std::vector<std::string> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+std::vector<std::string> ValuesOf(const std::vector<Captured>& c) {
+  std::vector<std::string> v;
+  for (const Captured& x : c) v.push_back(x.value);
+  return v;
+}
+
+class KafkaSourceTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    cluster_ = new MockCluster(
+        {"explicit:4", "restore:3", "latest:2", "committed:2", "group:4", "job:3", "typed:1"});
+  }
+  static void TearDownTestSuite() {
+    delete cluster_;
+    cluster_ = nullptr;
+  }
+  void SetUp() override { ASSERT_TRUE(cluster_->ok()) << "mock cluster did not start"; }
+
+  KafkaSourceOptions Options(const std::string& topic) const {
+    KafkaSourceOptions o{.bootstrap_servers = cluster_->bootstrap(), .topics = {topic}};
+    o.is_end_of_stream = [](std::string_view v) { return v == "END"; };
+    o.poll_interval = absl::Milliseconds(5);
+    return o;
+  }
+
+  static MockCluster* cluster_;
+};
+MockCluster* KafkaSourceTest::cluster_ = nullptr;
+
+// Partition p of topic t belongs to subtask (FNV-1a(t) + p) % parallelism; each partition is a
+// split (released at its end-of-stream record), records keep their Kafka timestamps and order.
+TEST_F(KafkaSourceTest, ExplicitAssignmentSplitsPartitionsDeterministically) {
+  std::vector<std::string> all = Fill(cluster_->bootstrap(), "explicit", 4, 50);
+  KafkaSource<std::string> source(Options("explicit"));
+  std::vector<std::string> read;
+  for (int subtask = 0; subtask < 3; ++subtask) {
+    auto reader = MakeReader(source, subtask, 3);
+    ASSERT_NE(reader, nullptr);
+    Capture capture;
+    ASSERT_TRUE(PollReader(*reader, capture, nullptr, 7));
+    std::set<std::string> expected_splits;
+    for (int p = 0; p < 4; ++p) {
+      if ((Fnv("explicit") + p) % 3 == static_cast<uint64_t>(subtask)) {
+        expected_splits.insert(absl::StrCat("explicit-", p));
+      }
+    }
+    EXPECT_EQ(capture.released, expected_splits) << "subtask " << subtask;
+    std::map<std::string, int> next_index;
+    for (const Captured& c : capture.records) {
+      // "explicit/p<p>/<i>" came through split "explicit-<p>", in order, with timestamp.
+      int p = c.value[10] - '0';
+      EXPECT_EQ(c.split, absl::StrCat("explicit-", p)) << c.value;
+      int i = std::stoi(c.value.substr(12));
+      EXPECT_EQ(i, next_index[c.split]++) << c.value;
+      EXPECT_EQ(c.ts, 1'000'000 + 1000 * p + i) << c.value;
+      read.push_back(c.value);
+    }
+  }
+  EXPECT_EQ(Sorted(read), Sorted(all));
+}
+
+// Read part, snapshot, read more (lost in the "crash"), restore a new reader from the snapshot:
+// before + after is the whole topic, nothing lost or repeated.
+TEST_F(KafkaSourceTest, RestoresOffsetsExactly) {
+  std::vector<std::string> all = Fill(cluster_->bootstrap(), "restore", 3, 200);
+  KafkaSource<std::string> source(Options("restore"));
+  std::string state;
+  std::vector<std::string> before;
+  {
+    auto reader = MakeReader(source);
+    ASSERT_NE(reader, nullptr);
+    Capture capture;
+    PollReader(
+        *reader, capture, [&] { return capture.records.size() >= 250; }, 13);
+    ASSERT_GE(capture.records.size(), 250u);
+    absl::StatusOr<std::string> snap = reader->SnapshotState(1);
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    state = *snap;
+    before = ValuesOf(capture.records);
+    size_t at_snapshot = capture.records.size();
+    PollReader(
+        *reader, capture, [&] { return capture.records.size() >= at_snapshot + 100; }, 13);
+    EXPECT_GT(capture.records.size(), at_snapshot);  // read past the snapshot, then "crash"
+    reader->Close();
+  }
+  auto reader = MakeReader(source);
+  ASSERT_NE(reader, nullptr);
+  ASSERT_TRUE(reader->RestoreState(state).ok());
+  Capture capture;
+  ASSERT_TRUE(PollReader(*reader, capture, nullptr, 17));
+  std::vector<std::string> got = before;
+  for (const std::string& v : ValuesOf(capture.records)) got.push_back(v);
+  EXPECT_EQ(got.size(), all.size());
+  EXPECT_EQ(Sorted(got), Sorted(all));
+}
+
+// kLatest skips what was there before the reader started (and a checkpoint taken before any
+// record keeps that position); kCommitted starts at the offsets committed for a completed
+// checkpoint.
+TEST_F(KafkaSourceTest, StartingOffsetsLatestAndCommitted) {
+  Fill(cluster_->bootstrap(), "latest", 2, 10, /*end_markers=*/false);
+  KafkaSourceOptions o = Options("latest");
+  o.starting_offsets = KafkaStartingOffsets::kLatest;
+  KafkaSource<std::string> source(o);
+  auto reader = MakeReader(source);
+  ASSERT_NE(reader, nullptr);
+  Capture capture;
+  PollReader(*reader, capture, [] { return true; });      // does not poll at all
+  ASSERT_TRUE(reader->PollNext(capture.out(), 10).ok());  // starts: resolves latest offsets
+  absl::StatusOr<std::string> early = reader->SnapshotState(1);
+  ASSERT_TRUE(early.ok());
+  std::vector<Record> later;
+  for (int p = 0; p < 2; ++p) {
+    later.push_back({.value = absl::StrCat("late-", p), .partition = p});
+    later.push_back({.value = "END", .partition = p});
+  }
+  Produce(cluster_->bootstrap(), "latest", later);
+  ASSERT_TRUE(PollReader(*reader, capture, nullptr));
+  EXPECT_EQ(Sorted(ValuesOf(capture.records)), Sorted({"late-0", "late-1"}));
+  // Restored from the snapshot taken before any record: the records produced after the start.
+  auto restored = MakeReader(source);
+  ASSERT_TRUE(restored->RestoreState(*early).ok());
+  Capture capture2;
+  ASSERT_TRUE(PollReader(*restored, capture2, nullptr));
+  EXPECT_EQ(Sorted(ValuesOf(capture2.records)), Sorted({"late-0", "late-1"}));
+
+  // Committed offsets: a reader commits checkpoint 7's positions; a new one starts there.
+  Fill(cluster_->bootstrap(), "committed", 2, 20, /*end_markers=*/false);
+  KafkaSourceOptions co = Options("committed");
+  co.group_id = "committed-group";
+  KafkaSource<std::string> committed_source(co);
+  auto first = MakeReader(committed_source);
+  Capture c1;
+  PollReader(
+      *first, c1, [&] { return c1.records.size() >= 25; }, 5);
+  ASSERT_TRUE(first->SnapshotState(7).ok());
+  size_t at_checkpoint = c1.records.size();
+  first->NotifyCheckpointComplete(7);
+  // The asynchronous commit is served by later polls.
+  absl::Time until = absl::Now() + absl::Milliseconds(500);
+  PollReader(
+      *first, c1, [&] { return absl::Now() > until; }, 1);
+  first->Close();
+  std::vector<Record> ends = {{.value = "END", .partition = 0}, {.value = "END", .partition = 1}};
+  Produce(cluster_->bootstrap(), "committed", ends);
+  co.starting_offsets = KafkaStartingOffsets::kCommitted;
+  KafkaSource<std::string> second_source(co);
+  auto second = MakeReader(second_source);
+  Capture c2;
+  ASSERT_TRUE(PollReader(*second, c2, nullptr));
+  EXPECT_EQ(c2.records.size(), 40 - at_checkpoint);
+  std::vector<std::string> got = ValuesOf(c1.records);
+  got.resize(at_checkpoint);
+  for (const std::string& v : ValuesOf(c2.records)) got.push_back(v);
+  std::set<std::string> unique(got.begin(), got.end());
+  EXPECT_EQ(unique.size(), 40u);
+}
+
+// Consumer-group mode: one reader gets every partition; a second joins, the group rebalances and
+// the partitions are split between them; the revoked partitions are handed over at the positions
+// emitted so far (no record lost or repeated).
+TEST_F(KafkaSourceTest, ConsumerGroupAssignmentAndRebalance) {
+  std::vector<std::string> first_half = Fill(cluster_->bootstrap(), "group", 4, 50, false);
+  KafkaSourceOptions o = Options("group");
+  o.assignment = KafkaAssignment::kConsumerGroup;
+  o.group_id = "group-test";
+  o.is_end_of_stream = nullptr;
+  o.properties = {{"session.timeout.ms", "6000"}, {"heartbeat.interval.ms", "200"}};
+  KafkaSource<std::string> source(o);
+  auto a = MakeReader(source, 0, 2);
+  Capture ca;
+  PollReader(
+      *a, ca, [&] { return ca.records.size() >= 200; }, 10, absl::Seconds(20));
+  ASSERT_EQ(ca.records.size(), 200u);
+  {
+    std::set<std::string> splits;
+    for (const Captured& c : ca.records) splits.insert(c.split);
+    EXPECT_EQ(splits.size(), 4u);  // a alone owns every partition
+  }
+  auto b = MakeReader(source, 1, 2);
+  Capture cb;
+  std::vector<std::string> second_half;
+  bool produced = false;
+  absl::Time deadline = absl::Now() + absl::Seconds(25);
+  while (absl::Now() < deadline && ca.records.size() + cb.records.size() < 400) {
+    ASSERT_TRUE(a->PollNext(ca.out(), 10).ok());
+    ASSERT_TRUE(b->PollNext(cb.out(), 10).ok());
+    if (!produced && !ca.released.empty()) {
+      // After the rebalance: more records for everybody.
+      std::vector<Record> more;
+      for (int i = 50; i < 100; ++i) {
+        for (int p = 0; p < 4; ++p) {
+          more.push_back({.value = absl::StrCat("group/p", p, "/", i), .partition = p});
+          second_half.push_back(more.back().value);
+        }
+      }
+      Produce(cluster_->bootstrap(), "group", more);
+      produced = true;
+    }
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  ASSERT_TRUE(produced) << "no rebalance seen";
+  std::set<std::string> splits_a, splits_b;
+  for (const Captured& c : cb.records) splits_b.insert(c.split);
+  for (const Captured& c : ca.records) {
+    if (c.value.substr(c.value.rfind('/') + 1).size() >= 2 &&
+        std::stoi(c.value.substr(c.value.rfind('/') + 1)) >= 50) {
+      splits_a.insert(c.split);
+    }
+  }
+  EXPECT_FALSE(ca.released.empty());  // a gave partitions away
+  EXPECT_FALSE(splits_b.empty());     // b read some after the rebalance
+  EXPECT_FALSE(splits_a.empty());     // and so did a
+  for (const std::string& s : splits_a) EXPECT_FALSE(splits_b.contains(s)) << s;
+  std::vector<std::string> got = ValuesOf(ca.records);
+  for (const std::string& v : ValuesOf(cb.records)) got.push_back(v);
+  std::vector<std::string> all = first_half;
+  all.insert(all.end(), second_half.begin(), second_half.end());
+  EXPECT_EQ(Sorted(got), Sorted(all));
+  a->Close();
+  b->Close();
+}
+
+// A whole job: 3 partitions → parallelism 2 → collect; exactly the records, and Kafka timestamps.
+TEST_F(KafkaSourceTest, JobReadsEveryPartition) {
+  std::vector<std::string> all = Fill(cluster_->bootstrap(), "job", 3, 300);
+  RuntimeOptions options;
+  options.parallelism = 2;
+  StreamEnvironment env(options);
+  CollectSink<std::string> sink;
+  env.FromSource(KafkaSource(Options("job")),
+                 WatermarkStrategy<std::string>::ForBoundedOutOfOrderness(absl::Seconds(1)))
+      .SinkTo(sink);
+  absl::Status status = env.Execute("kafka-job");
+  ASSERT_TRUE(status.ok()) << status;
+  EXPECT_EQ(Sorted(sink.values()), Sorted(all));
+}
+
+// A key-and-value deserializer makes typed records.
+TEST_F(KafkaSourceTest, KeyValueDeserializer) {
+  Fill(cluster_->bootstrap(), "typed", 1, 5);
+  KafkaSourceOptions o = Options("typed");
+  auto source = KafkaSource(o, [](std::string_view key, std::string_view value) {
+    return absl::StrCat(std::string(key), "=", std::string(value));
+  });
+  StreamEnvironment env;
+  CollectSink<std::string> sink;
+  env.FromSource(source).SinkTo(sink);
+  ASSERT_TRUE(env.Execute("typed").ok());
+  EXPECT_EQ(Sorted(sink.values()), Sorted({"k0=typed/p0/0", "k1=typed/p0/1", "k2=typed/p0/2",
+                                           "k3=typed/p0/3", "k4=typed/p0/4"}));
+}
+
+TEST_F(KafkaSourceTest, MissingTopicAndBadOptionsGiveClearErrors) {
+  // The 2.0.2 mock creates unknown topics on a metadata request: make it answer "unknown".
+  ASSERT_EQ(cluster_->Command(absl::StrCat("topic_error no-such-topic ",
+                                           int{RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART})),
+            "ok");
+  KafkaSourceOptions o = Options("no-such-topic");
+  o.request_timeout = absl::Seconds(3);
+  StreamEnvironment env;
+  CollectSink<std::string> sink;
+  env.FromSource(KafkaSource(o)).SinkTo(sink);
+  absl::Status status = env.Execute("missing");
+  ASSERT_FALSE(status.ok());
+  EXPECT_THAT(std::string(status.message()), HasSubstr("topic 'no-such-topic'"));
+  EXPECT_THAT(std::string(status.message()), HasSubstr("UNKNOWN_TOPIC_OR_PART"));
+
+  KafkaSourceOptions bad = Options("x");
+  bad.properties["no.such.property"] = "1";
+  StreamEnvironment env2;
+  env2.FromSource(KafkaSource(bad)).SinkTo(sink);
+  status = env2.Execute("bad");
+  ASSERT_FALSE(status.ok());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(status.message()), HasSubstr("no.such.property"));
+
+  KafkaSourceOptions none;
+  EXPECT_THAT(std::string(none.Validate().message()), HasSubstr("bootstrap_servers"));
+}
+
+}  // namespace
+}  // namespace sluice::kafka_test
