@@ -8,9 +8,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -21,6 +18,7 @@
 
 #include "connectors/kinesis/kinesalite.h"
 #include "connectors/kinesis/kinesis_test_util.h"
+#include "connectors/kill_loop.h"
 #include "connectors/test_util.h"
 
 namespace sluice::kinesis_test {
@@ -35,21 +33,6 @@ pid_t Spawn(const std::string& stream, const std::string& dir) {
     _exit(127);
   }
   return pid;
-}
-
-// The committed (visible) lines of the sink's directory, sorted.
-std::vector<std::string> Committed(const std::string& out) {
-  std::vector<std::string> lines;
-  if (!std::filesystem::exists(out)) return lines;
-  for (const auto& entry : std::filesystem::directory_iterator(out)) {
-    const std::string name = entry.path().filename().string();
-    if (name.empty() || name[0] == '.') continue;
-    std::ifstream in(entry.path());
-    std::string line;
-    while (std::getline(in, line)) lines.push_back(line);
-  }
-  std::sort(lines.begin(), lines.end());
-  return lines;
 }
 
 TEST(KinesisKillTest, KilledAndRestoredJobCommitsEveryRecordExactlyOnce) {
@@ -70,57 +53,8 @@ TEST(KinesisKillTest, KilledAndRestoredJobCommitsEveryRecordExactlyOnce) {
 
   connectors_test::TempDir dir;
   const std::string work = dir.Path("job");
-  // Each process is killed once it has committed more than the previous ones (a checkpoint of
-  // its own completed), plus a random delay: kills land mid-stream and during checkpoints.
-  std::mt19937 rng(4242);
-  std::uniform_int_distribution<int> extra_ms(0, 80);
-  int kills = 0;
-  bool finished = false;
-  size_t committed_before = 0;
-  for (int attempt = 0; attempt < 60 && !finished; ++attempt) {
-    pid_t pid = Spawn(stream, work);
-    int status = 0;
-    if (kills < 6) {
-      bool exited = false;
-      const absl::Time deadline = absl::Now() + absl::Seconds(30);
-      while (Committed(work + "/out").size() <= committed_before && absl::Now() < deadline) {
-        if (waitpid(pid, &status, WNOHANG) == pid) {
-          exited = true;
-          break;
-        }
-        absl::SleepFor(absl::Milliseconds(5));
-      }
-      if (!exited) {
-        absl::SleepFor(absl::Milliseconds(extra_ms(rng)));
-        if (waitpid(pid, &status, WNOHANG) == pid) exited = true;
-      }
-      if (exited) {
-        ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "attempt " << attempt;
-        finished = true;
-        break;
-      }
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      ++kills;
-      // Whatever is visible is part of the expected output, without duplicates.
-      std::vector<std::string> now = Committed(work + "/out");
-      auto dup = std::adjacent_find(now.begin(), now.end());
-      EXPECT_TRUE(dup == now.end()) << "after kill " << kills << ": " << *dup << " twice";
-      EXPECT_TRUE(std::includes(expected.begin(), expected.end(), now.begin(), now.end()))
-          << "after kill " << kills;
-      EXPECT_GT(now.size(), committed_before) << "after kill " << kills;
-      committed_before = now.size();
-      continue;
-    }
-    waitpid(pid, &status, 0);
-    ASSERT_TRUE(WIFEXITED(status)) << "attempt " << attempt;
-    ASSERT_EQ(WEXITSTATUS(status), 0) << "attempt " << attempt;
-    finished = true;
-  }
-  ASSERT_TRUE(finished);
-  std::vector<std::string> committed = Committed(work + "/out");
-  EXPECT_EQ(committed.size(), expected.size());
-  EXPECT_EQ(committed, expected);
+  const int kills = connectors_test::KillAndRestartUntilDone(
+      [&] { return Spawn(stream, work); }, work + "/out", expected, /*max_kills=*/6);
   RecordProperty("kills", kills);
   EXPECT_GE(kills, 2) << "the job was too fast to be killed mid-stream";
 }
