@@ -120,28 +120,24 @@ class WindowSavepointTest : public state_test::TempDirTest,
     // The records are counted where their timestamps are assigned (in the source task): the
     // window operator reads the source's channels directly, so every record meets the watermark
     // it met in the uninterrupted run.
-    auto windowed =
-        env.FromSource(GatedSource<Event>(std::move(feed)),
-                       WatermarkStrategy<Event>::ForGenerator([] {
-                         return std::make_unique<Punctuated>();
-                       }).WithTimestampAssigner([seen](const Event& e) {
-                         seen->fetch_add(1);
-                         return e.time;
-                       }))
-            .KeyBy([](const Event& e) { return e.key; })
-            .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(spec.size_ms),
-                                                absl::Milliseconds(spec.slide_ms)))
-            .AllowedLateness(absl::Milliseconds(spec.lateness_ms));
+    auto windowed = env.FromSource(GatedSource<Event>(std::move(feed)),
+                                   WatermarkStrategy<Event>::ForGenerator([] {
+                                     return std::make_unique<Punctuated>();
+                                   }).WithTimestampAssigner([seen](const Event& e) {
+                                     seen->fetch_add(1);
+                                     return e.time;
+                                   }))
+                        .KeyBy([](const Event& e) { return e.key; })
+                        .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(spec.size_ms),
+                                                            absl::Milliseconds(spec.slide_ms)))
+                        .AllowedLateness(absl::Milliseconds(spec.lateness_ms));
     auto emit = [](const int64_t& key, WindowContext<TimeWindow>& ctx,
                    std::span<const KV> sum_count, Collector<Firing>& out) {
       for (const auto& [sum, count] : sum_count) {
         out.Collect(Firing(key, ctx.window().start, ctx.window().end, sum, count));
       }
     };
-    windowed
-        .Aggregate(SumCount(),
-            emit)
-        .SinkTo(sink);
+    windowed.Aggregate(SumCount(), emit).SinkTo(sink);
   }
 
   // With `second_savepoint`, the resumed job is stopped with another savepoint before any record
@@ -221,7 +217,8 @@ class WindowSavepointTest : public state_test::TempDirTest,
     std::map<std::pair<int64_t, Timestamp>, int> fired_before;
     for (const Firing& f : before) fired_before[{std::get<0>(f), std::get<1>(f)}]++;
     int refired_after_cut = 0;
-    for (const Firing& f : after) refired_after_cut += fired_before.count({std::get<0>(f), std::get<1>(f)});
+    for (const Firing& f : after)
+      refired_after_cut += fired_before.count({std::get<0>(f), std::get<1>(f)});
     if (spec.lateness_ms > 0) {
       EXPECT_GT(refired_after_cut, 0);
     }
@@ -244,15 +241,16 @@ TEST_P(WindowSavepointTest, TumblingWindowsResumeExactly) {
   RunCase(4, WindowSpec{3000, 3000, 0});
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Backends, WindowSavepointTest,
-    ::testing::Values(Param{StateBackendKind::kHashMap, 2, 3}, Param{StateBackendKind::kHashMap, 3, 1},
-                      Param{StateBackendKind::kRocksDb, 2, 3}, Param{StateBackendKind::kRocksDb, 1, 2}),
-    [](const ::testing::TestParamInfo<Param>& info) {
-      return std::string(StateBackendName(info.param.backend)) + "_" +
-             std::to_string(info.param.first_parallelism) + "_to_" +
-             std::to_string(info.param.resumed_parallelism);
-    });
+INSTANTIATE_TEST_SUITE_P(Backends, WindowSavepointTest,
+                         ::testing::Values(Param{StateBackendKind::kHashMap, 2, 3},
+                                           Param{StateBackendKind::kHashMap, 3, 1},
+                                           Param{StateBackendKind::kRocksDb, 2, 3},
+                                           Param{StateBackendKind::kRocksDb, 1, 2}),
+                         [](const ::testing::TestParamInfo<Param>& info) {
+                           return std::string(StateBackendName(info.param.backend)) + "_" +
+                                  std::to_string(info.param.first_parallelism) + "_to_" +
+                                  std::to_string(info.param.resumed_parallelism);
+                         });
 
 }  // namespace
 }  // namespace sluice

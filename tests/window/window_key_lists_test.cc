@@ -36,9 +36,8 @@ using Record = std::tuple<Timestamp, std::string, Timestamp>;  // (time, key, st
 template <typename Timers>
 std::vector<Record> Records(const Timers& timers) {
   std::vector<Record> out;
-  timers.ForEachWithSequence([&](Timestamp time, uint64_t, const std::string& key, Timestamp start) {
-    out.emplace_back(time, key, start);
-  });
+  timers.ForEachWithSequence([&](Timestamp time, uint64_t, const std::string& key,
+                                 Timestamp start) { out.emplace_back(time, key, start); });
   return out;
 }
 
@@ -80,9 +79,8 @@ TEST(WindowKeyListsTest, LatenessDelaysTheCleanupAndLateKeysAreCleanedWithTheOth
   lists.Add(0, "d", false);
   lists.Add(0, "a", false);
   // 24: cleanup of 0 comes before the firing of 20 at 29; 34 cleans 10 after that firing.
-  EXPECT_THAT(AdvanceTo(lists, 34),
-              ElementsAre(Call{"clean", 0, "a"}, Call{"clean", 0, "d"}, Call{"fire", 20, "c"},
-                          Call{"clean", 10, "b"}));
+  EXPECT_THAT(AdvanceTo(lists, 34), ElementsAre(Call{"clean", 0, "a"}, Call{"clean", 0, "d"},
+                                                Call{"fire", 20, "c"}, Call{"clean", 10, "b"}));
   EXPECT_EQ(lists.num_windows(), 1u);
 }
 
@@ -125,8 +123,8 @@ TEST(WindowKeyListsTest, RestoreRebuildsTheListsInSequenceOrderFromRecordsInAnyO
   lists.Restore(19, 3, "z", 10);
   lists.FinishRestore();
   EXPECT_THAT(AdvanceTo(lists, 9), ElementsAre(Call{"fire", 0, "a"}, Call{"fire", 0, "b"}));
-  EXPECT_THAT(AdvanceTo(lists, 14), ElementsAre(Call{"clean", 0, "c"}, Call{"clean", 0, "a"},
-                                                Call{"clean", 0, "b"}));
+  EXPECT_THAT(AdvanceTo(lists, 14),
+              ElementsAre(Call{"clean", 0, "c"}, Call{"clean", 0, "a"}, Call{"clean", 0, "b"}));
   // A record without its cleanup record (another lateness) still cleans the window.
   EXPECT_THAT(AdvanceTo(lists, 24), ElementsAre(Call{"fire", 10, "z"}, Call{"clean", 10, "z"}));
   EXPECT_TRUE(lists.empty());
@@ -149,11 +147,11 @@ TEST(WindowKeyListsTest, SnapshotThenRestoreGivesTheSameFutureCalls) {
                                    Timestamp start) { restored.Restore(time, seq, key, start); });
   restored.FinishRestore();
   const std::vector<Call> expected = AdvanceTo(original, 1000);
-  EXPECT_THAT(expected, ElementsAre(Call{"clean", 0, "k1"}, Call{"clean", 0, "k3"},
-                                    Call{"clean", 0, "k4"}, Call{"fire", 10, "k2"},
-                                    Call{"fire", 10, "k1"}, Call{"clean", 10, "k2"},
-                                    Call{"clean", 10, "k1"}, Call{"fire", 20, "k3"},
-                                    Call{"clean", 20, "k3"}));
+  EXPECT_THAT(
+      expected,
+      ElementsAre(Call{"clean", 0, "k1"}, Call{"clean", 0, "k3"}, Call{"clean", 0, "k4"},
+                  Call{"fire", 10, "k2"}, Call{"fire", 10, "k1"}, Call{"clean", 10, "k2"},
+                  Call{"clean", 10, "k1"}, Call{"fire", 20, "k3"}, Call{"clean", 20, "k3"}));
   EXPECT_EQ(AdvanceTo(restored, 1000), expected);
 }
 

@@ -179,8 +179,7 @@ absl::Status RestoreInternalRecords(const std::vector<RestoredRecord>& records,
 template <typename K, typename F>
 absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
                              const RuntimeContext& ctx, F&& f) {
-  return RestoreInternalRecords<K>(store.TakeRestoredInternal(name), name, ctx,
-                                   std::forward<F>(f));
+  return RestoreInternalRecords<K>(store.TakeRestoredInternal(name), name, ctx, std::forward<F>(f));
 }
 
 // Timers: composite [key][namespace][8-byte time], value [varint sequence number].
@@ -208,18 +207,18 @@ absl::Status RestoreTimerRecords(const std::vector<RestoredRecord>& records,
                                  Timers& timers) {
   using K = typename Timers::Key;
   using N = typename Timers::Namespace;
-  return RestoreInternalRecords<K>(records, name, ctx, [&](K& key, ByteReader& rest,
-                                                           ByteReader& value) {
-    N ns{};
-    Timestamp time = 0;
-    uint64_t seq = 0;
-    if (!Serializer<N>::Read(rest, &ns) || !rest.ReadRaw(&time, sizeof time) || !rest.empty() ||
-        !value.ReadVarint(&seq) || !value.empty()) {
-      return false;
-    }
-    timers.Restore(time, seq, key, ns);
-    return true;
-  });
+  return RestoreInternalRecords<K>(
+      records, name, ctx, [&](K& key, ByteReader& rest, ByteReader& value) {
+        N ns{};
+        Timestamp time = 0;
+        uint64_t seq = 0;
+        if (!Serializer<N>::Read(rest, &ns) || !rest.ReadRaw(&time, sizeof time) || !rest.empty() ||
+            !value.ReadVarint(&seq) || !value.empty()) {
+          return false;
+        }
+        timers.Restore(time, seq, key, ns);
+        return true;
+      });
 }
 template <typename Timers>
 absl::Status RestoreTimers(KeyedStateStore& store, const std::string& name,

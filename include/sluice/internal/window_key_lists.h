@@ -58,7 +58,8 @@ class WindowKeyLists {
         const Timestamp start = f->first;
         std::vector<K> keys = std::move(f->second);
         fired_.erase(f);
-        ForEachDistinct(keys, [&](const K& key) { clean(start, key); }, !unique_adds_);
+        ForEachDistinct(
+            keys, [&](const K& key) { clean(start, key); }, !unique_adds_);
         continue;
       }
       if (!can_fire) return;
@@ -68,7 +69,8 @@ class WindowKeyLists {
       std::vector<K>* distinct = &keys;
       if (!unique_adds_) {
         distinct_.clear();
-        ForEachDistinct(keys, [&](const K& key) { distinct_.push_back(key); }, true);
+        ForEachDistinct(
+            keys, [&](const K& key) { distinct_.push_back(key); }, true);
         distinct = &distinct_;
       }
       for (const K& key : *distinct) fire(start, key);
@@ -80,7 +82,8 @@ class WindowKeyLists {
           distinct->insert(distinct->end(), late->second.begin(), late->second.end());
           fired_.erase(late);
         }
-        ForEachDistinct(*distinct, [&](const K& key) { clean(start, key); }, had_late);
+        ForEachDistinct(
+            *distinct, [&](const K& key) { clean(start, key); }, had_late);
       } else {
         std::vector<K>& waiting = fired_[start];
         waiting.insert(waiting.end(), std::make_move_iterator(distinct->begin()),
@@ -122,7 +125,8 @@ class WindowKeyLists {
     }
     for (const auto& [start, keys] : fired_) {
       seen.clear();
-      if (auto p = pending_.find(start); p != pending_.end()) seen.insert(p->second.begin(), p->second.end());
+      if (auto p = pending_.find(start); p != pending_.end())
+        seen.insert(p->second.begin(), p->second.end());
       for (const K& key : keys) {
         if (seen.insert(key).second) f(CleanupTime(start), seq++, key, start);
       }
@@ -181,8 +185,8 @@ class WindowKeyLists {
   std::map<Timestamp, std::vector<K>> pending_;  // start -> keys whose firing is pending
   std::map<Timestamp, std::vector<K>> fired_;    // start -> keys waiting for the cleanup
   std::vector<Restored> restored_;
-  absl::flat_hash_set<K> seen_;   // scratch of ForEachDistinct
-  std::vector<K> distinct_;       // scratch of Advance
+  absl::flat_hash_set<K> seen_;  // scratch of ForEachDistinct
+  std::vector<K> distinct_;      // scratch of Advance
 };
 
 }  // namespace sluice::internal

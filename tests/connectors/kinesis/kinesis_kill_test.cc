@@ -16,9 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
+#include "connectors/kill_loop.h"
 #include "connectors/kinesis/kinesalite.h"
 #include "connectors/kinesis/kinesis_test_util.h"
-#include "connectors/kill_loop.h"
 #include "connectors/test_util.h"
 
 namespace sluice::kinesis_test {
