@@ -38,7 +38,10 @@ CheckpointCoordinator::~CheckpointCoordinator() { Stop(); }
 void CheckpointCoordinator::Start() {
   std::lock_guard<std::mutex> lock(mu_);
   if (thread_.joinable() || stop_) return;
-  if (options_.interval > absl::ZeroDuration()) next_trigger_ = absl::Now() + options_.interval;
+  // Every task may have ended already (TaskEnded moved next_trigger_ earlier): keep the earlier.
+  if (options_.interval > absl::ZeroDuration()) {
+    next_trigger_ = std::min(next_trigger_, absl::Now() + options_.interval);
+  }
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -82,11 +85,23 @@ bool CheckpointCoordinator::IsSavepoint(int64_t id) const {
   return pending_ != nullptr && pending_->id == id && pending_->savepoint;
 }
 
-void CheckpointCoordinator::Acknowledge(int64_t id, std::vector<SubtaskSnapshot> snapshots) {
+void CheckpointCoordinator::Acknowledge(int64_t id, std::vector<SubtaskSnapshot> snapshots,
+                                        bool ended) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!pending_ || pending_->id != id) return;  // a checkpoint that was aborted meanwhile
+    if (!ended) pending_->all_ended = false;
     acks_.push_back(std::move(snapshots));
+  }
+  cv_.notify_all();
+}
+
+void CheckpointCoordinator::TaskEnded() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (++ended_tasks_ == tasks_.size() && !pending_) {
+      next_trigger_ = std::min(next_trigger_, std::max(absl::Now(), last_end_ + options_.min_pause));
+    }
   }
   cv_.notify_all();
 }
@@ -136,7 +151,7 @@ void CheckpointCoordinator::Run() {
         }
         continue;
       }
-      if (now >= next_trigger_) {
+      if (now >= next_trigger_ && !final_done_) {
         absl::Status st = TriggerLocked(lock, false, "");
         if (absl::IsFailedPrecondition(st) && AnyTaskFinished()) {
           // As Flink: no checkpoint while not every task runs (a bounded input ended); this is
@@ -179,7 +194,7 @@ void CheckpointCoordinator::Run() {
         continue;
       }
     }
-    absl::Time wake = next_trigger_;
+    absl::Time wake = final_done_ ? absl::InfiniteFuture() : next_trigger_;
     if (pending_) wake = std::min(wake, pending_->started + options_.timeout);
     if (wake == absl::InfiniteFuture()) {
       cv_.wait(lock);
@@ -236,8 +251,11 @@ absl::Status CheckpointCoordinator::TriggerLocked(std::unique_lock<std::mutex>&,
   acks_.clear();
   pending_ = std::move(p);
   const int64_t id = pending_->id;
+  // Published before the tasks are asked: a task that ends from now on sees it (Task::OnEnded),
+  // one that ended before is asked here; a task that does both takes the checkpoint once.
+  pending_id_.store(id, std::memory_order_seq_cst);
   for (Task* t : tasks_) {
-    if (t->is_source()) t->TriggerCheckpoint(id);
+    if (t->is_source() || t->ended()) t->TriggerCheckpoint(id);
   }
   return absl::OkStatus();
 }
@@ -307,6 +325,7 @@ absl::Status CheckpointCoordinator::WriteNativeFiles(Pending& p, SubtaskSnapshot
 
 void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status status) {
   std::unique_ptr<Pending> p = std::move(pending_);
+  pending_id_.store(0, std::memory_order_seq_cst);
   acks_.clear();
   if (status.ok()) status = p->writer->Commit(p->metadata);
   const std::string what = p->savepoint
@@ -315,6 +334,11 @@ void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status s
   if (status.ok()) {
     completed_ = p->id;
     if (!p->savepoint) consecutive_failures_ = 0;
+    if (!p->savepoint && p->all_ended && job_->final_checkpoints()) {
+      // Every task took it after its end: the job's final checkpoint. The tasks end once told.
+      final_done_ = true;
+      job_->SetFinalCheckpoint(p->id);
+    }
     for (Task* t : tasks_) t->NotifyCheckpointComplete(p->id);
   } else {
     p->writer->Abort();
@@ -342,8 +366,11 @@ void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status s
                       savepoints_.end());
   }
   const absl::Time now = absl::Now();
+  last_end_ = now;
   if (options_.interval > absl::ZeroDuration()) {
     next_trigger_ = std::max(p->started + options_.interval, now + options_.min_pause);
+    // Every task has ended: the final checkpoint need not wait for the interval.
+    if (ended_tasks_ == tasks_.size()) next_trigger_ = now + options_.min_pause;
   }
   cv_.notify_all();
 }

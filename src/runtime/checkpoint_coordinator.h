@@ -10,6 +10,7 @@
 // task, so two-phase-commit sinks commit. At most one checkpoint is in flight.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -64,7 +65,14 @@ class CheckpointCoordinator {
   void Stop();
 
   // --- Called by tasks (any thread) ---------------------------------------------------------------
-  void Acknowledge(int64_t id, std::vector<SubtaskSnapshot> snapshots);
+  // `ended`: the task had reached the end of its input when it took the snapshot.
+  void Acknowledge(int64_t id, std::vector<SubtaskSnapshot> snapshots, bool ended);
+  // A task reached the end of its input (final checkpoints only): once every task has, the final
+  // checkpoint is triggered without waiting for the interval.
+  void TaskEnded();
+  // The checkpoint in flight (0: none). Lock-free: read by a task that just ended, which then
+  // takes part in it (no barrier reaches it any more).
+  int64_t pending_id() const { return pending_id_.load(std::memory_order_seq_cst); }
   // A task cannot take part in checkpoint `id` (a source that ended before its barrier).
   void Decline(int64_t id, absl::Status why);
 
@@ -87,6 +95,7 @@ class CheckpointCoordinator {
     checkpoint::CheckpointMetadata metadata;
     std::map<std::pair<int, int>, checkpoint::SubtaskState*> subtasks;  // (node, subtask)
     size_t acks = 0;
+    bool all_ended = true;  // every acknowledging task had reached the end of its input
     absl::Status failure;
     bool declined = false;
   };
@@ -117,6 +126,9 @@ class CheckpointCoordinator {
   bool stop_ = false;
   int64_t next_id_;
   int64_t completed_ = 0;
+  std::atomic<int64_t> pending_id_{0};
+  size_t ended_tasks_ = 0;
+  bool final_done_ = false;  // the final checkpoint completed: no more are triggered
   int consecutive_failures_ = 0;
   absl::Time last_end_ = absl::InfinitePast();
   absl::Time next_trigger_ = absl::InfiniteFuture();

@@ -270,6 +270,9 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   std::vector<Task*> tasks;
   for (auto& t : tasks_) tasks.push_back(t.get());
   checkpoint_interval_ = options.checkpointing.interval;
+  final_checkpoints_ = options.checkpointing.final_checkpoint &&
+                       checkpoint_interval_ > absl::ZeroDuration() &&
+                       !options.checkpointing.directory.empty();
   coordinator_ = std::make_unique<CheckpointCoordinator>(
       this, name_, options.checkpointing, std::move(storage), options.max_parallelism,
       std::move(infos), std::move(tasks), first_checkpoint_id);
@@ -387,8 +390,8 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
   return absl::OkStatus();
 }
 
-void Job::AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots) {
-  coordinator_->Acknowledge(id, std::move(snapshots));
+void Job::AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots, bool ended) {
+  coordinator_->Acknowledge(id, std::move(snapshots), ended);
 }
 
 bool Job::IsSavepoint(int64_t id) const {

@@ -57,7 +57,21 @@ class Job {
   const Clock& clock() const { return *clock_; }
 
   // --- Checkpoints -------------------------------------------------------------------------------
-  void AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots);
+  void AcknowledgeCheckpoint(int64_t id, std::vector<SubtaskSnapshot> snapshots, bool ended);
+  // True when the job ends with a final checkpoint (CheckpointOptions::final_checkpoint with
+  // periodic checkpoints): a task that reached the end of its input waits for it.
+  bool final_checkpoints() const { return final_checkpoints_; }
+  // A task reached the end of its input and now waits for the final checkpoint.
+  void TaskEnded() { coordinator_->TaskEnded(); }
+  // The checkpoint in flight, 0 when none.
+  int64_t PendingCheckpointId() const { return coordinator_->pending_id(); }
+  // Set by the coordinator before it announces the final checkpoint's completion.
+  void SetFinalCheckpoint(int64_t id) { final_checkpoint_.store(id, std::memory_order_release); }
+  // True when a task told of the completion of checkpoints up to `notified` may end.
+  bool FinalCheckpointCompleted(int64_t notified) const {
+    const int64_t id = final_checkpoint_.load(std::memory_order_acquire);
+    return id > 0 && notified >= id;
+  }
   // True when checkpoint `id` is a savepoint (snapshots in the canonical format).
   bool IsSavepoint(int64_t id) const;
   void DeclineCheckpoint(int64_t id, absl::Status why);
@@ -93,6 +107,8 @@ class Job {
   StateBackendSetup state_;  // outlives the operators whose backends use it
   std::unique_ptr<CheckpointCoordinator> coordinator_;
   absl::Duration checkpoint_interval_ = absl::ZeroDuration();
+  bool final_checkpoints_ = false;
+  std::atomic<int64_t> final_checkpoint_{0};
   int clock_listener_ = -1;
   std::atomic<bool> cancelled_{false};
 

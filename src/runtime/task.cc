@@ -70,8 +70,11 @@ void Task::PerformCheckpoint(int64_t id) {
     operators_[i]->SnapshotState(id, s.state);
     snapshots.push_back(std::move(s));
   }
-  for (auto& w : writers_) w->EmitBarrier(id);
-  job_->AcknowledgeCheckpoint(id, std::move(snapshots));
+  // An ended task's outputs have ended too: nobody downstream waits for its barrier.
+  if (!awaiting_final_) {
+    for (auto& w : writers_) w->EmitBarrier(id);
+  }
+  job_->AcknowledgeCheckpoint(id, std::move(snapshots), awaiting_final_);
 }
 
 void Task::OnBarrier(Input& input, int64_t id) {
@@ -142,14 +145,20 @@ Task::Outcome Task::RunSlice() {
       for (auto it = operators_.rbegin(); it != operators_.rend(); ++it) (*it)->Open();
     }
     DeliverNotifications();
+    if (awaiting_final_) {
+      // Ended: take the checkpoints the coordinator asks for; end after the final one.
+      if (const int64_t id = trigger_.exchange(0, std::memory_order_acq_rel); id > performed_) {
+        PerformCheckpoint(id);
+      }
+      if (!job_->FinalCheckpointCompleted(notified_)) return Outcome::kIdle;
+      EndTask();
+      return Outcome::kFinished;
+    }
     Timestamp deadline = FireProcessingTime();
     for (int i = 0; i < kStepsPerSlice; ++i) {
       retry_after_ = absl::InfiniteDuration();
       Outcome outcome = Step();
-      if (outcome == Outcome::kFinished) {
-        Finish();
-        return Outcome::kFinished;
-      }
+      if (outcome == Outcome::kEnded) return OnEnded();
       if (outcome == Outcome::kIdle) {
         // Sleep until woken, or until a reader's retry time or a processing-time deadline. A
         // manual clock wakes the task itself when it moves.
@@ -195,7 +204,7 @@ Task::Outcome Task::Step() {
         return Outcome::kYield;
       case PollResult::Kind::kEndOfInput:
         source_->EndInput();
-        return Outcome::kFinished;
+        return Outcome::kEnded;
       case PollResult::Kind::kNothingAvailable:
         FlushWriters();
         retry_after_ = result.retry_after;
@@ -240,7 +249,7 @@ Task::Outcome Task::Step() {
       gate.combiner.Release(input.slot);
       SyncGate(input.gate);
     }
-    return open_inputs_ == 0 ? Outcome::kFinished : Outcome::kYield;
+    return open_inputs_ == 0 ? Outcome::kEnded : Outcome::kYield;
   }
   FlushWriters();
   return Outcome::kIdle;
@@ -288,6 +297,26 @@ void Task::ArmTimer(absl::Duration delay) {
 void Task::CloseUnstarted() {
   finished_ = true;
   for (auto& op : operators_) op->Close();
+}
+
+Task::Outcome Task::OnEnded() {
+  FlushWriters();
+  if (!job_->final_checkpoints()) {
+    EndTask();
+    return Outcome::kFinished;
+  }
+  awaiting_final_ = true;
+  // Dekker with CheckpointCoordinator::TriggerLocked (both sequentially consistent): either the
+  // coordinator sees this task ended and asks it, or this task sees the checkpoint in flight.
+  ended_flag_.store(true, std::memory_order_seq_cst);
+  if (const int64_t id = job_->PendingCheckpointId(); id > performed_) PerformCheckpoint(id);
+  job_->TaskEnded();
+  return Outcome::kIdle;
+}
+
+void Task::EndTask() {
+  for (auto& op : operators_) op->EndOfTask();
+  Finish();
 }
 
 void Task::Finish() {

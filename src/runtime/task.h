@@ -39,8 +39,12 @@ class Task final : public TaskServices {
   void SetExactlyOnce(bool exactly_once) { exactly_once_ = exactly_once; }
   bool is_source() const { return source_ != nullptr; }
   bool finished() const { return finished_flag_.load(std::memory_order_acquire); }
+  // The task reached the end of its input and waits for the job's final checkpoint (only with
+  // final checkpoints): it takes part in checkpoints when the coordinator asks it directly.
+  bool ended() const { return ended_flag_.load(std::memory_order_seq_cst); }
   // --- Called by the checkpoint coordinator (any thread) ------------------------------------------
-  // Source tasks: take checkpoint `id` at the next poll boundary and send its barrier.
+  // Source tasks: take checkpoint `id` at the next poll boundary and send its barrier. Ended
+  // tasks: take it now.
   void TriggerCheckpoint(int64_t id);
   void NotifyCheckpointComplete(int64_t id);
   void NotifyCheckpointAborted(int64_t id);
@@ -61,7 +65,8 @@ class Task final : public TaskServices {
   boost::asio::any_io_executor executor() override;
 
  private:
-  enum class Outcome { kYield, kIdle, kFinished };
+  // kEnded: the input ended (the head operator was told); kFinished: the task is done.
+  enum class Outcome { kYield, kIdle, kEnded, kFinished };
   struct Input {
     Channel* channel;
     int gate;
@@ -96,6 +101,11 @@ class Task final : public TaskServices {
   // Snapshots every operator, forwards barrier `id` and acknowledges it.
   void PerformCheckpoint(int64_t id);
   void DeliverNotifications();
+  // The input ended: either ends the task at once (kFinished) or, with final checkpoints, starts
+  // waiting for the final checkpoint (kIdle).
+  Outcome OnEnded();
+  // The clean end: EndOfTask on every operator, then Finish().
+  void EndTask();
   // Closes every operator, releases the timer and reports to the job.
   void Finish();
 
@@ -126,6 +136,8 @@ class Task final : public TaskServices {
   int64_t aligning_ = 0;   // the newest barrier seen on an input
   int64_t performed_ = 0;  // the newest checkpoint this task took
   std::atomic<bool> finished_flag_{false};
+  bool awaiting_final_ = false;  // ended, waiting for the final checkpoint
+  std::atomic<bool> ended_flag_{false};
 };
 
 }  // namespace sluice::internal

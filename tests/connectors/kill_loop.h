@@ -65,14 +65,6 @@ inline int KillAndRestartUntilDone(const std::function<pid_t()>& spawn, const st
         absl::SleepFor(absl::Milliseconds(extra_ms(rng)));
         if (waitpid(pid, &status, WNOHANG) == pid) exited = true;
       }
-      // Everything committed: the sink committed at the end of the input (Finish). A kill between
-      // that commit and the end of the job would replay the records since the last checkpoint —
-      // the runtime takes no checkpoint once a task finished (docs/connectors.md, known limit) —
-      // so the job is let finish.
-      if (!exited && CommittedLines(out).size() >= expected.size()) {
-        waitpid(pid, &status, 0);
-        exited = true;
-      }
       if (exited) {
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "attempt " << attempt;
         finished = true;

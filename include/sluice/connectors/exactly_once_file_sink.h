@@ -22,7 +22,8 @@
 // continues numbering after the restored counter and after every part of the subtask found in the
 // directory, so no part name is ever reused. A writer that starts
 // without a restore deletes the in-progress and pending parts of its own subtask only. Without
-// checkpoints (a bounded job) Finish() commits everything at the end of the input.
+// checkpoints (a bounded job) Finish() commits everything at the end of the input; with them, the
+// job's final checkpoint commits the last parts.
 //
 // Thread-safety: the sink is configured from one thread; each writer is used by one thread at a
 // time (the runtime's contract). Writers of different subtasks touch disjoint file names.

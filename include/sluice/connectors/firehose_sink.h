@@ -56,9 +56,8 @@
 // subtask (and of the old subtasks whose state it restored) that the state does not list are
 // deleted: they hold records the source replays or the restored buffer holds. A crash never
 // leaves a partial or duplicate file at a final path. Without checkpointing, files become visible
-// at Finish(); an unbounded job without checkpoints never makes anything visible. As for every
-// two-phase-commit sink of this runtime (no final checkpoint), a process killed after Finish()
-// committed but before the job ended replays the records since its last checkpoint when resumed.
+// at Finish(); an unbounded job without checkpoints never makes anything visible. A bounded job
+// with checkpoints ends with a final checkpoint, whose completion commits the last files.
 //
 // Two sinks (in one job or in jobs running at the same time) must not share `directory` and
 // `stream_name`: each deletes the staging leftovers of its subtask indices when it starts.
@@ -343,7 +342,9 @@ class FirehoseSink : public Sink<T> {
       SLUICE_RETURN_IF_ERROR(delivery_->DeliverIfDue());
       return Base::SnapshotState(checkpoint_id);
     }
-    // Delivers the rest of the buffer, then commits everything.
+    // Delivers the rest of the buffer into the open transaction: the final checkpoint commits it.
+    absl::Status EndOfInput() override { return delivery_->Deliver(); }
+    // Delivers the rest of the buffer (nothing after EndOfInput), then commits everything.
     absl::Status Finish() override {
       SLUICE_RETURN_IF_ERROR(delivery_->Deliver());
       return Base::Finish();

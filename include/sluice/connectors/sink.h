@@ -26,7 +26,13 @@ class SinkWriter {
   virtual ~SinkWriter() = default;
   // Writes a batch; may move from the records. An error fails the job with that status.
   virtual absl::Status Write(std::vector<T>& records) = 0;
-  // All input has arrived: make everything written durable/visible.
+  // All input has arrived; with checkpoints the job's final checkpoint follows. A sink that buffers
+  // moves what it holds into what that checkpoint's SnapshotState covers (e.g. delivers it into
+  // the open transaction). Default: nothing.
+  virtual absl::Status EndOfInput() { return absl::OkStatus(); }
+  // The job ends cleanly: all input has arrived and, with checkpoints, the job's final checkpoint
+  // completed (its SnapshotState and NotifyCheckpointComplete came first). Make everything
+  // written durable/visible.
   virtual absl::Status Finish() { return absl::OkStatus(); }
   // Releases resources; called after Finish(), or instead of it when the job fails or is cancelled.
   virtual void Close() {}

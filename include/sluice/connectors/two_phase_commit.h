@@ -18,8 +18,9 @@
 // checkpoint: RestoreState commits the pending transactions listed there (their checkpoint is
 // complete, the notification may have been lost), so Commit must be idempotent. The transaction
 // open at the barrier is not in the state (it began after the barrier); data a failed attempt left
-// behind is the concrete sink's to clean in RecoverAndAbortLeftovers(). Finish() (end of a bounded
-// input) commits everything; Close() without Finish() aborts the open transaction only.
+// behind is the concrete sink's to clean in RecoverAndAbortLeftovers(). Finish() (the end of a
+// bounded job: after its final checkpoint completed, or at the end of input without checkpoints)
+// commits everything; Close() without Finish() aborts the open transaction only.
 //
 // Txn is any type with a sluice::Serializer (<sluice/state/serializer.h>) that is default
 // constructible and movable. Not thread-safe: used by one thread at a time (the runtime's contract).

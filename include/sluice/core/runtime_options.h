@@ -53,6 +53,13 @@ struct CheckpointOptions {
   int tolerable_failures = 0;
   // Complete checkpoints kept in `directory`. Default 1.
   int retained = 1;
+  // With periodic checkpoints, a task that reached the end of its input stays up and keeps taking
+  // part in checkpoints (Flink's checkpoints after tasks finish), and the job ends only after a
+  // final checkpoint taken once every task reached its end: two-phase-commit sinks commit their
+  // last transaction when that checkpoint completes, so a failure at any moment of a bounded job
+  // repeats nothing. Off: tasks end at once, sinks commit at the end of input, and a failure after
+  // that replays what followed the last checkpoint. Default on.
+  bool final_checkpoint = true;
 };
 
 // What the job does when it fails (Flink's restart-strategy). It restarts in-process from the

@@ -131,6 +131,9 @@ class OperatorBase {
   virtual void Open() {}
   // Called once at the end, after end of input or on cancellation. Must not throw.
   virtual void Close() {}
+  // The task ends cleanly: its input ended and, with final checkpoints, the job's final checkpoint
+  // completed. Not called on failure or cancellation. Sinks finish here. Throws JobFailure.
+  virtual void EndOfTask() {}
 
   // The consumer a chained predecessor pushes into (single-input operators).
   virtual BatchConsumerBase* Input() { return nullptr; }
@@ -976,7 +979,14 @@ class SinkOperator final : public OneInputOperator<T> {
     GuardUserCode(this->name(), [&] { status = writer_->Write(records); });
     if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
   }
+  // With final checkpoints the final checkpoint still comes (a two-phase-commit sink pre-commits
+  // on it): the writer only hands over what it buffers here, and finishes in EndOfTask.
   void OnEndOfInput() override {
+    absl::Status status;
+    GuardUserCode(this->name(), [&] { status = writer_->EndOfInput(); });
+    if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
+  }
+  void EndOfTask() override {
     absl::Status status;
     GuardUserCode(this->name(), [&] { status = writer_->Finish(); });
     if (!status.ok()) throw JobFailure(Annotate(status, this->name()));
