@@ -130,7 +130,8 @@ struct KafkaRawRecord {
 };
 
 // A run of records of one partition; `split` is "<topic>-<partition>". `released`: the partition
-// ended (end-of-stream record) or was revoked after these records.
+// ended (end-of-stream record) or was revoked after these records. An empty run that is not
+// released announces a newly assigned partition (its split holds the watermark from then on).
 struct KafkaPartitionBatch {
   std::string split;
   std::vector<KafkaRawRecord> records;
@@ -236,7 +237,9 @@ class KafkaSource : public Source<T> {
     absl::StatusOr<PollResult> PollNext(Collector<T>& out, int max_records) override {
       SLUICE_ASSIGN_OR_RETURN(PollResult result, core_->Poll(batches_, max_records));
       for (internal::KafkaPartitionBatch& batch : batches_) {
-        if (!batch.records.empty()) {
+        // An empty run that is not a release announces a newly assigned partition: ForSplit
+        // registers its watermark generator.
+        if (!batch.records.empty() || !batch.released) {
           Collector<T>& split = out.ForSplit(batch.split);
           for (internal::KafkaRawRecord& r : batch.records) {
             if constexpr (std::is_invocable_r_v<T, Deserializer&, std::string_view,

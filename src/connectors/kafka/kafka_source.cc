@@ -125,6 +125,12 @@ class ReaderCoreImpl final : public KafkaReaderCore {
       out.push_back(KafkaPartitionBatch{.split = split, .records = {}, .released = true});
     }
     pending_releases_.clear();
+    // Partitions assigned since the last poll: announced (as empty runs) so that each holds the
+    // watermark back from the start, before its first record (or until it is idle), as in Flink.
+    for (const std::string& split : pending_assigns_) {
+      out.push_back(KafkaPartitionBatch{.split = split, .records = {}, .released = false});
+    }
+    pending_assigns_.clear();
     int n = 0;
     max_records = std::min(max_records, options_.max_records_per_poll);
     while (n < max_records) {
@@ -235,6 +241,7 @@ class ReaderCoreImpl final : public KafkaReaderCore {
           ended_.insert(tp);
           continue;
         }
+        pending_assigns_.push_back(kafka::SplitId(tp.first, tp.second));
         rd_kafka_topic_partition_list_add(assign.get(), topic.c_str(), p)->offset = offset;
       }
     }
@@ -381,6 +388,7 @@ class ReaderCoreImpl final : public KafkaReaderCore {
         parts->elems[i].offset = off;
         owned_[tp] = off;
         ended_.erase(tp);
+        pending_assigns_.push_back(kafka::SplitId(tp.first, tp.second));
       }
       rd_kafka_error_t* e = cooperative ? rd_kafka_incremental_assign(rk, parts) : nullptr;
       if (!cooperative) {
@@ -425,6 +433,7 @@ class ReaderCoreImpl final : public KafkaReaderCore {
   std::map<TopicPartition, int64_t> restored_;
   std::set<TopicPartition> restored_ended_;
   std::vector<std::string> pending_releases_;
+  std::vector<std::string> pending_assigns_;
   std::map<int64_t, std::map<TopicPartition, int64_t>> pending_commits_;
 };
 

@@ -4,6 +4,7 @@
 // discards transactional offset commits, so the end-to-end exactly-once check runs against a
 // real broker only: KafkaSinkRealBrokerTest, when SLUICE_KAFKA_BOOTSTRAP=host:port is set.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <memory>
@@ -14,6 +15,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -59,8 +61,8 @@ absl::Status WriteAll(SinkWriter<std::string>& w, std::vector<std::string> recor
 class KafkaSinkTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    cluster_ = new MockCluster(
-        {"alo:3", "sinkerr:1", "txn:1", "txn-restore:1", "txn-fence:1", "txn-job:2"});
+    cluster_ = new MockCluster({"alo:3", "sinkerr:1", "txn:1", "txn-restore:1", "txn-fence:1",
+                                "txn-job:2", "alo-linger:1", "alo-ckpt:2"});
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -100,6 +102,132 @@ TEST_F(KafkaSinkTest, AtLeastOnceJobDeliversEveryRecord) {
   std::vector<Consumed> read = ReadTopic(cluster_->bootstrap(), "alo", values.size());
   EXPECT_EQ(Sorted(Values(read)), Sorted(values));
   for (const Consumed& c : read) ASSERT_EQ(c.key, "key-" + c.value);
+}
+
+// A source of "r<i>" whose records the test releases in steps; never ends. Remembers how many
+// records it had emitted at each checkpoint barrier (its SnapshotState).
+class ReleasedSource final : public Source<std::string> {
+ public:
+  struct Shared {
+    std::atomic<int64_t> released{0};
+    std::atomic<int64_t> emitted{0};
+    std::mutex mu;
+    std::map<int64_t, int64_t> emitted_at_barrier;  // checkpoint id → records before its barrier
+  };
+  explicit ReleasedSource(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+  bool IsBounded() const override { return false; }
+  int MaxParallelism() const override { return 1; }
+  std::string Describe() const override { return "released"; }
+  absl::StatusOr<std::unique_ptr<SourceReader<std::string>>> CreateReader(
+      const SourceContext&) override {
+    return std::unique_ptr<SourceReader<std::string>>(new Reader(shared_));
+  }
+
+ private:
+  class Reader final : public SourceReader<std::string> {
+   public:
+    explicit Reader(std::shared_ptr<Shared> shared) : shared_(std::move(shared)) {}
+    absl::StatusOr<PollResult> PollNext(Collector<std::string>& out, int max_records) override {
+      const int64_t limit = std::min(shared_->released.load(), next_ + max_records);
+      if (next_ >= limit) return PollResult::NothingUntil(absl::Milliseconds(2));
+      while (next_ < limit) out.Collect(absl::StrCat("r", next_++));
+      shared_->emitted.store(next_);
+      return PollResult::More();
+    }
+    absl::StatusOr<std::string> SnapshotState(int64_t id) override {
+      std::lock_guard<std::mutex> lock(shared_->mu);
+      shared_->emitted_at_barrier[id] = next_;
+      return absl::StrCat(next_);
+    }
+    absl::Status RestoreState(std::string_view state) override {
+      if (!absl::SimpleAtoi(absl::string_view(state.data(), state.size()), &next_))
+        return absl::DataLossError("bad position");
+      return absl::OkStatus();
+    }
+
+   private:
+    std::shared_ptr<Shared> shared_;
+    int64_t next_ = 0;
+  };
+  std::shared_ptr<Shared> shared_;
+};
+
+std::vector<std::string> Released(int64_t n) {
+  std::vector<std::string> v;
+  for (int64_t i = 0; i < n; ++i) v.push_back(absl::StrCat("r", i));
+  return v;
+}
+
+// At-least-once with a linger far longer than the test: librdkafka sends nothing on its own, only
+// the flush at the checkpoint barrier makes records visible. First shown on a writer (nothing
+// readable before SnapshotState, everything after it), then in a running job with periodic
+// checkpoints: once a checkpoint completed, every record the source emitted before that
+// checkpoint's barrier is in the topic (exactly those records, each once: nothing else was
+// released), while the job still runs.
+TEST_F(KafkaSinkTest, AtLeastOnceSinkFlushesAtTheCheckpointBarrier) {
+  const std::map<std::string, std::string> linger = {{"linger.ms", "60000"},
+                                                     {"batch.num.messages", "100000"}};
+  {
+    KafkaSink<std::string> sink(
+        {.bootstrap_servers = cluster_->bootstrap(), .topic = "alo-linger", .properties = linger});
+    auto w = MakeWriter(sink);
+    ASSERT_NE(w, nullptr);
+    ASSERT_TRUE(WriteAll(*w, {"l1", "l2", "l3"}).ok());
+    EXPECT_TRUE(ReadTopic(cluster_->bootstrap(), "alo-linger", 3, absl::Seconds(1)).empty())
+        << "records visible before the flush: linger.ms is not in effect";
+    ASSERT_TRUE(w->SnapshotState(1).ok());
+    EXPECT_EQ(Sorted(Values(ReadTopic(cluster_->bootstrap(), "alo-linger", 3))),
+              Sorted({"l1", "l2", "l3"}));
+    w->Close();
+  }
+
+  auto shared = std::make_shared<ReleasedSource::Shared>();
+  connectors_test::TempDir dir;
+  RuntimeOptions options;
+  options.parallelism = 1;
+  options.execution_mode = ExecutionMode::kStreaming;
+  options.checkpointing.interval = absl::Milliseconds(100);
+  options.checkpointing.directory = dir.Path("checkpoints");
+  StreamEnvironment env(options);
+  env.FromSource(ReleasedSource(shared))
+      .SinkTo(KafkaSink(
+          {.bootstrap_servers = cluster_->bootstrap(), .topic = "alo-ckpt", .properties = linger}));
+  auto job = env.ExecuteAsync("kafka-alo-checkpoint");
+  ASSERT_TRUE(job.ok()) << job.status();
+  // Waits for the first checkpoint whose barrier came after `n` records, and its completion.
+  auto checkpoint_after = [&](int64_t n) -> int64_t {
+    const absl::Time deadline = absl::Now() + absl::Seconds(15);
+    while (absl::Now() < deadline) {
+      int64_t id = 0;
+      {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        for (const auto& [c, emitted] : shared->emitted_at_barrier) {
+          if (emitted >= n) {
+            id = c;
+            break;
+          }
+        }
+      }
+      if (id > 0 && job->LastCompletedCheckpoint() >= id) return id;
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    ADD_FAILURE() << "no checkpoint after " << n << " records completed";
+    return 0;
+  };
+  for (int64_t n : {100, 250}) {
+    shared->released.store(n);
+    const int64_t id = checkpoint_after(n);
+    ASSERT_GT(id, 0);
+    {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      ASSERT_EQ(shared->emitted_at_barrier[id], n);  // nothing else was released
+    }
+    EXPECT_EQ(Sorted(Values(ReadTopic(cluster_->bootstrap(), "alo-ckpt", n))), Sorted(Released(n)))
+        << "after checkpoint " << id;
+    EXPECT_FALSE(job->IsDone());
+  }
+  job->Cancel();
+  EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
 }
 
 // A record the broker rejects for good fails the job with the topic and the error.

@@ -11,6 +11,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -18,6 +19,7 @@
 #include <sluice/sluice.h>
 
 #include "connectors/kafka/kafka_test_util.h"
+#include "connectors/test_util.h"
 
 namespace sluice::kafka_test {
 namespace {
@@ -154,8 +156,8 @@ std::vector<std::string> ValuesOf(const std::vector<Captured>& c) {
 class KafkaSourceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    cluster_ = new MockCluster(
-        {"explicit:4", "restore:3", "latest:2", "committed:2", "group:4", "job:3", "typed:1"});
+    cluster_ = new MockCluster({"explicit:4", "restore:3", "latest:2", "committed:2", "group:4",
+                                "job:3", "typed:1", "timestamp:3", "idle:3", "group-restart:3", "holds:3"});
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -424,6 +426,314 @@ TEST_F(KafkaSourceTest, MissingTopicAndBadOptionsGiveClearErrors) {
 
   KafkaSourceOptions none;
   EXPECT_THAT(std::string(none.Validate().message()), HasSubstr("bootstrap_servers"));
+}
+
+// kTimestamp. The mock cluster of librdkafka 2.0.2 does not look offsets up by timestamp: its
+// ListOffsets handler answers offset -1 ("no such record") with NO_ERROR for every timestamp >= 0
+// ("FIXME: by timestamp" in rdkafka_mock_handlers.c), so "start at the first record with
+// timestamp >= T" cannot be checked against it (the source would start at the end of every
+// partition whatever T is). What is checked here holds on the mock and on a real broker alike:
+// with T later than every record, each partition starts at its end, resolved to a concrete offset
+// when the reader starts (a snapshot taken before the first record keeps it), and the records
+// produced afterwards are read exactly.
+TEST_F(KafkaSourceTest, StartingOffsetsTimestampLaterThanEveryRecordStartsAtTheEnd) {
+  std::vector<Record> old;
+  for (int p = 0; p < 3; ++p) {
+    for (int i = 0; i < 5; ++i) {
+      old.push_back({.value = absl::StrCat("old-", p, "-", i),
+                     .partition = p,
+                     .timestamp_ms = 1'000'000 + 10'000 * p + 1000 * i});
+    }
+  }
+  Produce(cluster_->bootstrap(), "timestamp", old);
+  // The mock's answer for a timestamp inside the data (a real broker: offset 2 of partition 1).
+  // Should this fail, the mock has learned timestamps: check "reads exactly the records with
+  // timestamp >= T per partition" here.
+  std::pair<int64_t, rd_kafka_resp_err_t> lookup =
+      OffsetForTime(cluster_->bootstrap(), "timestamp", 1, 1'012'000);
+  EXPECT_EQ(lookup.second, RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_EQ(lookup.first, -1) << "the mock now answers ListOffsets by timestamp";
+
+  KafkaSourceOptions o = Options("timestamp");
+  o.starting_offsets = KafkaStartingOffsets::kTimestamp;
+  o.start_timestamp = absl::FromUnixMillis(5'000'000);  // after every "old" record
+  KafkaSource<std::string> source(o);
+  auto reader = MakeReader(source);
+  ASSERT_NE(reader, nullptr);
+  Capture capture;
+  ASSERT_TRUE(reader->PollNext(capture.out(), 10).ok());  // starts: resolves the offsets
+  absl::StatusOr<std::string> early = reader->SnapshotState(1);
+  ASSERT_TRUE(early.ok()) << early.status();
+  // Concrete positions: the end of each partition (5 records each), nothing logical.
+  EXPECT_EQ(*early, "timestamp\t0\t5\ntimestamp\t1\t5\ntimestamp\t2\t5\n");
+  std::vector<Record> later;
+  for (int p = 0; p < 3; ++p) {
+    later.push_back({.value = absl::StrCat("new-", p), .partition = p});  // timestamp: now
+    later.push_back({.value = "END", .partition = p});
+  }
+  Produce(cluster_->bootstrap(), "timestamp", later);
+  ASSERT_TRUE(PollReader(*reader, capture, nullptr));
+  EXPECT_EQ(Sorted(ValuesOf(capture.records)), Sorted({"new-0", "new-1", "new-2"}));
+  auto restored = MakeReader(source);
+  ASSERT_NE(restored, nullptr);
+  ASSERT_TRUE(restored->RestoreState(*early).ok());
+  Capture capture2;
+  ASSERT_TRUE(PollReader(*restored, capture2, nullptr));
+  EXPECT_EQ(Sorted(ValuesOf(capture2.records)), Sorted({"new-0", "new-1", "new-2"}));
+}
+
+// Per-partition watermarks with idleness in a job. Topic "idle" has 3 partitions, read at
+// parallelism 2: partitions 0 and 2 go to one subtask ((h + 0) % 2 == (h + 2) % 2), partition 1
+// to the other. Partition 1 gets no record: its subtask's watermark stays at the minimum until
+// idleness marks it idle. Partition 2 stops early (event times 1000..1900): its split holds the
+// watermark of its subtask at 1799 until it is idle. Partition 0 goes on (1000..5900, then
+// records at 5950 to keep it active), watermark 5900 - 100 - 1 = 5799 (5849 with the keep-alive
+// records): the 1 s windows up to [4000, 5000) fire while the job runs, [5000, 6000) does not.
+// Without WithIdleness no window would fire (the source never ends).
+TEST_F(KafkaSourceTest, IdlePartitionsDoNotHoldBackEventTimeWindows) {
+  TestProducer producer(cluster_->bootstrap());
+  // Partition 2's records first, read before partition 0 has any (partition 2 stops early and
+  // goes idle; partition 1 never has a record and is idle from the start).
+  std::vector<Record> early;
+  for (int64_t t = 1000; t < 2000; t += 100) {
+    early.push_back({.value = absl::StrCat("2@", t), .partition = 2, .timestamp_ms = t});
+  }
+  producer.Send("idle", early);
+
+  KafkaSourceOptions o = Options("idle");
+  o.is_end_of_stream = nullptr;  // runs until cancelled
+  RuntimeOptions options;
+  options.parallelism = 2;
+  options.execution_mode = ExecutionMode::kStreaming;
+  options.auto_watermark_interval = absl::Milliseconds(50);
+  StreamEnvironment env(options);
+  using Count = std::pair<int64_t, int64_t>;  // (window start, records)
+  CollectSink<std::string> raw;
+  CollectSink<Count> windows;
+  auto stream = env.FromSource(
+      KafkaSource(o),
+      WatermarkStrategy<std::string>::ForBoundedOutOfOrderness(absl::Milliseconds(100))
+          .WithIdleness(absl::Milliseconds(300)));
+  stream.SinkTo(raw);
+  stream
+      .Map([](const std::string& s) {
+        int64_t t = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(s.substr(s.find('@') + 1), &t)) << s;
+        return Count(t / 1000 * 1000, 1);
+      })
+      .KeyBy([](const Count& c) { return c.first; })
+      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
+      .Reduce([](Count a, const Count& b) {
+        a.second += b.second;
+        return a;
+      })
+      .SinkTo(windows);
+  auto job = env.ExecuteAsync("kafka-idle");
+  ASSERT_TRUE(job.ok()) << job.status();
+  absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (raw.size() < early.size() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(raw.size(), early.size());
+  std::vector<Record> main;
+  for (int64_t t = 1000; t < 6000; t += 100) {
+    main.push_back({.value = absl::StrCat("0@", t), .partition = 0, .timestamp_ms = t});
+  }
+  producer.Send("idle", main);
+  // Keep partition 0 active (were every split idle, the watermark would stay where it was), with
+  // event times in the window that must stay open.
+  int keep_alive = 0;
+  absl::Time settle = absl::InfiniteFuture();
+  deadline = absl::Now() + absl::Seconds(15);
+  while (absl::Now() < std::min(deadline, settle)) {
+    producer.Send("idle", {{.value = "0@5950", .partition = 0, .timestamp_ms = 5950}});
+    ++keep_alive;
+    if (windows.size() >= 4 && settle == absl::InfiniteFuture()) {
+      settle = absl::Now() + absl::Milliseconds(500);  // time for a wrong extra window to show
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  EXPECT_FALSE(job->IsDone());
+  std::vector<Count> got = windows.values();
+  job->Cancel();
+  EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<Count>{{1000, 20}, {2000, 10}, {3000, 10}, {4000, 10}}));
+  // Every record of partitions 0 and 2 went through the source (and the keep-alive records).
+  std::vector<std::string> expected_raw;
+  for (const Record& r : early) expected_raw.push_back(r.value);
+  for (const Record& r : main) expected_raw.push_back(r.value);
+  std::vector<std::string> seen = raw.values();
+  std::vector<std::string> seen_data;
+  for (const std::string& v : seen) {
+    if (v != "0@5950") seen_data.push_back(v);
+  }
+  EXPECT_EQ(Sorted(seen_data), Sorted(expected_raw));
+  EXPECT_LE(seen.size() - seen_data.size(), static_cast<size_t>(keep_alive));
+}
+
+// An assigned partition holds the watermark back from the start, before its first record (as in
+// Flink): with partitions 1 and 2 still empty and no idleness, partition 0's records fire no
+// window, and the records that arrive later in partitions 1 and 2 are in their windows, not late.
+TEST_F(KafkaSourceTest, AnEmptyPartitionHoldsTheWatermarkUntilItsFirstRecord) {
+  TestProducer producer(cluster_->bootstrap());
+  std::vector<Record> first;
+  for (int64_t t = 1000; t < 5000; t += 100) {
+    first.push_back({.value = absl::StrCat("0@", t), .partition = 0, .timestamp_ms = t});
+  }
+  producer.Send("holds", first);
+
+  KafkaSourceOptions o = Options("holds");
+  o.is_end_of_stream = nullptr;  // runs until cancelled
+  RuntimeOptions options;
+  options.parallelism = 1;
+  options.execution_mode = ExecutionMode::kStreaming;
+  options.auto_watermark_interval = absl::Milliseconds(20);
+  StreamEnvironment env(options);
+  using Count = std::pair<int64_t, int64_t>;  // (window start, records)
+  CollectSink<std::string> raw;
+  CollectSink<Count> windows;
+  auto stream = env.FromSource(
+      KafkaSource(o),
+      WatermarkStrategy<std::string>::ForBoundedOutOfOrderness(absl::Milliseconds(100)));
+  stream.SinkTo(raw);
+  stream
+      .Map([](const std::string& s) {
+        int64_t t = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(s.substr(s.find('@') + 1), &t)) << s;
+        return Count(t / 1000 * 1000, 1);
+      })
+      .KeyBy([](const Count& c) { return c.first; })
+      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
+      .Reduce([](Count a, const Count& b) {
+        a.second += b.second;
+        return a;
+      })
+      .SinkTo(windows);
+  auto job = env.ExecuteAsync("kafka-holds");
+  ASSERT_TRUE(job.ok()) << job.status();
+  absl::Time deadline = absl::Now() + absl::Seconds(15);
+  while (raw.size() < first.size() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(raw.size(), first.size());
+  absl::SleepFor(absl::Milliseconds(300));  // many watermark intervals
+  EXPECT_EQ(windows.size(), 0u) << "a window fired while partitions 1 and 2 had no record";
+  // Late-comers in partitions 1 and 2 (in window 1000), then records that move both to 5000.
+  producer.Send("holds", {{.value = "1@1500", .partition = 1, .timestamp_ms = 1500},
+                          {.value = "2@1600", .partition = 2, .timestamp_ms = 1600}});
+  producer.Send("holds", {{.value = "1@5000", .partition = 1, .timestamp_ms = 5000},
+                          {.value = "2@5000", .partition = 2, .timestamp_ms = 5000}});
+  // The watermark is now min(4900, 5000, 5000) - 100 - 1: windows 1000, 2000 and 3000 fire.
+  deadline = absl::Now() + absl::Seconds(15);
+  while (windows.size() < 3 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  absl::SleepFor(absl::Milliseconds(300));  // time for a wrong extra window to show
+  std::vector<Count> got = windows.values();
+  job->Cancel();
+  EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<Count>{{1000, 12}, {2000, 10}, {3000, 10}}));
+}
+
+// Consumer-group mode across a restart without a checkpoint to restore: a job started again with
+// the same group resumes at the offsets committed to Kafka when its checkpoints completed. Run 1
+// reads batch 1, commits it (checkpoints), reads some of batch 2 and is cancelled; batch 3 is
+// produced while no job runs. Run 2 must read exactly the records at or after the committed
+// offsets C_p (after batch 1 at least): nothing is lost, and the only records read twice are
+// those run 1 emitted after the last checkpoint whose commit went through (offsets >= C_p that
+// run 1 had read) — at-least-once.
+TEST_F(KafkaSourceTest, ConsumerGroupJobRestartResumesFromCommittedOffsets) {
+  const std::string topic = "group-restart";
+  const std::string group = "group-restart-test";
+  constexpr int kPartitions = 3;
+  constexpr int kBatch = 40;
+  auto value = [](int p, int i) { return absl::StrCat("p", p, "/", i); };
+  auto batch = [&](int from) {
+    std::vector<Record> records;
+    for (int i = from; i < from + kBatch; ++i) {
+      for (int p = 0; p < kPartitions; ++p)
+        records.push_back({.value = value(p, i), .partition = p});
+    }
+    return records;
+  };
+  TestProducer producer(cluster_->bootstrap());
+  producer.Send(topic, batch(0));
+
+  KafkaSourceOptions o = Options(topic);
+  o.assignment = KafkaAssignment::kConsumerGroup;
+  o.group_id = group;
+  o.is_end_of_stream = nullptr;
+  // The mock delays a rejoin by session.timeout.ms - 1 s: keep it short.
+  o.properties = {{"session.timeout.ms", "3000"}, {"heartbeat.interval.ms", "200"}};
+  connectors_test::TempDir dir;
+  auto run = [&](const std::string& name, CollectSink<std::string>& sink) {
+    RuntimeOptions options;
+    options.parallelism = 1;
+    options.execution_mode = ExecutionMode::kStreaming;
+    options.checkpointing.interval = absl::Milliseconds(100);
+    options.checkpointing.directory = dir.Path(name);  // never restored from
+    StreamEnvironment env(options);
+    env.FromSource(KafkaSource(o)).SinkTo(sink);
+    return env.ExecuteAsync(name);
+  };
+
+  CollectSink<std::string> sink1;
+  std::vector<int64_t> committed;
+  {
+    auto job = run("run1", sink1);
+    ASSERT_TRUE(job.ok()) << job.status();
+    // Batch 1 read and its offsets committed by a completed checkpoint.
+    absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (absl::Now() < deadline) {
+      committed = CommittedOffsets(cluster_->bootstrap(), group, topic, kPartitions);
+      if (committed == std::vector<int64_t>(kPartitions, kBatch)) break;
+      absl::SleepFor(absl::Milliseconds(20));
+    }
+    ASSERT_EQ(committed, std::vector<int64_t>(kPartitions, kBatch));
+    producer.Send(topic, batch(kBatch));
+    deadline = absl::Now() + absl::Seconds(10);
+    while (sink1.size() < size_t{kPartitions * kBatch + 10} && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(1));
+    }
+    job->Cancel();
+    EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  }
+  committed = CommittedOffsets(cluster_->bootstrap(), group, topic, kPartitions);
+  producer.Send(topic, batch(2 * kBatch));  // while no job runs
+
+  std::vector<std::string> all, from_committed, before_committed;
+  for (int p = 0; p < kPartitions; ++p) {
+    const int64_t c = committed[static_cast<size_t>(p)];
+    EXPECT_GE(c, kBatch) << "partition " << p;
+    EXPECT_LE(c, 2 * kBatch) << "partition " << p;
+    for (int i = 0; i < 3 * kBatch; ++i) {
+      all.push_back(value(p, i));
+      (i >= c ? from_committed : before_committed).push_back(value(p, i));
+    }
+  }
+  // Run 1 read every record before the committed offsets, each once.
+  std::vector<std::string> got1 = sink1.values();
+  std::set<std::string> unique1(got1.begin(), got1.end());
+  EXPECT_EQ(unique1.size(), got1.size()) << "run 1 repeated records";
+  for (const std::string& v : before_committed) EXPECT_TRUE(unique1.contains(v)) << v;
+
+  CollectSink<std::string> sink2;
+  {
+    auto job = run("run2", sink2);
+    ASSERT_TRUE(job.ok()) << job.status();
+    absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (sink2.size() < from_committed.size() && absl::Now() < deadline) {
+      absl::SleepFor(absl::Milliseconds(5));
+    }
+    absl::SleepFor(absl::Milliseconds(300));  // a record before C_p or a repeat would show here
+    job->Cancel();
+    EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  }
+  // Run 2: exactly the records from the committed offsets on, each once.
+  std::vector<std::string> got2 = sink2.values();
+  EXPECT_EQ(Sorted(got2), Sorted(from_committed));
+  // Together: every record, nothing lost. The repeats are exactly the records of run 1 at offsets
+  // >= C_p (emitted after the last checkpoint whose commit reached Kafka).
+  std::set<std::string> distinct = unique1;
+  distinct.insert(got2.begin(), got2.end());
+  EXPECT_EQ(std::vector<std::string>(distinct.begin(), distinct.end()), Sorted(all));
+  EXPECT_EQ(got1.size() + got2.size() - distinct.size(), got1.size() - before_committed.size());
 }
 
 }  // namespace

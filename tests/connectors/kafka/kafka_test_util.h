@@ -197,4 +197,72 @@ inline std::vector<std::string> Values(const std::vector<Consumed>& records) {
   return v;
 }
 
+// A producer kept open, for tests that produce while a job runs (Produce() makes a new client per
+// call). Send() waits until the records are acknowledged.
+class TestProducer {
+ public:
+  explicit TestProducer(const std::string& bootstrap)
+      : rk_(NewClient(RD_KAFKA_PRODUCER, bootstrap, {{"linger.ms", "1"}})) {}
+  ~TestProducer() {
+    if (rk_ != nullptr) rd_kafka_destroy(rk_);
+  }
+  TestProducer(const TestProducer&) = delete;
+  TestProducer& operator=(const TestProducer&) = delete;
+
+  void Send(const std::string& topic, const std::vector<Record>& records) {
+    ASSERT_NE(rk_, nullptr);
+    for (const Record& r : records) {
+      rd_kafka_resp_err_t err = rd_kafka_producev(
+          rk_, RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(r.partition),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+          RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+          RD_KAFKA_V_KEY((r.key ? r.key->data() : nullptr), (r.key ? r.key->size() : 0)),
+          RD_KAFKA_V_TIMESTAMP(r.timestamp_ms), RD_KAFKA_V_END);
+      ASSERT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+    }
+    ASSERT_EQ(rd_kafka_flush(rk_, 20000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  }
+
+ private:
+  rd_kafka_t* rk_;
+};
+
+// The offsets committed to `group` for partitions 0 .. partitions-1 of `topic` (-1001, librdkafka's
+// RD_KAFKA_OFFSET_INVALID, where there is none). Does not join the group.
+inline std::vector<int64_t> CommittedOffsets(const std::string& bootstrap, const std::string& group,
+                                             const std::string& topic, int partitions) {
+  std::vector<int64_t> out(static_cast<size_t>(partitions), RD_KAFKA_OFFSET_INVALID);
+  rd_kafka_t* rk = NewClient(RD_KAFKA_CONSUMER, bootstrap,
+                             {{"group.id", group}, {"enable.auto.commit", "false"}});
+  if (rk == nullptr) return out;
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(partitions);
+  for (int p = 0; p < partitions; ++p) rd_kafka_topic_partition_list_add(list, topic.c_str(), p);
+  rd_kafka_resp_err_t err = rd_kafka_committed(rk, list, 10000);
+  EXPECT_EQ(err, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(err);
+  for (int i = 0; i < list->cnt; ++i) {
+    out[static_cast<size_t>(list->elems[i].partition)] = list->elems[i].offset;
+  }
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  return out;
+}
+
+// What rd_kafka_offsets_for_times answers for `timestamp_ms` on partition `partition` of `topic`:
+// the offset (-1: none), or the error.
+inline std::pair<int64_t, rd_kafka_resp_err_t> OffsetForTime(const std::string& bootstrap,
+                                                             const std::string& topic,
+                                                             int32_t partition,
+                                                             int64_t timestamp_ms) {
+  rd_kafka_t* rk = NewClient(RD_KAFKA_CONSUMER, bootstrap, {{"group.id", "offset-for-time"}});
+  if (rk == nullptr) return {-1, RD_KAFKA_RESP_ERR__FAIL};
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, topic.c_str(), partition)->offset = timestamp_ms;
+  rd_kafka_resp_err_t err = rd_kafka_offsets_for_times(rk, list, 10000);
+  std::pair<int64_t, rd_kafka_resp_err_t> result = {list->elems[0].offset,
+                                                    err ? err : list->elems[0].err};
+  rd_kafka_topic_partition_list_destroy(list);
+  rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+  return result;
+}
+
 }  // namespace sluice::kafka_test
