@@ -242,7 +242,8 @@ class KinesisSource : public Source<T> {
     absl::StatusOr<PollResult> PollNext(Collector<T>& out, int max_records) override {
       SLUICE_ASSIGN_OR_RETURN(PollResult result, core_->Poll(batches_, max_records));
       for (internal::KinesisShardBatch& batch : batches_) {
-        if (!batch.records.empty()) {
+        // An empty batch of an unfinished shard announces it: ForSplit registers its split.
+        if (!batch.records.empty() || !batch.finished) {
           Collector<T>& split = out.ForSplit(batch.shard_id);
           for (internal::KinesisRawRecord& r : batch.records) {
             split.CollectWithTimestamp(deserializer_(std::string_view(r.data)), r.arrival_ms);

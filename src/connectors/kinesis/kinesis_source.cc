@@ -199,6 +199,7 @@ class ReaderCoreImpl final : public KinesisReaderCore {
     std::string iterator;
     std::string last_sequence;  // of the last record fetched
     absl::Time next_fetch = absl::InfinitePast();
+    bool announced = false;  // a batch of it went to the reader (registering its split)
   };
 
   std::string Context(const std::string& shard) const {
@@ -427,7 +428,10 @@ class ReaderCoreImpl final : public KinesisReaderCore {
     shard.next_fetch = fetched >= static_cast<size_t>(options_.records_per_request)
                            ? absl::InfinitePast()
                            : absl::Now() + options_.poll_interval;
-    if (batch.records.empty() && !batch.finished) return absl::OkStatus();
+    // The first fetch of a shard is handed on even when empty: it registers the shard's split, so
+    // an empty shard holds the watermark back (until it has records or goes idle), as in Flink.
+    if (batch.records.empty() && !batch.finished && shard.announced) return absl::OkStatus();
+    shard.announced = true;
     {
       std::lock_guard<std::mutex> lock(mu_);
       queued_records_ += batch.records.size();

@@ -502,6 +502,67 @@ TEST_F(KinesisJobTest, AnIdleShardDoesNotHoldTheWatermarkBack) {
   EXPECT_EQ(got, expected);  // the windows from 20 s on are still open
 }
 
+// An empty shard holds the watermark back from the start, before its first record (as in Flink):
+// without idleness, shard 0's records fire no window while shard 1 has none; shard 1's later
+// record lands in its window (not late), and once shard 1 moves on the windows fire exactly.
+TEST_F(KinesisJobTest, AnEmptyShardHoldsTheWatermarkUntilItsFirstRecord) {
+  const std::string stream = UniqueStream("holds");
+  CreateStream(*client_, stream, 2);
+  std::vector<ShardInfo> shards = Shards(*client_, stream);
+  ASSERT_EQ(shards.size(), 2u);
+  auto put = [&](const ShardInfo& shard, int64_t time) {
+    auto r = client_->PutRecords(stream, {{absl::StrCat(time), "k", shard.starting_hash_key}});
+    ASSERT_TRUE(r.ok()) << r.status();
+    ASSERT_EQ((*r)[0].shard_id, shard.shard_id);
+  };
+  for (int64_t t = 1000; t < 5000; t += 100) put(shards[0], t);
+
+  KinesisSourceOptions so = SourceOptions(stream);
+  so.is_end_of_stream = nullptr;  // runs until cancelled
+  StreamEnvironment env(RuntimeOptions{.parallelism = 1});
+  CollectSink<std::string> raw;
+  CollectSink<std::pair<int64_t, int64_t>> windows;  // (window start, records)
+  auto stream_of = env.FromSource(
+      KinesisSource(so),
+      WatermarkStrategy<std::string>::ForMonotonousTimestamps().WithTimestampAssigner(
+          [](const std::string& s) {
+            int64_t t = 0;
+            EXPECT_TRUE(absl::SimpleAtoi(s, &t));
+            return t;
+          }));
+  stream_of.SinkTo(raw);
+  stream_of
+      .Map([](const std::string& s) {
+        int64_t t = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(s, &t));
+        return std::pair<int64_t, int64_t>(t / 1000 * 1000, 1);
+      })
+      .KeyBy([](const std::pair<int64_t, int64_t>& p) { return p.first; })
+      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
+      .Reduce([](std::pair<int64_t, int64_t> a, const std::pair<int64_t, int64_t>& b) {
+        a.second += b.second;
+        return a;
+      })
+      .SinkTo(windows);
+  auto job = env.ExecuteAsync("kinesis-holds");
+  ASSERT_TRUE(job.ok()) << job.status();
+  absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (raw.size() < 40 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  ASSERT_EQ(raw.size(), 40u);
+  absl::SleepFor(absl::Milliseconds(500));  // many fetches of the empty shard
+  EXPECT_EQ(windows.size(), 0u) << "a window fired while shard 1 had no record";
+  put(shards[1], 1500);  // in window 1000: not late
+  put(shards[1], 5000);  // the watermark becomes min(4900, 5000) - 1: windows 1000-3000 fire
+  deadline = absl::Now() + absl::Seconds(30);
+  while (windows.size() < 3 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+  absl::SleepFor(absl::Milliseconds(300));  // time for a wrong extra window to show
+  std::vector<std::pair<int64_t, int64_t>> got = windows.values();
+  job->Cancel();
+  EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::pair<int64_t, int64_t>>{{1000, 11}, {2000, 10}, {3000, 10}}));
+}
+
 // A server that accepts and never answers: cancelling the job interrupts the reader's pending
 // HTTP request at once (its timeout is a minute).
 TEST_F(KinesisJobTest, CancelStopsAReaderBlockedInAnHttpRequestPromptly) {
