@@ -509,6 +509,48 @@ TEST_P(CheckpointJobTest, ASourceWithoutCheckpointSupportFailsTheJobClearly) {
               HasSubstr("Source: plain: this source does not support checkpoints"));
 }
 
+// A source whose reader keeps one position per subtask cannot resume at another parallelism: the
+// restore fails before running, naming the source and both parallelisms.
+TEST_P(CheckpointJobTest, ASourceThatCannotRescaleFailsARestoreAtAnotherParallelismClearly) {
+  class Positioned final : public Source<int64_t> {
+   public:
+    bool IsBounded() const override { return false; }
+    std::string Describe() const override { return "positioned"; }
+    absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(
+        const SourceContext&) override {
+      class R final : public SourceReader<int64_t> {
+        absl::StatusOr<PollResult> PollNext(Collector<int64_t>&, int) override {
+          return PollResult::NothingUntil(absl::Milliseconds(1));
+        }
+        absl::StatusOr<std::string> SnapshotState(int64_t) override { return std::string("p"); }
+        absl::Status RestoreState(std::string_view) override { return absl::OkStatus(); }
+      };
+      return std::unique_ptr<SourceReader<int64_t>>(new R());
+    }
+  };
+  std::string savepoint;
+  {
+    StreamEnvironment env(Options(2, GetParam().backend));
+    env.FromSource(Positioned()).SinkTo(CollectSink<int64_t>());
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("positioned");
+    ASSERT_TRUE(job.ok()) << job.status();
+    absl::StatusOr<std::string> sp = job->StopWithSavepoint(dir_ + "/savepoint");
+    ASSERT_TRUE(sp.ok()) << sp.status();
+    savepoint = *sp;
+    (void)job->Wait();
+  }
+  RuntimeOptions o = Options(3, GetParam().backend);
+  o.restore_from = savepoint;
+  StreamEnvironment env(o);
+  env.FromSource(Positioned()).SinkTo(CollectSink<int64_t>());
+  absl::Status status = env.Execute("positioned-3");
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("source 'Source: positioned' was checkpointed with parallelism 2 and cannot "
+                        "resume with parallelism 3: this source cannot resume at another "
+                        "parallelism"));
+}
+
 TEST(CheckpointOptionsTest, BadOptionsAreRejectedWithTheFieldNamed) {
   RuntimeOptions o;
   o.checkpointing.interval = absl::Seconds(1);

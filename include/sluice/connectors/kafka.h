@@ -260,6 +260,12 @@ class KafkaSource : public Source<T> {
     void Close() override { core_->Close(); }
     absl::StatusOr<std::string> SnapshotState(int64_t id) override { return core_->Snapshot(id); }
     absl::Status RestoreState(std::string_view state) override { return core_->Restore(state); }
+    // Another parallelism: every old subtask's offsets are restored; a reader starts only the
+    // partitions it owns now (explicit assignment) or hands them to the group's assignment.
+    absl::Status RestoreRescaled(const std::vector<std::string>& states) override {
+      for (const std::string& s : states) SLUICE_RETURN_IF_ERROR(core_->Restore(s));
+      return absl::OkStatus();
+    }
     void NotifyCheckpointComplete(int64_t id) override { core_->NotifyCheckpointComplete(id); }
 
    private:

@@ -163,6 +163,9 @@ class KinesisReaderCore {
   // Per-shard positions of everything Poll handed out so far.
   virtual std::string Snapshot() = 0;
   virtual absl::Status Restore(std::string_view state) = 0;
+  // Another parallelism: the positions of the shards this reader owns now, and every finished
+  // shard (a child waits for its parents, whoever owns them), from all old subtasks' states.
+  virtual absl::Status RestoreRescaled(const std::vector<std::string>& states) = 0;
   virtual void Close() = 0;
 };
 
@@ -198,7 +201,8 @@ struct KinesisStringBytes {
 // when read to its end. A child shard (after SplitShard or MergeShards) is read only after its
 // parents were read to SHARD_END. Checkpoints hold the sequence number of the last record
 // emitted per shard, and a restored reader continues AFTER_SEQUENCE_NUMBER: exactly-once.
-// Resuming requires the same parallelism (the runtime's rule for sources).
+// A job may resume at another parallelism: each reader takes the positions of the shards it owns
+// at the new parallelism (and every finished shard, for the children's order).
 template <typename T = std::string, typename Deserializer = internal::KinesisIdentity>
   requires std::is_invocable_r_v<T, Deserializer&, std::string_view>
 class KinesisSource : public Source<T> {
@@ -256,6 +260,9 @@ class KinesisSource : public Source<T> {
     void Close() override { core_->Close(); }
     absl::StatusOr<std::string> SnapshotState(int64_t) override { return core_->Snapshot(); }
     absl::Status RestoreState(std::string_view state) override { return core_->Restore(state); }
+    absl::Status RestoreRescaled(const std::vector<std::string>& states) override {
+      return core_->RestoreRescaled(states);
+    }
 
    private:
     std::unique_ptr<internal::KinesisReaderCore> core_;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -99,6 +100,13 @@ class SourceReader {
   // SnapshotState returned for this subtask. The reader continues right after that position.
   virtual absl::Status RestoreState(std::string_view /*state*/) {
     return absl::UnimplementedError("this source cannot resume from a checkpoint");
+  }
+  // Called instead of RestoreState when the job resumes at another parallelism than the one it
+  // was checkpointed with: the states of every old subtask (in old subtask order). A reader whose
+  // positions are per partition or shard takes those it owns at the new parallelism (as Flink's
+  // Kafka and Kinesis sources). The default cannot, and the job fails to start, saying so.
+  virtual absl::Status RestoreRescaled(const std::vector<std::string>& /*old_states*/) {
+    return absl::UnimplementedError("this source cannot resume at another parallelism");
   }
   // Checkpoint `id` is complete (for example: commit consumed offsets back for monitoring).
   virtual void NotifyCheckpointComplete(int64_t /*id*/) {}

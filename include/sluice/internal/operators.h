@@ -1064,17 +1064,21 @@ class SourceOperator final : public SourceOperatorBase, private SplitRouter<T> {
   void NotifyCheckpointComplete(int64_t id) override {
     GuardUserCode(name(), [&] { reader_->NotifyCheckpointComplete(id); });
   }
-  // A source resumes at the same parallelism: subtask i continues from old subtask i's position.
+  // At the same parallelism subtask i continues from old subtask i's position; at another one
+  // every subtask gets every old state (SourceReader::RestoreRescaled), if the reader can.
   absl::Status RestoreState(const OperatorStateRestore& in) override {
-    if (in.old_parallelism != ctx_.parallelism) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "source '", name(), "' was checkpointed with parallelism ", in.old_parallelism,
-          " and cannot resume with parallelism ", ctx_.parallelism));
-    }
-    const std::string& state = in.operator_states[static_cast<size_t>(ctx_.subtask_index)];
     absl::Status status;
     try {
-      status = reader_->RestoreState(state);
+      if (in.old_parallelism != ctx_.parallelism) {
+        status = reader_->RestoreRescaled(in.operator_states);
+        if (absl::IsUnimplemented(status)) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "source '", name(), "' was checkpointed with parallelism ", in.old_parallelism,
+              " and cannot resume with parallelism ", ctx_.parallelism, ": ", status.message()));
+        }
+      } else {
+        status = reader_->RestoreState(in.operator_states[static_cast<size_t>(ctx_.subtask_index)]);
+      }
     } catch (const std::exception& e) {
       status = absl::UnknownError(absl::StrCat("threw: ", e.what()));
     }

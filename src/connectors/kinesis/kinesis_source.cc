@@ -162,21 +162,29 @@ class ReaderCoreImpl final : public KinesisReaderCore {
     return state;
   }
 
-  absl::Status Restore(std::string_view state_view) override {
-    const absl::string_view state(state_view.data(), state_view.size());
-    std::lock_guard<std::mutex> lock(mu_);
-    for (absl::string_view line : absl::StrSplit(state, '\n', absl::SkipEmpty())) {
-      std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits('\t', 1));
-      if (parts.size() != 2 || parts[0].empty() || parts[1].empty() ||
-          absl::string_view("AFTSQ").find(parts[1][0]) == absl::string_view::npos) {
-        return absl::DataLossError(absl::StrCat("Kinesis source of stream '", options_.stream_name,
-                                                "': unreadable checkpointed position '", line,
-                                                "'"));
+  absl::Status Restore(std::string_view state) override {
+    std::map<std::string, std::string> positions;
+    SLUICE_RETURN_IF_ERROR(Parse(state, positions));
+    Apply(positions);
+    return absl::OkStatus();
+  }
+
+  absl::Status RestoreRescaled(const std::vector<std::string>& states) override {
+    const uint64_t parallelism = static_cast<uint64_t>(std::max(ctx_.parallelism(), 1));
+    std::map<std::string, std::string> mine;
+    for (const std::string& state : states) {
+      std::map<std::string, std::string> positions;
+      SLUICE_RETURN_IF_ERROR(Parse(state, positions));
+      for (auto& [shard, pos] : positions) {
+        const bool owned =
+            Fnv1a(shard) % parallelism == static_cast<uint64_t>(ctx_.subtask_index());
+        if (!owned && pos != "F") continue;
+        auto [it, inserted] = mine.emplace(shard, pos);
+        // A shard appears once, except as finished in the states that learned it finished.
+        if (!inserted && pos == "F") it->second = pos;
       }
-      positions_[std::string(parts[0])] = std::string(parts[1]);
-      if (parts[1] == "F") shared_->Finished(attempt_, std::string(parts[0]));
     }
-    restored_ = true;
+    Apply(mine);
     return absl::OkStatus();
   }
 
@@ -201,6 +209,30 @@ class ReaderCoreImpl final : public KinesisReaderCore {
     absl::Time next_fetch = absl::InfinitePast();
     bool announced = false;  // a batch of it went to the reader (registering its split)
   };
+
+  // Parses a state of Snapshot(): "<shard>\t<position>" lines.
+  absl::Status Parse(std::string_view state_view, std::map<std::string, std::string>& out) const {
+    const absl::string_view state(state_view.data(), state_view.size());
+    for (absl::string_view line : absl::StrSplit(state, '\n', absl::SkipEmpty())) {
+      std::vector<absl::string_view> parts = absl::StrSplit(line, absl::MaxSplits('\t', 1));
+      if (parts.size() != 2 || parts[0].empty() || parts[1].empty() ||
+          absl::string_view("AFTSQ").find(parts[1][0]) == absl::string_view::npos) {
+        return absl::DataLossError(absl::StrCat("Kinesis source of stream '", options_.stream_name,
+                                                "': unreadable checkpointed position '", line,
+                                                "'"));
+      }
+      out[std::string(parts[0])] = std::string(parts[1]);
+    }
+    return absl::OkStatus();
+  }
+  void Apply(const std::map<std::string, std::string>& positions) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [shard, pos] : positions) {
+      positions_[shard] = pos;
+      if (pos == "F") shared_->Finished(attempt_, shard);
+    }
+    restored_ = true;
+  }
 
   std::string Context(const std::string& shard) const {
     return absl::StrCat("stream '", options_.stream_name, "' shard '", shard, "'");

@@ -157,7 +157,7 @@ class KafkaSourceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     cluster_ = new MockCluster({"explicit:4", "restore:3", "latest:2", "committed:2", "group:4",
-                                "job:3", "typed:1", "timestamp:3", "idle:3", "group-restart:3", "holds:3"});
+                                "job:3", "typed:1", "timestamp:3", "idle:3", "group-restart:3", "holds:3", "rescale:4"});
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -629,6 +629,69 @@ TEST_F(KafkaSourceTest, AnEmptyPartitionHoldsTheWatermarkUntilItsFirstRecord) {
   EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
   std::sort(got.begin(), got.end());
   EXPECT_EQ(got, (std::vector<Count>{{1000, 12}, {2000, 10}, {3000, 10}}));
+}
+
+// A job at parallelism 2 taken down with a savepoint resumes at parallelism 3, then 1: every
+// partition continues exactly at the savepoint's offset, whichever subtask owns it now.
+TEST_F(KafkaSourceTest, ResumesAtAnotherParallelismFromASavepoint) {
+  const std::string topic = "rescale";
+  auto phase = [&](const std::string& tag, bool end) {
+    std::vector<Record> records;
+    std::vector<std::string> values;
+    for (int i = 0; i < 30; ++i) {
+      for (int p = 0; p < 4; ++p) {
+        values.push_back(absl::StrCat(tag, "/p", p, "/", i));
+        records.push_back({.value = values.back(), .partition = p});
+      }
+    }
+    if (end) {
+      for (int p = 0; p < 4; ++p) records.push_back({.value = "END", .partition = p});
+    }
+    Produce(cluster_->bootstrap(), topic, records);
+    return Sorted(values);
+  };
+  connectors_test::TempDir dir;
+  // Runs at `parallelism` (restored from `restore` unless empty) until `expected` records
+  // arrived, then takes a savepoint into `savepoint` and cancels; with no savepoint, runs to the
+  // end (END markers). Returns what the job read (sorted) and the savepoint's path.
+  auto run = [&](int parallelism, const std::string& restore, size_t expected,
+                 const std::string& savepoint) {
+    RuntimeOptions options;
+    options.parallelism = parallelism;
+    options.execution_mode = ExecutionMode::kStreaming;
+    options.restore_from = restore;
+    StreamEnvironment env(options);
+    CollectSink<std::string> sink;
+    env.FromSource(KafkaSource(Options(topic))).SinkTo(sink);
+    auto job = env.ExecuteAsync(absl::StrCat("kafka-rescale-", parallelism));
+    EXPECT_TRUE(job.ok()) << job.status();
+    std::string path;
+    if (!job.ok()) return std::make_pair(std::vector<std::string>(), path);
+    if (savepoint.empty()) {
+      EXPECT_TRUE(job->Wait().ok());
+    } else {
+      const absl::Time deadline = absl::Now() + absl::Seconds(15);
+      while (sink.size() < expected && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+      absl::SleepFor(absl::Milliseconds(200));  // nothing more may come
+      absl::StatusOr<std::string> sp = job->TriggerSavepoint(savepoint);
+      EXPECT_TRUE(sp.ok()) << sp.status();
+      if (sp.ok()) path = *sp;
+      job->Cancel();
+      (void)job->Wait();
+    }
+    return std::make_pair(Sorted(sink.values()), path);
+  };
+  std::vector<std::string> first = phase("a", false);
+  auto [got1, sp1] = run(2, "", first.size(), dir.Path("sp1"));
+  EXPECT_EQ(got1, first);
+  ASSERT_FALSE(sp1.empty());
+  std::vector<std::string> second = phase("b", false);
+  auto [got2, sp2] = run(3, sp1, second.size(), dir.Path("sp2"));
+  EXPECT_EQ(got2, second);
+  ASSERT_FALSE(sp2.empty());
+  std::vector<std::string> third = phase("c", true);
+  auto [got3, unused] = run(1, sp2, third.size(), "");
+  EXPECT_EQ(got3, third);
 }
 
 // Consumer-group mode across a restart without a checkpoint to restore: a job started again with

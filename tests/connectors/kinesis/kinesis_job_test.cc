@@ -563,6 +563,60 @@ TEST_F(KinesisJobTest, AnEmptyShardHoldsTheWatermarkUntilItsFirstRecord) {
   EXPECT_EQ(got, (std::vector<std::pair<int64_t, int64_t>>{{1000, 11}, {2000, 10}, {3000, 10}}));
 }
 
+// A job at parallelism 2 taken down with a savepoint resumes at parallelism 3, then 1: every
+// shard continues exactly after the savepoint's sequence number, whichever subtask owns it now.
+TEST_F(KinesisJobTest, ResumesAtAnotherParallelismFromASavepoint) {
+  const std::string stream = UniqueStream("rescale");
+  CreateStream(*client_, stream, 4);
+  auto phase = [&](int from, int n) {
+    std::vector<std::string> values, keys;
+    MakeRecords(from, n, values, keys);
+    Put(*client_, stream, values, keys);
+    return values;
+  };
+  // Runs at `parallelism` (restored from `restore` unless empty) until `expected` arrived; then
+  // takes a savepoint and cancels, or (bounded: END markers) runs to the end. Returns what the
+  // job read (sorted) and the savepoint.
+  auto run = [&](int parallelism, const std::string& restore, size_t expected,
+                 const std::string& savepoint) {
+    RuntimeOptions options{.parallelism = parallelism};
+    options.restore_from = restore;
+    StreamEnvironment env(options);
+    CollectSink<std::string> sink;
+    KinesisSourceOptions so = SourceOptions(stream);
+    env.FromSource(KinesisSource(so)).SinkTo(sink);
+    auto job = env.ExecuteAsync(absl::StrCat("kinesis-rescale-", parallelism));
+    EXPECT_TRUE(job.ok()) << job.status();
+    std::string path;
+    if (!job.ok()) return std::make_pair(std::vector<std::string>(), path);
+    if (savepoint.empty()) {
+      EXPECT_TRUE(job->Wait().ok());
+    } else {
+      const absl::Time deadline = absl::Now() + absl::Seconds(30);
+      while (sink.size() < expected && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+      absl::SleepFor(absl::Milliseconds(200));  // nothing more may come
+      absl::StatusOr<std::string> sp = job->TriggerSavepoint(savepoint);
+      EXPECT_TRUE(sp.ok()) << sp.status();
+      if (sp.ok()) path = *sp;
+      job->Cancel();
+      (void)job->Wait();
+    }
+    return std::make_pair(Sorted(sink.values()), path);
+  };
+  std::vector<std::string> first = phase(0, 120);
+  auto [got1, sp1] = run(2, "", first.size(), dir_.Path("sp1"));
+  EXPECT_EQ(got1, Sorted(first));
+  ASSERT_FALSE(sp1.empty());
+  std::vector<std::string> second = phase(120, 120);
+  auto [got2, sp2] = run(3, sp1, second.size(), dir_.Path("sp2"));
+  EXPECT_EQ(got2, Sorted(second));
+  ASSERT_FALSE(sp2.empty());
+  std::vector<std::string> third = phase(240, 120);
+  PutEndMarkers(*client_, stream);
+  auto [got3, unused] = run(1, sp2, third.size(), "");
+  EXPECT_EQ(got3, Sorted(third));
+}
+
 // A server that accepts and never answers: cancelling the job interrupts the reader's pending
 // HTTP request at once (its timeout is a minute).
 TEST_F(KinesisJobTest, CancelStopsAReaderBlockedInAnHttpRequestPromptly) {
