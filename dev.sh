@@ -56,7 +56,7 @@ case "${1:-}" in
     build build-tsan -DSLUICE_SANITIZE=thread -DSLUICE_BUILD_EXAMPLES=OFF -DSLUICE_BUILD_BENCHMARKS=OFF \
       -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g -DNDEBUG" \
       -- runtime_test integration_test connectors_file_test connectors_socket_test time_test \
-         checkpoint_job_test
+         checkpoint_job_test final_checkpoint_test
     TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp" \
       ctest --test-dir build-tsan -L 'runtime|integration|connectors|time|state' --output-on-failure -j "$JOBS" --timeout 900
     ;;

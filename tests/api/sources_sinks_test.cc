@@ -269,6 +269,45 @@ TEST(PrintSinkTest, Identifier) {
   EXPECT_THAT(Lines(out), UnorderedElementsAre("nums:1> 1", "nums:2> 2", "words> solo"));
 }
 
+// Emits one record, 100 * parallelism + subtask index, from each parallel reader.
+class WhoAmISource final : public Source<int64_t> {
+ public:
+  bool IsBounded() const override { return true; }
+  absl::StatusOr<std::unique_ptr<SourceReader<int64_t>>> CreateReader(
+      const SourceContext& ctx) override {
+    class R final : public SourceReader<int64_t> {
+     public:
+      explicit R(int64_t id) : id_(id) {}
+      absl::StatusOr<PollResult> PollNext(Collector<int64_t>& out, int) override {
+        if (done_) return PollResult::End();
+        done_ = true;
+        out.CollectWithTimestamp(id_, 0);
+        return PollResult::More();
+      }
+
+     private:
+      int64_t id_;
+      bool done_ = false;
+    };
+    return std::unique_ptr<SourceReader<int64_t>>(
+        new R(100 * ctx.parallelism() + ctx.subtask_index()));
+  }
+};
+
+// SetParallelism on the stream of FromSource(source, strategy) sets the source's parallelism (the
+// watermark operator fused after it follows it), as it does without a strategy.
+TEST(SourceParallelismTest, SetParallelismAfterAWatermarkStrategyAppliesToTheSource) {
+  StreamEnvironment env(RuntimeOptions{.parallelism = 3});
+  CollectSink<int64_t> with_strategy, without;
+  env.FromSource(WhoAmISource(), WatermarkStrategy<int64_t>::ForMonotonousTimestamps())
+      .SetParallelism(1)
+      .SinkTo(with_strategy);
+  env.FromSource(WhoAmISource()).SetParallelism(2).SinkTo(without);
+  ASSERT_TRUE(env.Execute().ok());
+  EXPECT_THAT(with_strategy.values(), ElementsAre(100));
+  EXPECT_THAT(without.values(), UnorderedElementsAre(200, 201));
+}
+
 // --- Key types -----------------------------------------------------------------------------------
 
 struct UserPage {
