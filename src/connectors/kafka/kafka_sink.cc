@@ -7,11 +7,13 @@
 #include <librdkafka/rdkafka.h>
 
 #include <cstring>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 #include <sluice/connectors/kafka.h>
@@ -32,6 +34,35 @@ absl::Status KafkaSinkOptions::Validate() const {
   if (transaction_timeout <= absl::ZeroDuration() || flush_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
         "KafkaSinkOptions.transaction_timeout/flush_timeout: must be > 0");
+  }
+  // librdkafka refuses to produce when records may wait longer in the queue than they may live:
+  // say so when the sink is built, not at the first record.
+  auto millis = [&](std::initializer_list<const char*> names, int64_t fallback,
+                    std::string* which) -> absl::StatusOr<int64_t> {
+    for (const char* name : names) {
+      auto it = properties.find(name);
+      if (it == properties.end()) continue;
+      int64_t v = 0;
+      if (!absl::SimpleAtoi(it->second, &v)) {
+        return absl::InvalidArgumentError(absl::StrCat("KafkaSinkOptions.properties[\"", name,
+                                                       "\"]: not a number: '", it->second, "'"));
+      }
+      *which = name;
+      return v;
+    }
+    *which = *names.begin();
+    return fallback;
+  };
+  std::string linger_name, timeout_name;
+  SLUICE_ASSIGN_OR_RETURN(int64_t linger,
+                          millis({"linger.ms", "queue.buffering.max.ms"}, 5, &linger_name));
+  SLUICE_ASSIGN_OR_RETURN(
+      int64_t timeout,
+      millis({"message.timeout.ms", "delivery.timeout.ms"}, 300000, &timeout_name));
+  if (timeout != 0 && linger >= timeout) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KafkaSinkOptions.properties: \"", linger_name, "\" (", linger, ") must be less than \"",
+        timeout_name, "\" (", timeout, ")"));
   }
   return absl::OkStatus();
 }

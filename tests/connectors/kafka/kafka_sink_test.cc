@@ -375,6 +375,21 @@ TEST_F(KafkaSinkTest, OptionsAreValidated) {
   env.FromSource(CollectionSource<std::string>({"a"})).SinkTo(KafkaSink(o));
   absl::Status status = env.Execute("bad");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+
+  // Records that could wait in the queue longer than they may live: refused up front.
+  KafkaSinkOptions l{.bootstrap_servers = "127.0.0.1:1", .topic = "t"};
+  l.properties = {{"linger.ms", "60000"}, {"message.timeout.ms", "30000"}};
+  EXPECT_EQ(l.Validate().message(),
+            "KafkaSinkOptions.properties: \"linger.ms\" (60000) must be less than "
+            "\"message.timeout.ms\" (30000)");
+  l.properties = {{"linger.ms", "400000"}};
+  EXPECT_EQ(l.Validate().message(),
+            "KafkaSinkOptions.properties: \"linger.ms\" (400000) must be less than "
+            "\"message.timeout.ms\" (300000)");
+  l.properties = {{"linger.ms", "soon"}};
+  EXPECT_EQ(l.Validate().message(), "KafkaSinkOptions.properties[\"linger.ms\"]: not a number: 'soon'");
+  l.properties = {{"linger.ms", "60000"}};
+  EXPECT_TRUE(l.Validate().ok());
 }
 
 // End-to-end exactly-once against a real broker (read_committed). Skipped unless
