@@ -100,7 +100,8 @@ void CheckpointCoordinator::TaskEnded() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (++ended_tasks_ == tasks_.size() && !pending_) {
-      next_trigger_ = std::min(next_trigger_, std::max(absl::Now(), last_end_ + options_.min_pause));
+      next_trigger_ =
+          std::min(next_trigger_, std::max(absl::Now(), last_end_ + options_.min_pause));
     }
   }
   cv_.notify_all();

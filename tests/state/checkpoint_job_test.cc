@@ -545,10 +545,11 @@ TEST_P(CheckpointJobTest, ASourceThatCannotRescaleFailsARestoreAtAnotherParallel
   env.FromSource(Positioned()).SinkTo(CollectSink<int64_t>());
   absl::Status status = env.Execute("positioned-3");
   EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition) << status;
-  EXPECT_THAT(std::string(status.message()),
-              HasSubstr("source 'Source: positioned' was checkpointed with parallelism 2 and cannot "
-                        "resume with parallelism 3: this source cannot resume at another "
-                        "parallelism"));
+  EXPECT_THAT(
+      std::string(status.message()),
+      HasSubstr("source 'Source: positioned' was checkpointed with parallelism 2 and cannot "
+                "resume with parallelism 3: this source cannot resume at another "
+                "parallelism"));
 }
 
 TEST(CheckpointOptionsTest, BadOptionsAreRejectedWithTheFieldNamed) {

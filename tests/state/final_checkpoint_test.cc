@@ -35,9 +35,9 @@ struct Log {
   std::mutex mu;
   std::vector<std::string> events;
   std::map<int64_t, std::vector<int64_t>> committed;
-  int64_t written = 0;     // records handed to Write
+  int64_t written = 0;  // records handed to Write
   bool fail_first_commit = false;
-  int64_t next_txn = 1;    // transaction ids, unique over the jobs sharing the log
+  int64_t next_txn = 1;  // transaction ids, unique over the jobs sharing the log
 };
 
 // A two-phase-commit sink whose transactions are (id, records); commits land in Log::committed.
@@ -111,7 +111,8 @@ std::vector<int64_t> Range(int64_t from, int64_t to) {
 std::vector<int64_t> Committed(Log& log) {
   std::lock_guard<std::mutex> lock(log.mu);
   std::vector<int64_t> all;
-  for (const auto& [id, records] : log.committed) all.insert(all.end(), records.begin(), records.end());
+  for (const auto& [id, records] : log.committed)
+    all.insert(all.end(), records.begin(), records.end());
   std::sort(all.begin(), all.end());
   return all;
 }

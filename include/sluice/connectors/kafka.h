@@ -248,8 +248,7 @@ class KafkaSource : public Source<T> {
                   deserializer_(std::string_view(r.key), std::string_view(r.value)),
                   r.timestamp_ms);
             } else {
-              split.CollectWithTimestamp(deserializer_(std::string_view(r.value)),
-                                         r.timestamp_ms);
+              split.CollectWithTimestamp(deserializer_(std::string_view(r.value)), r.timestamp_ms);
             }
           }
         }

@@ -8,8 +8,8 @@
 //   stream.SinkTo(Stdout());
 #pragma once
 
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 

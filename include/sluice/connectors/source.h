@@ -10,8 +10,8 @@
 //   env.FromSource(Countdown(), "countdown");
 #pragma once
 
-#include <memory>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>

@@ -210,8 +210,8 @@ class TwoPhaseCommitSinkWriter : public SinkWriter<T> {
     std::string extra;
     ok = ok && Serializer<std::string>::Read(in, &extra) && in.empty();
     if (!ok) {
-      return absl::DataLossError(absl::StrCat("two-phase-commit sink: restored state ", index,
-                                              " (", bytes.size(), " bytes) is malformed"));
+      return absl::DataLossError(absl::StrCat("two-phase-commit sink: restored state ", index, " (",
+                                              bytes.size(), " bytes) is malformed"));
     }
     extras->push_back(std::move(extra));
     return absl::OkStatus();

@@ -56,13 +56,12 @@ absl::Status KafkaSinkOptions::Validate() const {
   std::string linger_name, timeout_name;
   SLUICE_ASSIGN_OR_RETURN(int64_t linger,
                           millis({"linger.ms", "queue.buffering.max.ms"}, 5, &linger_name));
-  SLUICE_ASSIGN_OR_RETURN(
-      int64_t timeout,
-      millis({"message.timeout.ms", "delivery.timeout.ms"}, 300000, &timeout_name));
+  SLUICE_ASSIGN_OR_RETURN(int64_t timeout, millis({"message.timeout.ms", "delivery.timeout.ms"},
+                                                  300000, &timeout_name));
   if (timeout != 0 && linger >= timeout) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "KafkaSinkOptions.properties: \"", linger_name, "\" (", linger, ") must be less than \"",
-        timeout_name, "\" (", timeout, ")"));
+    return absl::InvalidArgumentError(absl::StrCat("KafkaSinkOptions.properties: \"", linger_name,
+                                                   "\" (", linger, ") must be less than \"",
+                                                   timeout_name, "\" (", timeout, ")"));
   }
   return absl::OkStatus();
 }

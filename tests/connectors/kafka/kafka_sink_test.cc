@@ -387,7 +387,8 @@ TEST_F(KafkaSinkTest, OptionsAreValidated) {
             "KafkaSinkOptions.properties: \"linger.ms\" (400000) must be less than "
             "\"message.timeout.ms\" (300000)");
   l.properties = {{"linger.ms", "soon"}};
-  EXPECT_EQ(l.Validate().message(), "KafkaSinkOptions.properties[\"linger.ms\"]: not a number: 'soon'");
+  EXPECT_EQ(l.Validate().message(),
+            "KafkaSinkOptions.properties[\"linger.ms\"]: not a number: 'soon'");
   l.properties = {{"linger.ms", "60000"}};
   EXPECT_TRUE(l.Validate().ok());
 }

@@ -157,7 +157,8 @@ class KafkaSourceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     cluster_ = new MockCluster({"explicit:4", "restore:3", "latest:2", "committed:2", "group:4",
-                                "job:3", "typed:1", "timestamp:3", "idle:3", "group-restart:3", "holds:3", "rescale:4"});
+                                "job:3", "typed:1", "timestamp:3", "idle:3", "group-restart:3",
+                                "holds:3", "rescale:4"});
   }
   static void TearDownTestSuite() {
     delete cluster_;
@@ -671,7 +672,8 @@ TEST_F(KafkaSourceTest, ResumesAtAnotherParallelismFromASavepoint) {
       EXPECT_TRUE(job->Wait().ok());
     } else {
       const absl::Time deadline = absl::Now() + absl::Seconds(15);
-      while (sink.size() < expected && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+      while (sink.size() < expected && absl::Now() < deadline)
+        absl::SleepFor(absl::Milliseconds(5));
       absl::SleepFor(absl::Milliseconds(200));  // nothing more may come
       absl::StatusOr<std::string> sp = job->TriggerSavepoint(savepoint);
       EXPECT_TRUE(sp.ok()) << sp.status();

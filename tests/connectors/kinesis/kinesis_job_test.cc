@@ -593,7 +593,8 @@ TEST_F(KinesisJobTest, ResumesAtAnotherParallelismFromASavepoint) {
       EXPECT_TRUE(job->Wait().ok());
     } else {
       const absl::Time deadline = absl::Now() + absl::Seconds(30);
-      while (sink.size() < expected && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(5));
+      while (sink.size() < expected && absl::Now() < deadline)
+        absl::SleepFor(absl::Milliseconds(5));
       absl::SleepFor(absl::Milliseconds(200));  // nothing more may come
       absl::StatusOr<std::string> sp = job->TriggerSavepoint(savepoint);
       EXPECT_TRUE(sp.ok()) << sp.status();
