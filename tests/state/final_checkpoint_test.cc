@@ -135,6 +135,21 @@ class FinalCheckpointTest : public TempDirTest {
         .Map([](int64_t v) { return v; })
         .SinkTo(LoggingSink(log));
   }
+  // Resumes the job from its latest checkpoint with a fresh event log and write count, and runs
+  // it to the end; `checkpoints`: the last one it completed.
+  void ResumeToTheEnd(std::shared_ptr<Feed<int64_t>> feed, std::shared_ptr<Log> log,
+                      int64_t* checkpoints) {
+    RuntimeOptions o = Options();
+    o.restore_from = dir_ + "/checkpoints";
+    StreamEnvironment again(o);
+    log->events.clear();
+    log->written = 0;
+    Build(again, feed, log);
+    absl::StatusOr<JobHandle> resumed = again.ExecuteAsync("resumed");
+    ASSERT_TRUE(resumed.ok()) << resumed.status();
+    ASSERT_TRUE(resumed->Wait().ok());
+    *checkpoints = resumed->LastCompletedCheckpoint();
+  }
 };
 
 TEST_F(FinalCheckpointTest, ABoundedJobEndsWithAFinalCheckpointThatCommitsItsLastTransaction) {
@@ -155,18 +170,11 @@ TEST_F(FinalCheckpointTest, ABoundedJobEndsWithAFinalCheckpointThatCommitsItsLas
 
   // A process killed right after that checkpoint resumes from it: the source is at its end, the
   // sink re-commits t1 (idempotent) and nothing is written again.
-  RuntimeOptions o = Options();
-  o.restore_from = dir_ + "/checkpoints";
-  StreamEnvironment again(o);
-  log->events.clear();
-  log->written = 0;
-  Build(again, feed, log);
-  absl::StatusOr<JobHandle> resumed = again.ExecuteAsync("resumed");
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
-  ASSERT_TRUE(resumed->Wait().ok());
+  int64_t checkpoints = 0;
+  ASSERT_NO_FATAL_FAILURE(ResumeToTheEnd(feed, log, &checkpoints));
   EXPECT_EQ(log->written, 0);
   EXPECT_EQ(Committed(*log), Range(0, 1000));
-  EXPECT_EQ(resumed->LastCompletedCheckpoint(), 2);  // its own final checkpoint
+  EXPECT_EQ(checkpoints, 2);  // its own final checkpoint
   EXPECT_EQ(log->events.front(), "commit t1 (1000)");
 }
 
@@ -188,14 +196,8 @@ TEST_F(FinalCheckpointTest, AFailureBetweenTheFinalCheckpointAndTheCommitRepeats
     EXPECT_EQ(job->LastCompletedCheckpoint(), 1);
   }
   EXPECT_TRUE(Committed(*log).empty());
-  RuntimeOptions o = Options();
-  o.restore_from = dir_ + "/checkpoints";
-  StreamEnvironment again(o);
-  log->written = 0;
-  Build(again, feed, log);
-  absl::StatusOr<JobHandle> resumed = again.ExecuteAsync("resumed");
-  ASSERT_TRUE(resumed.ok()) << resumed.status();
-  ASSERT_TRUE(resumed->Wait().ok());
+  int64_t checkpoints = 0;
+  ASSERT_NO_FATAL_FAILURE(ResumeToTheEnd(feed, log, &checkpoints));
   EXPECT_EQ(log->written, 0);
   EXPECT_EQ(Committed(*log), Range(0, 500));
 }

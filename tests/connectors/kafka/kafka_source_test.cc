@@ -153,6 +153,26 @@ std::vector<std::string> ValuesOf(const std::vector<Captured>& c) {
   return v;
 }
 
+// (window start, records) of the 1 s event-time windows.
+using Count = std::pair<int64_t, int64_t>;
+
+// Counts the records "<tag>@<event time ms>" of `stream` per 1 s tumbling event-time window.
+void CountPerSecond(DataStream<std::string> stream, CollectSink<Count>& windows) {
+  stream
+      .Map([](const std::string& s) {
+        int64_t t = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(s.substr(s.find('@') + 1), &t)) << s;
+        return Count(t / 1000 * 1000, 1);
+      })
+      .KeyBy([](const Count& c) { return c.first; })
+      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
+      .Reduce([](Count a, const Count& b) {
+        a.second += b.second;
+        return a;
+      })
+      .SinkTo(windows);
+}
+
 class KafkaSourceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -508,7 +528,6 @@ TEST_F(KafkaSourceTest, IdlePartitionsDoNotHoldBackEventTimeWindows) {
   options.execution_mode = ExecutionMode::kStreaming;
   options.auto_watermark_interval = absl::Milliseconds(50);
   StreamEnvironment env(options);
-  using Count = std::pair<int64_t, int64_t>;  // (window start, records)
   CollectSink<std::string> raw;
   CollectSink<Count> windows;
   auto stream = env.FromSource(
@@ -516,19 +535,7 @@ TEST_F(KafkaSourceTest, IdlePartitionsDoNotHoldBackEventTimeWindows) {
       WatermarkStrategy<std::string>::ForBoundedOutOfOrderness(absl::Milliseconds(100))
           .WithIdleness(absl::Milliseconds(300)));
   stream.SinkTo(raw);
-  stream
-      .Map([](const std::string& s) {
-        int64_t t = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s.substr(s.find('@') + 1), &t)) << s;
-        return Count(t / 1000 * 1000, 1);
-      })
-      .KeyBy([](const Count& c) { return c.first; })
-      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
-      .Reduce([](Count a, const Count& b) {
-        a.second += b.second;
-        return a;
-      })
-      .SinkTo(windows);
+  CountPerSecond(stream, windows);
   auto job = env.ExecuteAsync("kafka-idle");
   ASSERT_TRUE(job.ok()) << job.status();
   absl::Time deadline = absl::Now() + absl::Seconds(15);
@@ -589,26 +596,13 @@ TEST_F(KafkaSourceTest, AnEmptyPartitionHoldsTheWatermarkUntilItsFirstRecord) {
   options.execution_mode = ExecutionMode::kStreaming;
   options.auto_watermark_interval = absl::Milliseconds(20);
   StreamEnvironment env(options);
-  using Count = std::pair<int64_t, int64_t>;  // (window start, records)
   CollectSink<std::string> raw;
   CollectSink<Count> windows;
   auto stream = env.FromSource(
       KafkaSource(o),
       WatermarkStrategy<std::string>::ForBoundedOutOfOrderness(absl::Milliseconds(100)));
   stream.SinkTo(raw);
-  stream
-      .Map([](const std::string& s) {
-        int64_t t = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s.substr(s.find('@') + 1), &t)) << s;
-        return Count(t / 1000 * 1000, 1);
-      })
-      .KeyBy([](const Count& c) { return c.first; })
-      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
-      .Reduce([](Count a, const Count& b) {
-        a.second += b.second;
-        return a;
-      })
-      .SinkTo(windows);
+  CountPerSecond(stream, windows);
   auto job = env.ExecuteAsync("kafka-holds");
   ASSERT_TRUE(job.ok()) << job.status();
   absl::Time deadline = absl::Now() + absl::Seconds(15);

@@ -444,6 +444,36 @@ TEST_F(KinesisJobTest, SinkFlushesOnCheckpoints) {
   EXPECT_EQ(Sorted(ReadAll(*client_, out)), Sorted(values));
 }
 
+// (window start, records) of the 1 s event-time windows.
+using Count = std::pair<int64_t, int64_t>;
+
+// Records "<event time ms>": monotonous event time read from the data.
+WatermarkStrategy<std::string> EventTimeFromData() {
+  return WatermarkStrategy<std::string>::ForMonotonousTimestamps().WithTimestampAssigner(
+      [](const std::string& s) {
+        int64_t t = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(s, &t));
+        return t;
+      });
+}
+
+// Counts the records of `stream` per 1 s tumbling event-time window.
+void CountPerSecond(DataStream<std::string> stream, CollectSink<Count>& windows) {
+  stream
+      .Map([](const std::string& s) {
+        int64_t t = 0;
+        EXPECT_TRUE(absl::SimpleAtoi(s, &t));
+        return Count(t / 1000 * 1000, 1);
+      })
+      .KeyBy([](const Count& c) { return c.first; })
+      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
+      .Reduce([](Count a, const Count& b) {
+        a.second += b.second;
+        return a;
+      })
+      .SinkTo(windows);
+}
+
 // Per-shard watermarks with idleness: shard 1 has one early record, then stays quiet; shard 0 goes
 // on. Event-time windows fire while the job runs only because shard 1 becomes idle and stops
 // holding the watermark back (without WithIdleness they would wait for the end of input).
@@ -464,26 +494,10 @@ TEST_F(KinesisJobTest, AnIdleShardDoesNotHoldTheWatermarkBack) {
   KinesisSourceOptions so = SourceOptions(stream);
   so.is_end_of_stream = nullptr;  // runs until cancelled
   StreamEnvironment env(RuntimeOptions{.parallelism = 1});
-  CollectSink<std::pair<int64_t, int64_t>> windows;  // (window start, records)
-  env.FromSource(KinesisSource(so), WatermarkStrategy<std::string>::ForMonotonousTimestamps()
-                                        .WithTimestampAssigner([](const std::string& s) {
-                                          int64_t t = 0;
-                                          EXPECT_TRUE(absl::SimpleAtoi(s, &t));
-                                          return t;
-                                        })
-                                        .WithIdleness(absl::Milliseconds(300)))
-      .Map([](const std::string& s) {
-        int64_t t = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s, &t));
-        return std::pair<int64_t, int64_t>(t / 1000 * 1000, 1);
-      })
-      .KeyBy([](const std::pair<int64_t, int64_t>& p) { return p.first; })
-      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
-      .Reduce([](std::pair<int64_t, int64_t> a, const std::pair<int64_t, int64_t>& b) {
-        a.second += b.second;
-        return a;
-      })
-      .SinkTo(windows);
+  CollectSink<Count> windows;
+  CountPerSecond(
+      env.FromSource(KinesisSource(so), EventTimeFromData().WithIdleness(absl::Milliseconds(300))),
+      windows);
   auto job = env.ExecuteAsync("kinesis-idle");
   ASSERT_TRUE(job.ok()) << job.status();
   // Shard 0 stays active (a record every 50 ms, event times from 20 s on); shard 1 is quiet.
@@ -521,29 +535,10 @@ TEST_F(KinesisJobTest, AnEmptyShardHoldsTheWatermarkUntilItsFirstRecord) {
   so.is_end_of_stream = nullptr;  // runs until cancelled
   StreamEnvironment env(RuntimeOptions{.parallelism = 1});
   CollectSink<std::string> raw;
-  CollectSink<std::pair<int64_t, int64_t>> windows;  // (window start, records)
-  auto stream_of = env.FromSource(
-      KinesisSource(so),
-      WatermarkStrategy<std::string>::ForMonotonousTimestamps().WithTimestampAssigner(
-          [](const std::string& s) {
-            int64_t t = 0;
-            EXPECT_TRUE(absl::SimpleAtoi(s, &t));
-            return t;
-          }));
+  CollectSink<Count> windows;
+  auto stream_of = env.FromSource(KinesisSource(so), EventTimeFromData());
   stream_of.SinkTo(raw);
-  stream_of
-      .Map([](const std::string& s) {
-        int64_t t = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s, &t));
-        return std::pair<int64_t, int64_t>(t / 1000 * 1000, 1);
-      })
-      .KeyBy([](const std::pair<int64_t, int64_t>& p) { return p.first; })
-      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
-      .Reduce([](std::pair<int64_t, int64_t> a, const std::pair<int64_t, int64_t>& b) {
-        a.second += b.second;
-        return a;
-      })
-      .SinkTo(windows);
+  CountPerSecond(stream_of, windows);
   auto job = env.ExecuteAsync("kinesis-holds");
   ASSERT_TRUE(job.ok()) << job.status();
   absl::Time deadline = absl::Now() + absl::Seconds(30);
