@@ -29,6 +29,7 @@ constexpr const char* kUsage =
     "usage: sluice-nexmark --query QUERY (--events N | --input FILE) [--output FILE]\n"
     "                      [--parallelism P] [--state-backend hashmap|rocksdb]\n"
     "                      [--checkpoint-interval-ms MS] [--checkpoint-dir DIR]\n"
+    "                      [--rocksdb-window-cache-mb MB]\n"
     "                      [--event-rate EVENTS_PER_S] [--seed S] [--max-delay-ms D]\n"
     "       sluice-nexmark --write-events FILE --events N [generator flags]\n"
     "       sluice-nexmark --generate-only --events N [generator flags]\n"
@@ -107,6 +108,12 @@ absl::Status Parse(int argc, char** argv, Flags* f) {
     } else if (flag == "--checkpoint-interval-ms") {
       SLUICE_ASSIGN_OR_RETURN(std::string v, take());
       SLUICE_RETURN_IF_ERROR(ParseInt(flag, v, 1, &f->run.checkpoint_interval_ms));
+    } else if (flag == "--rocksdb-window-cache-mb") {
+      SLUICE_ASSIGN_OR_RETURN(std::string v, take());
+      SLUICE_RETURN_IF_ERROR(ParseInt(flag, v, 0, &n));
+      if (n > (int64_t{1} << 20))
+        return absl::InvalidArgumentError(absl::StrCat(flag, ": at most 1048576"));
+      f->run.rocksdb_window_cache_bytes = n << 20;
     } else if (flag == "--checkpoint-dir") {
       SLUICE_ASSIGN_OR_RETURN(f->run.checkpoint_dir, take());
     } else if (flag == "--event-rate") {

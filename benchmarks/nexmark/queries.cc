@@ -959,6 +959,9 @@ absl::StatusOr<RunResult> RunQuery(const RunOptions& options) {
                                  "/sluice-nexmark-rocksdb-", getpid());
     }
     runtime.rocksdb.local_dir = rocksdb_dir;
+    if (options.rocksdb_window_cache_bytes >= 0) {
+      runtime.rocksdb.window_cache_bytes = options.rocksdb_window_cache_bytes;
+    }
   }
   if (options.checkpoint_interval_ms > 0) {
     runtime.checkpointing.interval = absl::Milliseconds(options.checkpoint_interval_ms);

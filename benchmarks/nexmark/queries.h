@@ -52,6 +52,8 @@ struct RunOptions {
   std::string checkpoint_dir;
   // Where RocksDB keeps its files (state_backend kRocksDb); empty: a directory under /tmp.
   std::string rocksdb_dir;
+  // RocksDbStateOptions::window_cache_bytes (-1: the default).
+  int64_t rocksdb_window_cache_bytes = -1;
 };
 
 struct RunResult {

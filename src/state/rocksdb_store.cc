@@ -70,6 +70,7 @@ absl::Status RocksDbStateOptions::Validate() const {
     return BadField("block_size_bytes", "<= 1073741824", block_size_bytes);
   }
   if (background_threads < 1) return BadField("background_threads", ">= 1", background_threads);
+  if (window_cache_bytes < 0) return BadField("window_cache_bytes", ">= 0", window_cache_bytes);
   return absl::OkStatus();
 }
 

@@ -136,6 +136,7 @@ TEST(RocksDbStateOptionsTest, ValidateNamesTheBadField) {
       {{.block_size_bytes = int64_t{1} << 31},
        "RocksDbStateOptions.block_size_bytes must be <= 1073741824, got 2147483648"},
       {{.background_threads = 0}, "RocksDbStateOptions.background_threads must be >= 1, got 0"},
+      {{.window_cache_bytes = -1}, "RocksDbStateOptions.window_cache_bytes must be >= 0, got -1"},
   };
   for (const Case& c : cases) {
     absl::Status status = c.options.Validate();

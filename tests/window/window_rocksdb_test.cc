@@ -28,7 +28,20 @@ namespace {
 
 using ::testing::HasSubstr;
 
-constexpr StateBackendKind kBackends[] = {StateBackendKind::kHashMap, StateBackendKind::kRocksDb};
+// A backend and the size of the RocksDB window cache (RocksDbStateOptions::window_cache_bytes).
+struct Backend {
+  StateBackendKind kind;
+  int64_t window_cache_bytes;
+  const char* name;
+};
+// On RocksDB: the default cache (nothing is evicted in these small jobs), no cache (every record
+// reads and writes RocksDB), and a 1-byte cache (written back and emptied after every batch: the
+// contents leave the cache and come back from RocksDB).
+constexpr Backend kBackends[] = {
+    {StateBackendKind::kHashMap, 0, "HashMap"},
+    {StateBackendKind::kRocksDb, int64_t{64} << 20, "RocksDB"},
+    {StateBackendKind::kRocksDb, 0, "RocksDB_NoWindowCache"},
+    {StateBackendKind::kRocksDb, 1, "RocksDB_WindowCacheEvictedEveryBatch"}};
 
 struct SumEv {
   Ev operator()(const Ev& a, const Ev& b) const {
@@ -70,10 +83,11 @@ std::vector<Fired> SortedFired(std::vector<Fired> v) {
 
 // Runs `build` over `events` on `backend`; at parallelism > 1 the firings are sorted.
 template <typename Build>
-std::vector<Fired> RunOn(StateBackendKind backend, int parallelism, std::vector<Ev> events,
+std::vector<Fired> RunOn(const Backend& backend, int parallelism, std::vector<Ev> events,
                          Build build) {
   RuntimeOptions options{.parallelism = parallelism, .execution_mode = ExecutionMode::kStreaming};
-  options.state_backend = backend;
+  options.state_backend = backend.kind;
+  options.rocksdb.window_cache_bytes = backend.window_cache_bytes;
   StreamEnvironment env(options);
   CollectSink<Fired> sink;
   Stamped(build(EventSource(env, std::move(events)))).SinkTo(sink);
@@ -82,12 +96,12 @@ std::vector<Fired> RunOn(StateBackendKind backend, int parallelism, std::vector<
   return parallelism > 1 ? SortedFired(sink.values()) : sink.values();
 }
 
-// Both backends, parallelism 1 (exact order) and 2 (as a multiset), give `expected`.
+// Every backend configuration, parallelism 1 (exact order) and 2 (as a multiset), give `expected`.
 template <typename Build>
 void ExpectOnBothBackends(const std::vector<Ev>& events, Build build,
                           const std::vector<Fired>& expected) {
-  for (StateBackendKind backend : kBackends) {
-    SCOPED_TRACE(StateBackendName(backend));
+  for (const Backend& backend : kBackends) {
+    SCOPED_TRACE(backend.name);
     EXPECT_EQ(RunOn(backend, 1, events, build), expected) << "parallelism 1";
     EXPECT_EQ(RunOn(backend, 2, events, build), SortedFired(expected)) << "parallelism 2";
   }
@@ -236,10 +250,11 @@ TEST(WindowRocksDbTest, AllowedLatenessRefiresAndLateDataGoesToTheSideOutput) {
                                               F("a", 10, 20, {2, 8}, kMaxWatermark)}
                          : std::vector<Fired>{F("a", 0, 10, {1}, 10), F("a", 0, 10, {5}, 10),
                                               F("a", 10, 20, {10}, kMaxWatermark)};
-    for (StateBackendKind backend : kBackends) {
-      SCOPED_TRACE(StateBackendName(backend));
+    for (const Backend& backend : kBackends) {
+      SCOPED_TRACE(backend.name);
       RuntimeOptions options{.parallelism = 1, .execution_mode = ExecutionMode::kStreaming};
-      options.state_backend = backend;
+      options.state_backend = backend.kind;
+      options.rocksdb.window_cache_bytes = backend.window_cache_bytes;
       StreamEnvironment env(options);
       auto windowed = EventSource(env, input)
                           .KeyBy(ByKey)
@@ -286,7 +301,7 @@ using SlicingOp =
                                     internal::ReduceContents<Ev, SumEv>, ListFn>;
 
 // One operator subtask driven by the test.
-class DirectTest : public ::testing::TestWithParam<StateBackendKind> {
+class DirectTest : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     std::string name = ::testing::UnitTest::GetInstance()->current_test_info()->name();
@@ -295,8 +310,9 @@ class DirectTest : public ::testing::TestWithParam<StateBackendKind> {
             absl::StrCat("sluice-window-rocksdb-", ::getpid(), "-", name))
                .string();
     std::filesystem::remove_all(dir_);
-    state_.kind = GetParam();
-    if (GetParam() == StateBackendKind::kRocksDb) {
+    state_.kind = GetParam().kind;
+    if (state_.kind == StateBackendKind::kRocksDb) {
+      state_.rocksdb.window_cache_bytes = GetParam().window_cache_bytes;
       state_.rocksdb.block_cache_bytes = 8 << 20;
       state_.rocksdb.write_buffer_budget_bytes = 8 << 20;
       state_.rocksdb_resources = internal::MakeRocksDbResources(state_.rocksdb);
@@ -348,7 +364,7 @@ class DirectTest : public ::testing::TestWithParam<StateBackendKind> {
 };
 
 TEST_P(DirectTest, ProcessWindowElementsAreAppendedToRocksDb) {
-  const bool rocks = GetParam() == StateBackendKind::kRocksDb;
+  const bool rocks = GetParam().kind == StateBackendKind::kRocksDb;
   internal::OperatorSetup setup = MakeSetup();
   TumblingOp op(setup, &KeyOf, TumblingEventTimeWindows::Of(absl::Milliseconds(10)),
                 EventTimeTrigger{}, internal::ListContents<Ev>{}, ListFn{ListValues{}},
@@ -383,7 +399,7 @@ TEST_P(DirectTest, ProcessWindowElementsAreAppendedToRocksDb) {
 }
 
 TEST_P(DirectTest, SlicesAreInRocksDb) {
-  const bool rocks = GetParam() == StateBackendKind::kRocksDb;
+  const bool rocks = GetParam().kind == StateBackendKind::kRocksDb;
   internal::OperatorSetup setup = MakeSetup();
   SlicingOp op(
       setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
@@ -441,6 +457,8 @@ TEST(WindowRocksDbDirectTest, CorruptContentsFailWithTheOperatorsName) {
     std::vector<Ev> events = {{"a", 1, 1}};
     std::vector<Timestamp> ts = {1};
     op.Consume(events, ts);
+    // The element waits in the window cache until a snapshot writes it to RocksDB.
+    ASSERT_TRUE(op.state().Snapshot().ok());
     internal::RocksDbStore* db = op.state().rocksdb();
     ASSERT_NE(db, nullptr);
     absl::StatusOr<int> cf = db->ColumnFamily("_window_contents");
@@ -465,9 +483,107 @@ TEST(WindowRocksDbDirectTest, CorruptContentsFailWithTheOperatorsName) {
   std::filesystem::remove_all(dir);
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, DirectTest, ::testing::ValuesIn(kBackends),
-                         [](const ::testing::TestParamInfo<StateBackendKind>& info) {
-                           return std::string(StateBackendName(info.param));
+// --- The write-back cache of window contents on RocksDB -------------------------------------------
+
+class WindowCacheTest : public DirectTest {
+ protected:
+  // A snapshot of the operator's keyed backend (what a checkpoint takes).
+  template <typename Op>
+  static void Snapshot(Op& op) {
+    absl::StatusOr<internal::KeyedSnapshot> snap = op.state().Snapshot();
+    ASSERT_TRUE(snap.ok()) << snap.status();
+  }
+};
+
+// Records fold into cached slices; RocksDB receives them only when a snapshot is taken, and the
+// cleanup deletes what was written.
+TEST_P(WindowCacheTest, SlicesStayInTheCacheUntilASnapshot) {
+  internal::OperatorSetup setup = MakeSetup();
+  SlicingOp op(
+      setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
+      internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}}, internal::WindowSettings<Ev>{});
+  op.Open();
+  Send(op, {{"a", 1, 1}, {"b", 2, 2}, {"a", 3, 3}, {"a", 11, 4}});
+  EXPECT_EQ(op.num_slices(), 0u);
+  EXPECT_EQ(op.cached_window_entries(), 3u);
+  EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(0, 0));
+  Snapshot(op);
+  EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(3, 0));
+  EXPECT_EQ(op.cached_window_entries(), 3u);  // written back, still cached
+  Send(op, {{"a", 4, 10}});                   // folds into the cached slice (a, [0, 10))
+  op.OnWatermark(kMaxWatermark);
+  EXPECT_EQ(SortedFired(out_.lines),
+            SortedFired({{"a", -10, 10, {14}, kMaxWatermark, kNoTimestamp},
+                         {"b", -10, 10, {2}, kMaxWatermark, kNoTimestamp},
+                         {"a", 0, 20, {18}, kMaxWatermark, kNoTimestamp},
+                         {"b", 0, 20, {2}, kMaxWatermark, kNoTimestamp},
+                         {"a", 10, 30, {4}, kMaxWatermark, kNoTimestamp}}));
+  EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(0, 0));
+  EXPECT_EQ(op.cached_window_entries(), 0u);
+  op.Close();
+}
+
+// A cache above its bound is written back and emptied at the end of the batch; the next records
+// of those slices read them back from RocksDB.
+TEST_P(WindowCacheTest, AFullCacheIsWrittenBackAndReadAgain) {
+  state_.rocksdb.window_cache_bytes = 1;
+  internal::OperatorSetup setup = MakeSetup();
+  SlicingOp op(
+      setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
+      internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}}, internal::WindowSettings<Ev>{});
+  op.Open();
+  Send(op, {{"a", 1, 1}, {"b", 2, 2}});
+  EXPECT_EQ(op.cached_window_entries(), 0u);
+  EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(2, 0));
+  Send(op, {{"a", 3, 3}, {"a", 11, 4}});
+  EXPECT_EQ(op.cached_window_entries(), 0u);
+  EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(3, 0));
+  op.OnWatermark(kMaxWatermark);
+  EXPECT_EQ(SortedFired(out_.lines),
+            SortedFired({{"a", -10, 10, {4}, kMaxWatermark, kNoTimestamp},
+                         {"b", -10, 10, {2}, kMaxWatermark, kNoTimestamp},
+                         {"a", 0, 20, {8}, kMaxWatermark, kNoTimestamp},
+                         {"b", 0, 20, {2}, kMaxWatermark, kNoTimestamp},
+                         {"a", 10, 30, {4}, kMaxWatermark, kNoTimestamp}}));
+  EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(0, 0));
+  op.Close();
+}
+
+// Process windows: appended elements wait in the cache and reach RocksDB as one list per window
+// at a snapshot; a window fires its stored elements followed by the pending ones, in arrival order.
+TEST_P(WindowCacheTest, AppendedElementsWaitInTheCacheInArrivalOrder) {
+  internal::OperatorSetup setup = MakeSetup();
+  TumblingOp op(setup, &KeyOf, TumblingEventTimeWindows::Of(absl::Milliseconds(10)),
+                EventTimeTrigger{}, internal::ListContents<Ev>{}, ListFn{ListValues{}},
+                internal::WindowSettings<Ev>{});
+  op.Open();
+  Send(op, {{"a", 1, 1}, {"b", 2, 2}, {"a", 3, 3}});
+  EXPECT_EQ(op.cached_window_entries(), 2u);
+  EXPECT_EQ(CountStored(op, "_window_contents", true), std::make_pair(0, 0));
+  Snapshot(op);
+  EXPECT_EQ(CountStored(op, "_window_contents", true), std::make_pair(2, 3));
+  EXPECT_EQ(op.cached_window_entries(), 0u);  // pending elements leave the cache
+  Send(op, {{"a", 4, 4}, {"c", 12, 5}});
+  EXPECT_EQ(op.cached_window_entries(), 2u);
+  EXPECT_EQ(CountStored(op, "_window_contents", true), std::make_pair(2, 3));
+  op.OnWatermark(9);
+  EXPECT_EQ(out_.lines, (std::vector<Fired>{{"a", 0, 10, {1, 3, 4}, 9, kNoTimestamp},
+                                            {"b", 0, 10, {2}, 9, kNoTimestamp}}));
+  EXPECT_EQ(CountStored(op, "_window_contents", true), std::make_pair(0, 0));
+  op.OnWatermark(kMaxWatermark);
+  EXPECT_EQ(out_.lines.back(), (Fired{"c", 10, 20, {5}, kMaxWatermark, kNoTimestamp}));
+  EXPECT_EQ(op.cached_window_entries(), 0u);
+  op.Close();
+}
+
+// The per-record storage without the cache (the cache's own tests are below).
+INSTANTIATE_TEST_SUITE_P(Backends, DirectTest, ::testing::Values(kBackends[0], kBackends[2]),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return std::string(info.param.name);
+                         });
+INSTANTIATE_TEST_SUITE_P(Cache, WindowCacheTest, ::testing::Values(kBackends[1]),
+                         [](const ::testing::TestParamInfo<Backend>& info) {
+                           return std::string(info.param.name);
                          });
 
 }  // namespace

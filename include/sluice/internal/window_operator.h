@@ -517,6 +517,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
               ProcessElement<true>(records[i], timestamps[i]);
             }
           });
+          contents_.EvictIfFull();
         });
         this->FlushOutputs();
         return;
@@ -577,6 +578,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   // they are in RocksDB), and whether they are in RocksDB.
   size_t num_window_entries() const { return entries_.size(); }
   bool contents_in_rocksdb() const { return rocks_; }
+  // RocksDB: the (key, window)s with contents or pending elements in the write-back cache.
+  size_t cached_window_entries() const { return contents_.cached_entries(); }
 
  private:
   struct Entry {
@@ -986,7 +989,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       std::string cover_key = contents_.column().KeyFor(cover);
       for (const W& m : members.size() > 1 ? sorted : members) {
         contents_.MoveInto(contents_.column().KeyFor(m), cover_key, acc_, this->name());
-        if (triggers_.open()) triggers_.Delete(triggers_.KeyFor(m));
+        if (triggers_used_) triggers_.Delete(triggers_.KeyFor(m));
       }
     } else {
       Entry* target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
@@ -1025,8 +1028,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   absl::Status OpenRocks() {
     if constexpr (kRocksCapable) {
       if (contents_.column().open()) return absl::OkStatus();
-      absl::Status st = contents_.column().Open(*state_, kEntries);
+      absl::Status st = contents_.Open(*state_, kEntries);
       if (st.ok()) st = triggers_.Open(*state_, kTriggers);
+      if (st.ok()) triggers_used_ = !triggers_.Empty();
       if (!st.ok()) {
         return absl::Status(st.code(), absl::StrCat("operator '", this->name(),
                                                     "': window contents in RocksDB: ",
@@ -1040,8 +1044,11 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     if (absl::Status st = OpenRocks(); !st.ok()) throw JobFailure(std::move(st));
   }
   // Snapshots open the column families when the instance exists (a restored native checkpoint).
+  // The cached contents are written back before the column family is read.
   void OpenRocksForSnapshot() {
-    if (state_->rocksdb() != nullptr) EnsureRocks();
+    if (state_->rocksdb() == nullptr) return;
+    EnsureRocks();
+    contents_.Flush();
   }
   void SetRocksKey() {
     contents_.column().SetKey(*key_, this->ctx_.max_parallelism);
@@ -1049,7 +1056,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   }
   void LoadSlots(const W& window, Slots* slots) {
     *slots = Slots{};
-    if (!triggers_.Get(triggers_.KeyFor(window), &slot_bytes_)) return;
+    if (!triggers_used_ || !triggers_.Get(triggers_.KeyFor(window), &slot_bytes_)) return;
     ByteReader in(slot_bytes_);
     if (!ReadSlots(in, slots) || !in.empty()) triggers_.Corrupt(this->name());
   }
@@ -1058,16 +1065,17 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     bool any = false;
     for (const auto& s : slots) any = any || s.has_value();
     if (!any) {
-      triggers_.Delete(key);
+      if (triggers_used_) triggers_.Delete(key);
       return;
     }
     slot_bytes_.clear();
     WriteSlots(slots, &slot_bytes_);
     triggers_.Put(key, slot_bytes_);
+    triggers_used_ = true;
   }
   void EraseStored(const W& window) {
     contents_.Delete(contents_.column().KeyFor(window));
-    triggers_.Delete(triggers_.KeyFor(window));
+    if (triggers_used_) triggers_.Delete(triggers_.KeyFor(window));
   }
 
   // [u8 mask of set slots][8 bytes per set slot].
@@ -1182,7 +1190,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   }
   absl::Status RestoreRocksEntries() {
     if constexpr (kRocksCapable) {
-      return RestoreInternal<K>(
+      SLUICE_RETURN_IF_ERROR(RestoreInternal<K>(
           *state_, kEntries, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
             W window{};
             std::optional<State> contents;
@@ -1197,9 +1205,12 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
             contents_.column().SetKey(key, this->ctx_.max_parallelism);
             triggers_.SetKey(key, this->ctx_.max_parallelism);
             if (contents) contents_.Write(contents_.column().KeyFor(window), *contents);
+            contents_.EvictIfFull();
             StoreSlots(window, slots);
             return true;
-          });
+          }));
+      contents_.Flush();
+      return absl::OkStatus();
     } else {
       return absl::OkStatus();
     }
@@ -1262,6 +1273,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   bool rocks_ = false;
   RocksContents<Acc, In> contents_;
   RocksWindowColumn triggers_;
+  // Whether the trigger column family may hold slots: false while no trigger stored any (the
+  // default triggers never do), so windows read and delete nothing there.
+  bool triggers_used_ = false;
   Entry rocks_entry_;                   // the current window's trigger slots (Ctx::SetLazy)
   std::optional<State> fire_scratch_;   // contents read to fire
   std::string slot_bytes_;
@@ -1313,7 +1327,9 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         if (rocks_) {
           rocks_snapshot_ = std::make_unique<RocksWindowSnapshot>(
               [this] {
-                if (state_->rocksdb() != nullptr) EnsureRocks();
+                if (state_->rocksdb() == nullptr) return;
+                EnsureRocks();
+                slices_rocks_.Flush();  // the cached slices, before the column family is read
               },
               [this](int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
                 WriteRocksSlices(kg, emit);
@@ -1376,6 +1392,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
               ProcessElement<true>(records[i], timestamps[i]);
             }
           });
+          slices_rocks_.EvictIfFull();
         });
         this->FlushOutputs();
         return;
@@ -1413,6 +1430,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   // Slices held in memory (always 0 when they are in RocksDB), and whether they are in RocksDB.
   size_t num_slices() const { return slices_.size(); }
   bool contents_in_rocksdb() const { return rocks_; }
+  // RocksDB: the slices in the write-back cache.
+  size_t cached_window_entries() const { return slices_rocks_.cached_entries(); }
 
  private:
   Timestamp CleanupTime(Timestamp start) const {
@@ -1646,7 +1665,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   absl::Status OpenRocks() {
     if constexpr (kRocksCapable) {
       if (slices_rocks_.column().open()) return absl::OkStatus();
-      absl::Status st = slices_rocks_.column().Open(*state_, kSlices);
+      absl::Status st = slices_rocks_.Open(*state_, kSlices);
       if (!st.ok()) {
         return absl::Status(st.code(), absl::StrCat("operator '", this->name(),
                                                     "': window slices in RocksDB: ",
@@ -1677,7 +1696,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   }
   absl::Status RestoreRocksSlices() {
     if constexpr (kRocksCapable) {
-      return RestoreInternal<K>(
+      SLUICE_RETURN_IF_ERROR(RestoreInternal<K>(
           *state_, kSlices, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
             Timestamp start = 0;
             std::optional<State> contents;
@@ -1689,8 +1708,11 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
             if (!contents) return true;
             slices_rocks_.column().SetKey(key, this->ctx_.max_parallelism);
             slices_rocks_.Write(slices_rocks_.column().KeyFor(start), *contents);
+            slices_rocks_.EvictIfFull();
             return true;
-          });
+          }));
+      slices_rocks_.Flush();  // RestoreWindowLists scans the column family
+      return absl::OkStatus();
     } else {
       return absl::OkStatus();
     }

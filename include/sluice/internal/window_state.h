@@ -19,6 +19,7 @@
 // records, under the same names, as the in-memory structures do on the HashMap backend.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -27,6 +28,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -107,6 +109,15 @@ class RocksWindowColumn {
     return key_;
   }
 
+  // True when the column family holds no entry.
+  bool Empty() {
+    bool empty = true;
+    db_->Scan(cf_, std::string_view(), std::string_view(), [&](std::string_view, std::string_view) {
+      empty = false;
+      return false;
+    });
+    return empty;
+  }
   bool Get(std::string_view key, std::string* value) { return db_->Get(cf_, key, value); }
   void Put(std::string_view key, std::string_view value) { db_->Put(cf_, key, value); }
   void Delete(std::string_view key) { db_->Delete(cf_, key); }
@@ -152,7 +163,18 @@ struct RocksContentsCodec {
   }
 };
 
-// The contents of windows (or slices) in one column family.
+// The contents of windows (or slices) in one column family, behind a write-back cache.
+//
+// Read-modify-write policies (Reduce/Aggregate): the contents of recently used (key, window)s
+// stay in memory, decoded, and a record folds into them without touching RocksDB. Appending
+// policies (Process, evictors): the elements a record appends wait in memory, per key, and reach
+// RocksDB as one merge per key. Both are written back when the cache holds more than
+// RocksDbStateOptions::window_cache_bytes (it is then emptied), before every snapshot (Flush, from
+// the operator's PrepareSnapshot) and at the end of a restore. So a hot (key, window) costs RocksDB one write per checkpoint interval instead of a
+// read and a write (or a merge) per record: Flink SQL's mini-batch, for the DataStream window
+// operators. While RocksDB holds nothing the cache does not (the column family was empty when
+// opened and nothing left the cache since), a miss means "absent" and reads nothing.
+// window_cache_bytes = 0 turns the cache off: every record reads and writes RocksDB.
 template <typename Acc, typename In>
 class RocksContents {
  public:
@@ -162,6 +184,15 @@ class RocksContents {
 
   RocksWindowColumn& column() { return column_; }
 
+  // Opens the column family `name` of `store`'s instance and sizes the cache from its options.
+  absl::Status Open(KeyedStateStore& store, std::string name) {
+    if (column_.open()) return absl::OkStatus();
+    SLUICE_RETURN_IF_ERROR(column_.Open(store, std::move(name)));
+    capacity_ = static_cast<size_t>(column_.db()->options().window_cache_bytes);
+    complete_ = capacity_ > 0 && column_.Empty();
+    return absl::OkStatus();
+  }
+
   // Adds `v` to the contents at `key`. Read-modify-write policies return the updated state
   // (valid until the next call); appending ones return nullptr without reading anything.
   std::optional<State>* Add(const std::string& key, Acc& acc, const In& v, Timestamp ts,
@@ -169,16 +200,27 @@ class RocksContents {
     if constexpr (kAppend) {
       element_.clear();
       Codec::WriteElement(v, ts, &element_);
+      if (capacity_ > 0) {
+        std::string& pending = Pending(key);
+        const size_t before = pending.size();
+        AppendListElement(element_, &pending);
+        bytes_ += pending.size() - before;
+        return nullptr;
+      }
       encoded_.clear();
       AppendListElement(element_, &encoded_);
       column_.Append(key, encoded_);
       return nullptr;
     } else {
-      Read(key, &current_, op);
+      if (capacity_ > 0) {
+        Cached& c = Lookup(key, op);
+        acc.Add(c.state, v, ts);
+        c.dirty = true;
+        return &c.state;
+      }
+      ReadStored(key, &current_, op);
       acc.Add(current_, v, ts);
-      encoded_.clear();
-      Codec::Write(*current_, &encoded_);
-      column_.Put(key, encoded_);
+      Put(key, *current_);
       return &current_;
     }
   }
@@ -186,44 +228,146 @@ class RocksContents {
   bool AddAndCheckExisted(const std::string& key, Acc& acc, const In& v, Timestamp ts,
                           const std::string& op) {
     static_assert(!kAppend);
-    const bool existed = Read(key, &current_, op);
+    if (capacity_ > 0) {
+      Cached& c = Lookup(key, op);
+      const bool existed = c.state.has_value();
+      acc.Add(c.state, v, ts);
+      c.dirty = true;
+      return existed;
+    }
+    const bool existed = ReadStored(key, &current_, op);
     acc.Add(current_, v, ts);
-    encoded_.clear();
-    Codec::Write(*current_, &encoded_);
-    column_.Put(key, encoded_);
+    Put(key, *current_);
     return existed;
   }
   // The contents at `key` into *out (reset when absent); false when absent.
   bool Read(const std::string& key, std::optional<State>* out, const std::string& op) {
-    out->reset();
-    if (!column_.Get(key, &stored_)) return false;
-    out->emplace();
-    if (!Codec::Read(stored_, &**out)) column_.Corrupt(op);
-    return true;
+    if constexpr (kAppend) {
+      if (!ReadBytes(key, &stored_)) {
+        out->reset();
+        return false;
+      }
+      out->emplace();
+      if (!Codec::Read(stored_, &**out)) column_.Corrupt(op);
+      return true;
+    } else {
+      if (capacity_ > 0) {
+        if (auto it = cache_.find(key); it != cache_.end()) {
+          *out = it->second.state;
+          return out->has_value();
+        }
+        if (complete_) {
+          out->reset();
+          return false;
+        }
+      }
+      return ReadStored(key, out, op);
+    }
   }
+  // Replaces the contents at `key` (an evictor's or an emptying function's changes).
   void Write(const std::string& key, const State& s) {
-    encoded_.clear();
-    Codec::Write(s, &encoded_);
-    column_.Put(key, encoded_);
+    if (capacity_ == 0) {
+      Put(key, s);
+    } else if constexpr (kAppend) {
+      Delete(key);
+      std::string& pending = Pending(key);
+      Codec::Write(s, &pending);
+      bytes_ += pending.size();
+    } else {
+      auto [it, fresh] = cache_.try_emplace(key);
+      // Not read: whether RocksDB holds the key is unknown unless the cache is complete.
+      if (fresh) {
+        it->second.stored = !complete_;
+        bytes_ += EntryBytes(key);
+      }
+      it->second.state = s;
+      it->second.dirty = true;
+    }
   }
-  void Delete(const std::string& key) { column_.Delete(key); }
+  void Delete(const std::string& key) {
+    if (capacity_ > 0) {
+      if constexpr (kAppend) {
+        if (auto it = appends_.find(key); it != appends_.end()) {
+          bytes_ -= EntryBytes(key) + it->second.size();
+          appends_.erase(it);
+        }
+        if (complete_) return;
+      } else {
+        if (auto it = cache_.find(key); it != cache_.end()) {
+          const bool stored = it->second.stored;
+          bytes_ -= EntryBytes(key);
+          cache_.erase(it);
+          if (stored) column_.Delete(key);
+          return;
+        }
+        if (complete_) return;
+      }
+    }
+    column_.Delete(key);
+  }
 
   // Moves the contents at `from` into those at `to` (merging windows), combining with
   // acc.Merge as the in-memory path does: appended lists are concatenated without decoding.
   void MoveInto(const std::string& from, const std::string& to, Acc& acc, const std::string& op) {
-    if (!column_.Get(from, &stored_)) return;
-    column_.Delete(from);
     if constexpr (kAppend) {
-      column_.Append(to, stored_);
+      if (!ReadBytes(from, &stored_)) return;
+      Delete(from);
+      if (capacity_ > 0) {
+        Pending(to).append(stored_);
+        bytes_ += stored_.size();
+      } else {
+        column_.Append(to, stored_);
+      }
     } else {
       std::optional<State> moved;
-      moved.emplace();
-      if (!Codec::Read(stored_, &*moved)) column_.Corrupt(op);
-      Read(to, &current_, op);
+      if (!Read(from, &moved, op)) return;
+      Delete(from);
+      if (capacity_ > 0) {
+        Cached& c = Lookup(to, op);
+        acc.Merge(c.state, *moved);
+        c.dirty = true;
+        return;
+      }
+      ReadStored(to, &current_, op);
       acc.Merge(current_, *moved);
-      Write(to, *current_);
+      Put(to, *current_);
     }
   }
+
+  // Writes what the cache changed to RocksDB (before a snapshot scans or checkpoints the column
+  // family). Cached contents stay cached; pending appends leave the cache.
+  void Flush() {
+    if constexpr (kAppend) {
+      for (const auto& [key, elements] : appends_) column_.Append(key, elements);
+      if (!appends_.empty()) complete_ = false;
+      appends_.clear();
+      bytes_ = 0;
+    } else {
+      for (auto& [key, c] : cache_) {
+        if (!c.dirty) continue;
+        if (c.state) {
+          Put(key, *c.state);
+          c.stored = true;
+        } else if (c.stored) {
+          column_.Delete(key);
+          c.stored = false;
+        }
+        c.dirty = false;
+      }
+    }
+  }
+  // At the end of a batch (and during a restore): a cache above its bound is written back and
+  // emptied.
+  void EvictIfFull() {
+    if (bytes_ <= capacity_) return;
+    Flush();
+    if (!cache_.empty()) complete_ = false;
+    cache_.clear();
+    bytes_ = 0;
+  }
+  // The cache's memory as it counts it (see EntryBytes), and its entries.
+  size_t cached_bytes() const { return bytes_; }
+  size_t cached_entries() const { return cache_.size() + appends_.size(); }
 
   // Canonical contents of a stored value: [u8 1][ContentsCodec<Acc>] (see window_operator.h).
   template <typename CanonicalWrite>
@@ -236,9 +380,65 @@ class RocksContents {
   }
 
  private:
+  struct Cached {
+    std::optional<State> state;
+    bool dirty = false;   // changed since it was last written to RocksDB
+    bool stored = false;  // RocksDB may hold a value for the key
+  };
+  // What an entry costs beyond its pending bytes: the map slot and its control byte, and the key
+  // when it does not fit std::string's inline buffer. The state is counted by its size (a state
+  // holding heap memory, such as a vector, is undercounted).
+  static size_t EntryBytes(const std::string& key) {
+    constexpr size_t kSlot = std::max(sizeof(std::pair<const std::string, Cached>),
+                                      sizeof(std::pair<const std::string, std::string>)) +
+                             1;
+    return kSlot + (key.size() >= 16 ? key.size() + 1 : 0);
+  }
+  // The cached entry of `key`, loaded from RocksDB on a miss.
+  Cached& Lookup(const std::string& key, const std::string& op) {
+    auto [it, fresh] = cache_.try_emplace(key);
+    if (fresh) {
+      bytes_ += EntryBytes(key);
+      if (!complete_) it->second.stored = ReadStored(key, &it->second.state, op);
+    }
+    return it->second;
+  }
+  // Appending policies: the pending elements of `key`.
+  std::string& Pending(const std::string& key) {
+    auto [it, fresh] = appends_.try_emplace(key);
+    if (fresh) bytes_ += EntryBytes(key);
+    return it->second;
+  }
+  bool ReadStored(const std::string& key, std::optional<State>* out, const std::string& op) {
+    out->reset();
+    if (!column_.Get(key, &stored_)) return false;
+    out->emplace();
+    if (!Codec::Read(stored_, &**out)) column_.Corrupt(op);
+    return true;
+  }
+  // Appending policies: the encoded list at `key` (stored elements, then pending ones).
+  bool ReadBytes(const std::string& key, std::string* out) {
+    out->clear();
+    const bool stored = !complete_ && column_.Get(key, out);
+    auto it = appends_.find(key);
+    if (it == appends_.end()) return stored;
+    out->append(it->second);
+    return true;
+  }
+  void Put(const std::string& key, const State& s) {
+    encoded_.clear();
+    Codec::Write(s, &encoded_);
+    column_.Put(key, encoded_);
+  }
+
   RocksWindowColumn column_;
   std::optional<State> current_;
   std::string stored_, encoded_, element_;
+  absl::flat_hash_map<std::string, Cached> cache_;         // read-modify-write policies
+  absl::flat_hash_map<std::string, std::string> appends_;  // appending policies: encoded elements
+  size_t bytes_ = 0;       // what the cache holds, as EntryBytes counts it
+  size_t capacity_ = 0;    // RocksDbStateOptions::window_cache_bytes
+  bool complete_ = false;  // RocksDB holds nothing that is not in the cache
 };
 
 // The records of an operator's window state on the RocksDB backend, in canonical snapshots:

@@ -40,6 +40,13 @@ struct RocksDbStateOptions {
   // Flink's default is off, Sluice's is on). Off: every checkpoint writes the canonical format.
   // Savepoints are always canonical. Default true.
   bool incremental_checkpoints = true;
+  // Memory each window operator subtask uses to cache window contents between RocksDB writes:
+  // records fold into cached Reduce/Aggregate contents (or append to pending elements of Process
+  // and evicting windows), and what changed is written to RocksDB when the cache is full (it is
+  // then emptied) and before every checkpoint. Counted approximately: keys, entries and pending
+  // elements (a state holding heap memory, such as a vector, counts by its inline size). 0: no
+  // cache, every record reads and writes RocksDB (Flink's behaviour). Default 64 MiB.
+  int64_t window_cache_bytes = int64_t{64} << 20;
 
   // InvalidArgument naming the first bad field ("RocksDbStateOptions.block_cache_bytes must be
   // > 0, got -1").
