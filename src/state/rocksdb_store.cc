@@ -422,6 +422,10 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   cf.write_buffer_size = static_cast<size_t>(options.write_buffer_bytes);
   cf.max_write_buffer_number = options.max_write_buffer_number;
   cf.merge_operator = std::make_shared<ListAppendOperator>();
+  // A bloom filter over whole keys in the memtable: a get of an absent key (a window or slice a
+  // key has no contents in, a state never written) skips the skip-list search.
+  cf.memtable_prefix_bloom_size_ratio = 0.1;
+  cf.memtable_whole_key_filtering = true;
   cf.compression = rocksdb::kNoCompression;
   if (options.compression) {
     const std::vector<rocksdb::CompressionType> supported = rocksdb::GetSupportedCompressions();
