@@ -89,11 +89,18 @@ std::shared_ptr<RocksDbResources> MakeRocksDbResources(const RocksDbStateOptions
   // Open() validates the options; clamp here so a caller that skipped Validate() still gets
   // working (if small) resources rather than a RocksDB assertion.
   auto resources = std::make_shared<RocksDbResources>();
-  resources->block_cache =
-      rocksdb::NewLRUCache(static_cast<size_t>(std::max<int64_t>(options.block_cache_bytes, 1)));
+  const int64_t blocks = std::max<int64_t>(options.block_cache_bytes, 1);
+  const int64_t memtables = std::max<int64_t>(options.write_buffer_budget_bytes, 1);
+  // The memtables are charged to the cache, so its capacity is both budgets: blocks keep
+  // block_cache_bytes however full the memtables are (with the memtables taking the whole of a
+  // shared capacity, filter and index blocks were evicted and re-read from the files at every
+  // get). Index and filter blocks go to the high-priority pool, as Flink's managed memory does.
+  rocksdb::LRUCacheOptions cache;
+  cache.capacity = static_cast<size_t>(blocks + memtables);
+  cache.high_pri_pool_ratio = 0.1;
+  resources->block_cache = rocksdb::NewLRUCache(cache);
   resources->write_buffer_manager = std::make_shared<rocksdb::WriteBufferManager>(
-      static_cast<size_t>(std::max<int64_t>(options.write_buffer_budget_bytes, 1)),
-      resources->block_cache);
+      static_cast<size_t>(memtables), resources->block_cache);
   resources->background_threads = std::max(options.background_threads, 1);
   return resources;
 }
@@ -415,6 +422,7 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   table.block_size = static_cast<size_t>(options.block_size_bytes);
   table.cache_index_and_filter_blocks = true;
   table.pin_l0_filter_and_index_blocks_in_cache = true;
+  table.cache_index_and_filter_blocks_with_high_priority = true;
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
 
   rocksdb::ColumnFamilyOptions& cf = impl->base_cf_options;

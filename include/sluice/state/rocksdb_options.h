@@ -26,8 +26,9 @@ struct RocksDbStateOptions {
   int64_t write_buffer_bytes = int64_t{8} << 20;
   // Memtables per column family (one active, the rest flushing). Default 2.
   int max_write_buffer_number = 2;
-  // Total memtable memory of the job's instances, charged to the block cache (RocksDB's
-  // WriteBufferManager). Default 64 MiB.
+  // Total memtable memory of the job's instances (RocksDB's WriteBufferManager). It is charged
+  // to the shared cache, whose capacity is block_cache_bytes + this, so blocks keep
+  // block_cache_bytes however full the memtables are. Default 64 MiB.
   int64_t write_buffer_budget_bytes = int64_t{64} << 20;
   // LZ4 compression of SST files. Default true.
   bool compression = true;
