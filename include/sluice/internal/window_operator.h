@@ -452,9 +452,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         internal_.push_back(RegisterInternalState(
             *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
       }
-      internal_.push_back(RegisterInternalState(
-          *state_, kEventTimers, maxp,
-          [this](InternalStateBuckets& b) { AddTimers(b, event_timers_); }));
+      internal_.push_back(
+          RegisterInternalState(*state_, kEventTimers, maxp,
+                                [this](InternalStateBuckets& b) { AddTimers(b, event_timers_); }));
       internal_.push_back(RegisterInternalState(
           *state_, kProcessingTimers, maxp,
           [this](InternalStateBuckets& b) { AddTimers(b, processing_timers_); }));
@@ -645,8 +645,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     }
     std::optional<int64_t>& State(int slot) override {
       if (slot < 0 || slot >= kTriggerSlots) {
-        throw std::out_of_range(absl::StrCat("trigger state slot ", slot, " is out of range [0, ",
-                                             kTriggerSlots, ")"));
+        throw std::out_of_range(
+            absl::StrCat("trigger state slot ", slot, " is out of range [0, ", kTriggerSlots, ")"));
       }
       if (lazy_ && !loaded_) {
         op_->LoadSlots(window_, &entry_->slots);
@@ -819,9 +819,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   void Emit(const W& window, std::optional<State>& contents) {
     this->out_.SetTimestamp(window.max_timestamp());
     window_ctx_.Set(&window, this->watermark_);
-    acc_.Fire(*contents, window, [&](auto values) {
-      this->fn_.Apply(*key_, window_ctx_, values, this->out_);
-    });
+    acc_.Fire(*contents, window,
+              [&](auto values) { this->fn_.Apply(*key_, window_ctx_, values, this->out_); });
     if constexpr (requires { Acc::Emptied(*contents); }) {
       if (Acc::Emptied(*contents)) contents.reset();
     }
@@ -1032,15 +1031,15 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       if (st.ok()) st = triggers_.Open(*state_, kTriggers);
       if (st.ok()) triggers_used_ = !triggers_.Empty();
       if (!st.ok()) {
-        return absl::Status(st.code(), absl::StrCat("operator '", this->name(),
-                                                    "': window contents in RocksDB: ",
-                                                    st.message()));
+        return absl::Status(st.code(),
+                            absl::StrCat("operator '", this->name(),
+                                         "': window contents in RocksDB: ", st.message()));
       }
     }
     return absl::OkStatus();
   }
   void EnsureRocks() {
-    if (contents_.column().open()) [[likely]] return;
+    if (contents_.column().open()) return;
     if (absl::Status st = OpenRocks(); !st.ok()) throw JobFailure(std::move(st));
   }
   // Snapshots open the column families when the instance exists (a restored native checkpoint).
@@ -1185,7 +1184,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         emit_entry(k, &canonical, slot_bytes);
         return true;
       });
-      for (; next < slots.size(); ++next) emit_entry(slots[next].first, nullptr, slots[next].second);
+      for (; next < slots.size(); ++next)
+        emit_entry(slots[next].first, nullptr, slots[next].second);
     }
   }
   absl::Status RestoreRocksEntries() {
@@ -1228,18 +1228,19 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     }
   }
   absl::Status RestoreMergingSets() {
-    return RestoreInternal<K>(
-        *state_, kMergingSets, this->ctx_, [&](K& key, ByteReader& rest, ByteReader& value) {
-          uint64_t n = 0;
-          if (!rest.empty() || !value.ReadVarint(&n) || n > value.remaining()) return false;
-          std::vector<W> windows(static_cast<size_t>(n));
-          for (W& w : windows) {
-            if (!Serializer<W>::Read(value, &w)) return false;
-          }
-          if (!value.empty()) return false;
-          merging_.insert_or_assign(std::move(key), std::move(windows));
-          return true;
-        });
+    return RestoreInternal<K>(*state_, kMergingSets, this->ctx_,
+                              [&](K& key, ByteReader& rest, ByteReader& value) {
+                                uint64_t n = 0;
+                                if (!rest.empty() || !value.ReadVarint(&n) || n > value.remaining())
+                                  return false;
+                                std::vector<W> windows(static_cast<size_t>(n));
+                                for (W& w : windows) {
+                                  if (!Serializer<W>::Read(value, &w)) return false;
+                                }
+                                if (!value.empty()) return false;
+                                merging_.insert_or_assign(std::move(key), std::move(windows));
+                                return true;
+                              });
   }
 
   static constexpr const char* kEntries = "_window_contents";
@@ -1258,9 +1259,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   WindowContext<W> window_ctx_;
   Ctx trigger_ctx_;
 
-  std::optional<K> key_;       // the key being processed
+  std::optional<K> key_;  // the key being processed
   std::unique_ptr<KeyedStateBackend<K>> state_;
-  std::vector<W> windows_;     // scratch: the windows of the current element
+  std::vector<W> windows_;                        // scratch: the windows of the current element
   absl::flat_hash_map<EntryKey, Entry> entries_;  // in memory (HashMap backend)
   TimerQueue<K, W> event_timers_;
   TimerQueue<K, W> processing_timers_;
@@ -1276,8 +1277,8 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   // Whether the trigger column family may hold slots: false while no trigger stored any (the
   // default triggers never do), so windows read and delete nothing there.
   bool triggers_used_ = false;
-  Entry rocks_entry_;                   // the current window's trigger slots (Ctx::SetLazy)
-  std::optional<State> fire_scratch_;   // contents read to fire
+  Entry rocks_entry_;                  // the current window's trigger slots (Ctx::SetLazy)
+  std::optional<State> fire_scratch_;  // contents read to fire
   std::string slot_bytes_;
   std::unique_ptr<RocksWindowSnapshot> rocks_snapshot_;
 };
@@ -1540,9 +1541,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     TimeWindow window{start, start + size_};
     this->out_.SetTimestamp(window.max_timestamp());
     window_ctx_.Set(&window, this->watermark_);
-    acc_.Fire(*combined, window, [&](auto values) {
-      this->fn_.Apply(*key_, window_ctx_, values, this->out_);
-    });
+    acc_.Fire(*combined, window,
+              [&](auto values) { this->fn_.Apply(*key_, window_ctx_, values, this->out_); });
   }
 
   // The watermark the windows of a key group were fired through, written once per key group of
@@ -1668,14 +1668,13 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       absl::Status st = slices_rocks_.Open(*state_, kSlices);
       if (!st.ok()) {
         return absl::Status(st.code(), absl::StrCat("operator '", this->name(),
-                                                    "': window slices in RocksDB: ",
-                                                    st.message()));
+                                                    "': window slices in RocksDB: ", st.message()));
       }
     }
     return absl::OkStatus();
   }
   void EnsureRocks() {
-    if (slices_rocks_.column().open()) [[likely]] return;
+    if (slices_rocks_.column().open()) return;
     if (absl::Status st = OpenRocks(); !st.ok()) throw JobFailure(std::move(st));
   }
   // The records AddSlices writes, from the column family's key group `kg`.
