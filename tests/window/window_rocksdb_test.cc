@@ -332,6 +332,16 @@ class DirectTest : public ::testing::TestWithParam<Backend> {
     setup.outputs.push_back(std::move(main));
     return setup;
   }
+  // The slicing operator over sliding 20 ms / 10 ms windows summing the values, opened.
+  std::unique_ptr<SlicingOp> OpenSlidingSums() {
+    setup_ = MakeSetup();
+    auto op = std::make_unique<SlicingOp>(
+        setup_, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
+        internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}},
+        internal::WindowSettings<Ev>{});
+    op->Open();
+    return op;
+  }
   template <typename Op>
   static void Send(Op& op, std::vector<Ev> events) {
     std::vector<Timestamp> ts;
@@ -357,6 +367,7 @@ class DirectTest : public ::testing::TestWithParam<Backend> {
   }
 
   std::string dir_;
+  internal::OperatorSetup setup_;
   internal::StateBackendSetup state_;
   ManualClock clock_{0};
   Counters counters_;
@@ -400,11 +411,8 @@ TEST_P(DirectTest, ProcessWindowElementsAreAppendedToRocksDb) {
 
 TEST_P(DirectTest, SlicesAreInRocksDb) {
   const bool rocks = GetParam().kind == StateBackendKind::kRocksDb;
-  internal::OperatorSetup setup = MakeSetup();
-  SlicingOp op(
-      setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
-      internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}}, internal::WindowSettings<Ev>{});
-  op.Open();
+  std::unique_ptr<SlicingOp> sliding = OpenSlidingSums();
+  SlicingOp& op = *sliding;
   EXPECT_EQ(op.contents_in_rocksdb(), rocks);
   Send(op, {{"a", 1, 1}, {"b", 2, 2}, {"a", 3, 3}, {"a", 11, 4}});
   if (rocks) {
@@ -498,11 +506,8 @@ class WindowCacheTest : public DirectTest {
 // Records fold into cached slices; RocksDB receives them only when a snapshot is taken, and the
 // cleanup deletes what was written.
 TEST_P(WindowCacheTest, SlicesStayInTheCacheUntilASnapshot) {
-  internal::OperatorSetup setup = MakeSetup();
-  SlicingOp op(
-      setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
-      internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}}, internal::WindowSettings<Ev>{});
-  op.Open();
+  std::unique_ptr<SlicingOp> sliding = OpenSlidingSums();
+  SlicingOp& op = *sliding;
   Send(op, {{"a", 1, 1}, {"b", 2, 2}, {"a", 3, 3}, {"a", 11, 4}});
   EXPECT_EQ(op.num_slices(), 0u);
   EXPECT_EQ(op.cached_window_entries(), 3u);
@@ -527,11 +532,8 @@ TEST_P(WindowCacheTest, SlicesStayInTheCacheUntilASnapshot) {
 // of those slices read them back from RocksDB.
 TEST_P(WindowCacheTest, AFullCacheIsWrittenBackAndReadAgain) {
   state_.rocksdb.window_cache_bytes = 1;
-  internal::OperatorSetup setup = MakeSetup();
-  SlicingOp op(
-      setup, &KeyOf, SlidingEventTimeWindows::Of(absl::Milliseconds(20), absl::Milliseconds(10)),
-      internal::ReduceContents<Ev, SumEv>{}, ListFn{ListValues{}}, internal::WindowSettings<Ev>{});
-  op.Open();
+  std::unique_ptr<SlicingOp> sliding = OpenSlidingSums();
+  SlicingOp& op = *sliding;
   Send(op, {{"a", 1, 1}, {"b", 2, 2}});
   EXPECT_EQ(op.cached_window_entries(), 0u);
   EXPECT_EQ(CountStored(op, "_slices", false), std::make_pair(2, 0));

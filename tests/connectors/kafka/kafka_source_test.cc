@@ -20,6 +20,7 @@
 
 #include "connectors/kafka/kafka_test_util.h"
 #include "connectors/test_util.h"
+#include "connectors/window_count.h"
 
 namespace sluice::kafka_test {
 namespace {
@@ -153,25 +154,8 @@ std::vector<std::string> ValuesOf(const std::vector<Captured>& c) {
   return v;
 }
 
-// (window start, records) of the 1 s event-time windows.
-using Count = std::pair<int64_t, int64_t>;
-
-// Counts the records "<tag>@<event time ms>" of `stream` per 1 s tumbling event-time window.
-void CountPerSecond(DataStream<std::string> stream, CollectSink<Count>& windows) {
-  stream
-      .Map([](const std::string& s) {
-        int64_t t = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s.substr(s.find('@') + 1), &t)) << s;
-        return Count(t / 1000 * 1000, 1);
-      })
-      .KeyBy([](const Count& c) { return c.first; })
-      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
-      .Reduce([](Count a, const Count& b) {
-        a.second += b.second;
-        return a;
-      })
-      .SinkTo(windows);
-}
+using connectors_test::Count;
+using connectors_test::CountPerSecond;
 
 class KafkaSourceTest : public ::testing::Test {
  protected:

@@ -22,6 +22,7 @@
 #include "connectors/kinesis/kinesalite.h"
 #include "connectors/kinesis/kinesis_test_util.h"
 #include "connectors/test_util.h"
+#include "connectors/window_count.h"
 
 namespace sluice::kinesis_test {
 namespace {
@@ -444,8 +445,8 @@ TEST_F(KinesisJobTest, SinkFlushesOnCheckpoints) {
   EXPECT_EQ(Sorted(ReadAll(*client_, out)), Sorted(values));
 }
 
-// (window start, records) of the 1 s event-time windows.
-using Count = std::pair<int64_t, int64_t>;
+using connectors_test::Count;
+using connectors_test::CountPerSecond;
 
 // Records "<event time ms>": monotonous event time read from the data.
 WatermarkStrategy<std::string> EventTimeFromData() {
@@ -455,23 +456,6 @@ WatermarkStrategy<std::string> EventTimeFromData() {
         EXPECT_TRUE(absl::SimpleAtoi(s, &t));
         return t;
       });
-}
-
-// Counts the records of `stream` per 1 s tumbling event-time window.
-void CountPerSecond(DataStream<std::string> stream, CollectSink<Count>& windows) {
-  stream
-      .Map([](const std::string& s) {
-        int64_t t = 0;
-        EXPECT_TRUE(absl::SimpleAtoi(s, &t));
-        return Count(t / 1000 * 1000, 1);
-      })
-      .KeyBy([](const Count& c) { return c.first; })
-      .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
-      .Reduce([](Count a, const Count& b) {
-        a.second += b.second;
-        return a;
-      })
-      .SinkTo(windows);
 }
 
 // Per-shard watermarks with idleness: shard 1 has one early record, then stays quiet; shard 0 goes
