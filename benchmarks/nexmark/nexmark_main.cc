@@ -201,6 +201,11 @@ int main(int argc, char** argv) {
       static_cast<long long>(r->results), r->wall_seconds, eps, r->cpu_seconds, per_core,
       flags.run.parallelism,
       flags.run.state_backend == sluice::StateBackendKind::kRocksDb ? "rocksdb" : "hashmap");
+  if (r->checkpoint_sync_us >= 0) {
+    std::printf("checkpoints: %lld complete, synchronous part %.1f ms on the task threads\n",
+                static_cast<long long>(r->checkpoints),
+                static_cast<double>(r->checkpoint_sync_us) / 1000.0);
+  }
   if (r->latency_samples > 0) {
     std::printf(
         "latency (emission to sink, %lld samples): p50 %lld us, p99 %lld us, max %lld us\n",

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
@@ -998,7 +999,8 @@ absl::StatusOr<RunResult> RunQuery(const RunOptions& options) {
 
   double cpu0 = CpuSeconds();
   auto t0 = std::chrono::steady_clock::now();
-  absl::Status status = env.Execute(absl::StrCat("nexmark-", options.query));
+  absl::StatusOr<sluice::JobHandle> job = env.ExecuteAsync(absl::StrCat("nexmark-", options.query));
+  absl::Status status = job.ok() ? job->Wait() : job.status();
   auto t1 = std::chrono::steady_clock::now();
   double cpu1 = CpuSeconds();
   if (!rocksdb_dir.empty() && options.rocksdb_dir.empty()) {
@@ -1021,6 +1023,13 @@ absl::StatusOr<RunResult> RunQuery(const RunOptions& options) {
   r.results = state->results.load();
   r.wall_seconds = std::chrono::duration<double>(t1 - t0).count();
   r.cpu_seconds = cpu1 - cpu0;
+  if (options.checkpoint_interval_ms > 0) {
+    r.checkpoints = job->LastCompletedCheckpoint();
+    r.checkpoint_sync_us = 0;
+    for (const auto& [name, value] : job->Counters()) {
+      if (absl::EndsWith(name, ".checkpointSyncMicros")) r.checkpoint_sync_us += value;
+    }
+  }
   if (latency && state->latency.count() > 0) {
     r.latency_samples = state->latency.count();
     r.latency_p50_us = state->latency.Quantile(0.50);

@@ -67,6 +67,10 @@ struct RunResult {
   int64_t latency_p50_us = -1;
   int64_t latency_p99_us = -1;
   int64_t latency_max_us = -1;
+  // With checkpoints: the last complete one, and the time the task threads spent in their
+  // synchronous part (counters "<operator>.checkpointSyncMicros", summed).
+  int64_t checkpoints = 0;
+  int64_t checkpoint_sync_us = -1;
 };
 
 absl::StatusOr<RunResult> RunQuery(const RunOptions& options);

@@ -1,11 +1,18 @@
-// CRC-32C, slicing-by-8: eight 256-entry tables (built at compile time) let the loop consume 8
-// bytes per iteration with independent lookups instead of one dependent lookup per byte.
+// CRC-32C. On x86-64 CPUs with SSE 4.2 (checked once at run time) the crc32 instruction
+// consumes 8 bytes per step; elsewhere slicing-by-8: eight 256-entry tables (built at compile
+// time) let the loop consume 8 bytes per iteration with independent lookups instead of one
+// dependent lookup per byte. Both give the same checksum (tests compare them).
 #include "checkpoint/crc32c.h"
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
 
 namespace sluice::internal {
 namespace {
@@ -37,9 +44,39 @@ inline uint32_t LoadLittleEndian32(const unsigned char* p) {
          (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
 }
 
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t HardwareExtend(uint32_t crc, std::string_view data) {
+  const char* p = data.data();
+  size_t n = data.size();
+  uint64_t c = ~crc;
+  while (n >= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, sizeof word);
+    c = _mm_crc32_u64(c, word);
+    p += 8;
+    n -= 8;
+  }
+  auto c32 = static_cast<uint32_t>(c);
+  while (n-- > 0) c32 = _mm_crc32_u8(c32, static_cast<unsigned char>(*p++));
+  return ~c32;
+}
+
+bool HasHardwareCrc() {
+  static const bool has = __builtin_cpu_supports("sse4.2");
+  return has;
+}
+#endif
+
 }  // namespace
 
 uint32_t Crc32cExtend(uint32_t crc, std::string_view data) {
+#if defined(__x86_64__)
+  if (HasHardwareCrc()) return HardwareExtend(crc, data);
+#endif
+  return Crc32cExtendPortable(crc, data);
+}
+
+uint32_t Crc32cExtendPortable(uint32_t crc, std::string_view data) {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   size_t n = data.size();
   uint32_t c = ~crc;

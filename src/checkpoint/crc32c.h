@@ -19,4 +19,8 @@ uint32_t Crc32c(std::string_view data);
 // chunks. Crc32cExtend(0, data) == Crc32c(data).
 uint32_t Crc32cExtend(uint32_t crc, std::string_view data);
 
+// The same without the SSE 4.2 instruction (slicing-by-8 tables); Crc32cExtend uses it where the
+// CPU lacks the instruction. For tests and benchmarks.
+uint32_t Crc32cExtendPortable(uint32_t crc, std::string_view data);
+
 }  // namespace sluice::internal

@@ -82,6 +82,7 @@ class Job {
   // The largest number of batches any channel held at once (tests of backpressure).
   size_t MaxChannelOccupancy() const;
   const Counters& counters() const { return counters_; }
+  Counters& counters() { return counters_; }
 
  private:
   explicit Job(std::string name) : name_(std::move(name)) {}

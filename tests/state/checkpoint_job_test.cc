@@ -163,6 +163,7 @@ class CheckpointJobTest : public ::testing::TestWithParam<Param> {
         .Map([](int64_t v) { return v; })
         .KeyBy([](int64_t v) { return v % kKeys; })
         .Process(RunningSum())
+        .Name("sum")
         .SinkTo(LatestSink(latest));
   }
   static void WaitFor(const std::function<bool()>& cond) {
@@ -201,6 +202,10 @@ TEST_P(CheckpointJobTest, ResumesFromTheLatestCheckpointWithExactState) {
     });
     job->Cancel();
     EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+    // The pause of the snapshots on the task threads is counted per operator.
+    const std::map<std::string, int64_t> counters = job->Counters();
+    ASSERT_TRUE(counters.contains("sum.checkpointSyncMicros"));
+    EXPECT_GE(counters.at("sum.checkpointSyncMicros"), 0);
   }
   RuntimeOptions o = Options(2, GetParam().backend);
   o.restore_from = dir_ + "/checkpoints";

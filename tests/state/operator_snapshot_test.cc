@@ -20,17 +20,20 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <span>
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
@@ -959,6 +962,84 @@ TEST(TimerQueueSnapshotTest, RestoredQueueFiresInTheSameOrder) {
   const std::vector<std::string> expected = {"z@5", "c@10", "b@10", "a@10", "e@10"};
   EXPECT_EQ(drain(q), expected);
   EXPECT_EQ(drain(restored), expected);
+}
+
+// Internal-state records are encoded once, as snapshot records under the state's index, per key
+// group; TakeKeyGroup hands them over and WriteKeyGroup decodes the same records.
+TEST(InternalStateBucketsTest, EncodesSnapshotRecordsOncePerKeyGroup) {
+  constexpr int kMaxParallelism = 8;
+  const KeyGroupRange range{0, kMaxParallelism - 1};
+  const std::vector<std::string> keys = {"apple", "pear", "plum", "fig", "kiwi"};
+  internal::InternalStateBuckets buckets(range, kMaxParallelism, [&](auto& b) {
+    for (const std::string& k : keys) {
+      std::string composite;
+      Serializer<std::string>::Write(k, &composite);
+      composite.append("#ns");
+      b.Add(k, composite, absl::StrCat("v-", k));
+    }
+  });
+  buckets.PrepareSnapshot(/*state_index=*/3);
+  for (int kg = 0; kg < kMaxParallelism; ++kg) {
+    std::string expected;
+    for (const std::string& k : keys) {
+      if (KeyGroupFor(k, kMaxParallelism) != kg) continue;
+      std::string composite;
+      Serializer<std::string>::Write(k, &composite);
+      composite.append("#ns");
+      internal::PutSnapshotRecord(3, composite, {}, absl::StrCat("v-", k), &expected);
+    }
+    std::string taken;
+    ASSERT_TRUE(buckets.TakeKeyGroup(kg, &taken));
+    EXPECT_EQ(taken, expected) << "key group " << kg;
+  }
+  // Taken: nothing is left until the next snapshot.
+  std::string again;
+  EXPECT_TRUE(buckets.TakeKeyGroup(0, &again));
+  EXPECT_EQ(again, "");
+
+  buckets.PrepareSnapshot(/*state_index=*/0);
+  std::vector<std::string> emitted;
+  for (int kg = 0; kg < kMaxParallelism; ++kg) {
+    buckets.WriteKeyGroup(kg, [&](std::string_view composite, std::string_view value) {
+      ByteReader in(composite);
+      std::string key;
+      ASSERT_TRUE(Serializer<std::string>::Read(in, &key));
+      EXPECT_EQ(in.rest(), "#ns");
+      EXPECT_EQ(KeyGroupFor(key, kMaxParallelism), kg);
+      emitted.push_back(absl::StrCat(key, "=", std::string(value)));
+    });
+  }
+  std::sort(emitted.begin(), emitted.end());
+  EXPECT_THAT(emitted, ::testing::ElementsAre("apple=v-apple", "fig=v-fig", "kiwi=v-kiwi",
+                                              "pear=v-pear", "plum=v-plum"));
+}
+
+// Snapshots of maps whose values own buffers prefetch them ahead; every element is visited once,
+// in the map's order, whatever its size against the prefetch distance.
+TEST(InternalStateBucketsTest, ForEachPrefetchedVisitsEveryElementInOrder) {
+  for (int n : {0, 1, 15, 16, 17, 100}) {
+    absl::flat_hash_map<int, std::optional<std::vector<int>>> m;
+    for (int i = 0; i < n; ++i) {
+      if (i % 3 == 0) {
+        m[i] = std::nullopt;
+      } else {
+        m[i] = std::vector<int>(static_cast<size_t>(i % 5), i);
+      }
+    }
+    std::vector<int> plain, prefetched;
+    for (const auto& [k, v] : m) plain.push_back(k);
+    internal::ForEachPrefetched(
+        m, [](const auto& kv) { return internal::HeapDataOf(kv.second); },
+        [&](const auto& kv) { prefetched.push_back(kv.first); });
+    EXPECT_EQ(prefetched, plain) << n;
+  }
+  static_assert(std::is_same_v<decltype(internal::HeapDataOf(int64_t{1})), std::nullptr_t>);
+  static_assert(
+      std::is_same_v<decltype(internal::HeapDataOf(std::optional<int64_t>{})), std::nullptr_t>);
+  const std::vector<int> empty;
+  EXPECT_EQ(internal::HeapDataOf(empty), nullptr);
+  const std::vector<int> one = {7};
+  EXPECT_EQ(internal::HeapDataOf(one), static_cast<const void*>(one.data()));
 }
 
 }  // namespace

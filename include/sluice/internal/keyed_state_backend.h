@@ -938,11 +938,16 @@ class RocksMapState final : public RocksTable<N>, public MapStateImpl<UK, UV> {
 class InternalKeyedState {
  public:
   virtual ~InternalKeyedState() = default;
-  // Called once per snapshot, before the key groups are written in order.
-  virtual void PrepareSnapshot() {}
+  // Called once per snapshot, before the key groups are written in order; `state_index` is this
+  // state's index in the snapshot (for records encoded ahead, see TakeKeyGroup).
+  virtual void PrepareSnapshot(size_t /*state_index*/) {}
   // Emits every record of key group `kg`.
   virtual void WriteKeyGroup(int kg,
                              absl::FunctionRef<void(std::string_view, std::string_view)> emit) = 0;
+  // Fast path instead of WriteKeyGroup: moves the records of key group `kg`, already encoded as
+  // snapshot records (PutSnapshotRecord) under the index given to PrepareSnapshot, into `out`.
+  // False: not supported, call WriteKeyGroup.
+  virtual bool TakeKeyGroup(int /*kg*/, std::string* /*out*/) { return false; }
   // True when the records live in column families of the subtask's RocksDB instance (window
   // contents on the RocksDB backend): an incremental checkpoint captures them with the instance's
   // native files instead of calling WriteKeyGroup, and restoring such a checkpoint restores the
@@ -1319,8 +1324,8 @@ class KeyedStateBackend final : public KeyedStateStore {
     for (const auto& t : tables_) states.push_back({t->name(), {t->kind(), t->ttl_ms()}});
     const size_t first_internal = states.size();
     for (const auto& [name, st] : internal_) {
+      st->PrepareSnapshot(states.size());
       states.push_back({name, {StateKind::kInternal, 0}});
-      st->PrepareSnapshot();
     }
     const size_t first_unregistered = states.size();
     for (const auto& [name, rs] : restored_) {
@@ -1336,14 +1341,24 @@ class KeyedStateBackend final : public KeyedStateStore {
     const int64_t now = c->now;
     c->blobs.resize(static_cast<size_t>(range_.size()));
     for (int kg = range_.start; kg <= range_.end; ++kg) {
-      std::string& blob = c->blobs[static_cast<size_t>(kg - range_.start)];
+      std::vector<std::string>& pieces = c->blobs[static_cast<size_t>(kg - range_.start)];
+      pieces.emplace_back();
       for (size_t i = first_internal; i < first_unregistered; ++i) {
-        if (native && internal_[i - first_internal].second->StoredInRocksDb()) continue;
-        internal_[i - first_internal].second->WriteKeyGroup(
-            kg, [&](std::string_view composite, std::string_view v) {
-              PutSnapshotRecord(i, composite, {}, v, &blob);
-            });
+        InternalKeyedState& st = *internal_[i - first_internal].second;
+        if (native && st.StoredInRocksDb()) continue;
+        std::string taken;
+        if (st.TakeKeyGroup(kg, &taken)) {  // moved, not copied: one piece more
+          if (!taken.empty()) {
+            pieces.push_back(std::move(taken));
+            pieces.emplace_back();
+          }
+          continue;
+        }
+        st.WriteKeyGroup(kg, [&](std::string_view composite, std::string_view v) {
+          PutSnapshotRecord(i, composite, {}, v, &pieces.back());
+        });
       }
+      std::string& blob = pieces.back();
       for (size_t i = first_unregistered; i < states.size(); ++i) {
         if (kind_ == StateBackendKind::kRocksDb) break;  // restored into column families
         auto it = pending_.find(states[i].first);
@@ -1579,21 +1594,26 @@ class KeyedStateBackend final : public KeyedStateStore {
     std::string header;
     std::vector<RestoredState> states;  // by state index
     // Per key group of the range: records already encoded (internal states, restored states not
-    // registered, RocksDB column families).
-    std::vector<std::string> blobs;
+    // registered, RocksDB column families), in pieces to write in order.
+    std::vector<std::vector<std::string>> blobs;
     std::shared_ptr<HeapSnapshotShadow> shadow;  // HashMap: the tables' records
     int64_t seq = 0;
 
     absl::Status Materialize(KeyedSnapshot& s) {
       s.bytes = std::move(header);
+      size_t encoded = s.bytes.size() + blobs.size();
+      for (const std::vector<std::string>& pieces : blobs) {
+        for (const std::string& piece : pieces) encoded += piece.size();
+      }
+      s.bytes.reserve(encoded);
       s.key_group_offsets.clear();
       bool corrupt = false;
       auto write = [&](const std::vector<absl::flat_hash_map<std::string, std::string>>* keys) {
         std::string kept;
         for (size_t g = 0; g < blobs.size(); ++g) {
           s.key_group_offsets.push_back(s.bytes.size());
-          s.bytes.append(blobs[g]);
-          std::string().swap(blobs[g]);
+          for (const std::string& piece : blobs[g]) s.bytes.append(piece);
+          std::vector<std::string>().swap(blobs[g]);
           if (keys == nullptr) {
             s.bytes.push_back(0);
             continue;

@@ -78,8 +78,9 @@ template <typename T>
 concept FullySerializable = FullySerializableImpl<T>::value;
 
 // An operator's internal keyed structure in a backend's snapshots: PrepareSnapshot runs `fill`,
-// which adds every record (Add); the records are kept per key group and written in order. Only
-// used at checkpoints; not thread-safe.
+// which adds every record (Add); the records are encoded once, as snapshot records, per key group,
+// and handed to the snapshot without a copy (TakeKeyGroup). Only used at checkpoints; not
+// thread-safe.
 class InternalStateBuckets final : public InternalKeyedState {
  public:
   using Fill = std::function<void(InternalStateBuckets&)>;
@@ -87,19 +88,28 @@ class InternalStateBuckets final : public InternalKeyedState {
   InternalStateBuckets(KeyGroupRange range, int max_parallelism, Fill fill)
       : range_(range), max_parallelism_(max_parallelism), fill_(std::move(fill)) {}
 
-  void PrepareSnapshot() override {
+  void PrepareSnapshot(size_t state_index) override {
+    state_index_ = state_index;
     buckets_.assign(static_cast<size_t>(range_.size()), std::string());
     fill_(*this);
   }
+  bool TakeKeyGroup(int kg, std::string* out) override {
+    if (range_.Contains(kg) && !buckets_.empty()) {
+      out->swap(buckets_[static_cast<size_t>(kg - range_.start)]);
+    }
+    return true;
+  }
   void WriteKeyGroup(int kg,
                      absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
-    if (!range_.Contains(kg) || buckets_.empty()) return;
-    std::string& bucket = buckets_[static_cast<size_t>(kg - range_.start)];
+    std::string bucket;
+    TakeKeyGroup(kg, &bucket);
     ByteReader in(bucket);
+    uint64_t index = 0;
     std::string_view composite, value;
-    while (in.ReadLengthPrefixed(&composite) && in.ReadLengthPrefixed(&value))
+    while (in.ReadVarint(&index) && in.ReadLengthPrefixed(&composite) &&
+           in.ReadLengthPrefixed(&value)) {
       emit(composite, value);
-    std::string().swap(bucket);  // written: free it now
+    }
   }
 
   // Adds a record of `key`; `composite` starts with the key serialized with Serializer<K>.
@@ -107,17 +117,63 @@ class InternalStateBuckets final : public InternalKeyedState {
   void Add(const K& key, std::string_view composite, std::string_view value) {
     const int kg = KeyGroupFor(key, max_parallelism_);
     SLUICE_CHECK(range_.Contains(kg));
-    std::string& bucket = buckets_[static_cast<size_t>(kg - range_.start)];
-    PutLengthPrefixed(composite, &bucket);
-    PutLengthPrefixed(value, &bucket);
+    PutSnapshotRecord(state_index_, composite, {}, value,
+                      &buckets_[static_cast<size_t>(kg - range_.start)]);
   }
 
  private:
   KeyGroupRange range_;
   int max_parallelism_;
   Fill fill_;
-  std::vector<std::string> buckets_;  // per key group of range_: [composite][value]...
+  size_t state_index_ = 0;
+  std::vector<std::string> buckets_;  // per key group of range_: snapshot records
 };
+
+// The heap buffer a value owns (a vector's or a string's elements; also through std::optional),
+// or nullptr; of type std::nullptr_t for types that own none.
+template <typename T>
+auto HeapDataOf(const T& v) {
+  if constexpr (requires {
+                  v.has_value();
+                  *v;
+                }) {
+    using Inner = decltype(HeapDataOf(*v));
+    if constexpr (std::is_same_v<Inner, std::nullptr_t>) {
+      return nullptr;
+    } else {
+      return v.has_value() ? HeapDataOf(*v) : static_cast<const void*>(nullptr);
+    }
+  } else if constexpr (requires {
+                         v.data();
+                         v.size();
+                       }) {
+    return v.size() > 0 ? static_cast<const void*>(v.data()) : static_cast<const void*>(nullptr);
+  } else {
+    return nullptr;
+  }
+}
+
+// Calls f(element) for every element of `range` (a hash map, in its order), prefetching the heap
+// buffer `heap(element)` names a few elements ahead: encoding a map whose values own buffers
+// (list or vector contents) otherwise waits for one cache miss per value.
+template <typename Range, typename Heap, typename F>
+void ForEachPrefetched(const Range& range, Heap&& heap, F&& f) {
+  if constexpr (std::is_same_v<decltype(heap(*range.begin())), std::nullptr_t>) {
+    for (const auto& e : range) f(e);
+  } else {
+    constexpr int kDistance = 16;
+    auto lead = range.begin();
+    const auto end = range.end();
+    for (int i = 0; i < kDistance && lead != end; ++i, ++lead) __builtin_prefetch(heap(*lead));
+    for (auto it = range.begin(); it != end; ++it) {
+      if (lead != end) {
+        __builtin_prefetch(heap(*lead));
+        ++lead;
+      }
+      f(*it);
+    }
+  }
+}
 
 // Registers internal state `name` (starting with '_') of `store`; the caller keeps the result
 // alive as long as the store.

@@ -1106,17 +1106,20 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   // [8 bytes per set slot][2 x 8 bytes: the event-time timers known to be registered].
   void AddEntries(InternalStateBuckets& b) const {
     std::string composite, value;
-    for (const auto& [ek, e] : entries_) {
-      composite.clear();
-      Serializer<K>::Write(ek.first, &composite);
-      Serializer<W>::Write(ek.second, &composite);
-      value.clear();
-      WriteOptionalContents<Acc>(e.contents, &value);
-      WriteSlots(e.slots, &value);
-      PutFixed64(e.registered[0], &value);
-      PutFixed64(e.registered[1], &value);
-      b.Add(ek.first, composite, value);
-    }
+    ForEachPrefetched(
+        entries_, [](const auto& kv) { return HeapDataOf(kv.second.contents); },
+        [&](const auto& kv) {
+          const auto& [ek, e] = kv;
+          composite.clear();
+          Serializer<K>::Write(ek.first, &composite);
+          Serializer<W>::Write(ek.second, &composite);
+          value.clear();
+          WriteOptionalContents<Acc>(e.contents, &value);
+          WriteSlots(e.slots, &value);
+          PutFixed64(e.registered[0], &value);
+          PutFixed64(e.registered[1], &value);
+          b.Add(ek.first, composite, value);
+        });
   }
   absl::Status RestoreEntries() {
     return RestoreInternal<K>(
@@ -1552,7 +1555,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   class ProgressState final : public InternalKeyedState {
    public:
     explicit ProgressState(SlicingWindowOperator* op) : op_(op) {}
-    void PrepareSnapshot() override { watermark_ = op_->watermark_; }
+    void PrepareSnapshot(size_t) override { watermark_ = op_->watermark_; }
     void WriteKeyGroup(int kg,
                        absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
       if (!op_->state_->key_groups().Contains(kg)) return;
@@ -1637,14 +1640,17 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   // A slice: composite [key][8-byte slice start]; value [partial result (optional)].
   void AddSlices(InternalStateBuckets& b) const {
     std::string composite, value;
-    for (const auto& [sk, contents] : slices_) {
-      composite.clear();
-      Serializer<K>::Write(sk.first, &composite);
-      PutFixed64(sk.second, &composite);
-      value.clear();
-      WriteOptionalContents<Acc>(contents, &value);
-      b.Add(sk.first, composite, value);
-    }
+    ForEachPrefetched(
+        slices_, [](const auto& kv) { return HeapDataOf(kv.second); },
+        [&](const auto& kv) {
+          const auto& [sk, contents] = kv;
+          composite.clear();
+          Serializer<K>::Write(sk.first, &composite);
+          PutFixed64(sk.second, &composite);
+          value.clear();
+          WriteOptionalContents<Acc>(contents, &value);
+          b.Add(sk.first, composite, value);
+        });
   }
   absl::Status RestoreSlices() {
     return RestoreInternal<K>(

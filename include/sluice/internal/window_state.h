@@ -450,7 +450,7 @@ class RocksWindowSnapshot final : public InternalKeyedState {
       std::function<void(int, absl::FunctionRef<void(std::string_view, std::string_view)>)>;
   RocksWindowSnapshot(std::function<void()> prepare, Write write)
       : prepare_(std::move(prepare)), write_(std::move(write)) {}
-  void PrepareSnapshot() override { prepare_(); }
+  void PrepareSnapshot(size_t) override { prepare_(); }
   void WriteKeyGroup(int kg,
                      absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
     write_(kg, emit);
