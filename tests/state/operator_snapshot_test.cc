@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <ostream>
@@ -35,6 +36,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 
 // A record: a key and a value. Not trivially copyable, so it needs its own serializer.
@@ -199,16 +201,19 @@ class Harness {
     return dir;
   }
 
-  std::vector<OperatorStateSnapshot> Snapshot() {
+  // The synchronous part of every subtask's snapshot; unless `materialize` is false, also the
+  // checkpoint writer's part (Materialize).
+  std::vector<OperatorStateSnapshot> Snapshot(bool materialize = true) {
     std::vector<OperatorStateSnapshot> out(subtasks_.size());
-    for (size_t i = 0; i < subtasks_.size(); ++i) {
-      subtasks_[i]->op->SnapshotState(1, out[i]);
-      // The checkpoint writer's part (asynchronous in a job).
-      if (out[i].keyed) {
-        EXPECT_TRUE(internal::MaterializeKeyedSnapshot(*out[i].keyed).ok());
-      }
-    }
+    for (size_t i = 0; i < subtasks_.size(); ++i) subtasks_[i]->op->SnapshotState(1, out[i]);
+    if (materialize) Materialize(out);
     return out;
+  }
+  // The checkpoint writer's part of snapshots (asynchronous in a job).
+  static void Materialize(std::vector<OperatorStateSnapshot>& snapshots) {
+    for (OperatorStateSnapshot& s : snapshots) {
+      if (s.keyed) EXPECT_TRUE(internal::MaterializeKeyedSnapshot(*s.keyed).ok());
+    }
   }
 
   // A record of `key` on input `gate`, to the subtask that owns the key's key group.
@@ -335,11 +340,14 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
       Harness<Out> run(make, parallelism, backend_, kStartTime);
       run.Open();
       a(run);
-      snapshot = run.Snapshot();
+      snapshot = run.Snapshot(/*materialize=*/false);
       now = run.now();
       run.ClearOutputs();
       b(run);
       EXPECT_EQ(run.Outputs(), expected) << "after taking a snapshot";
+      // As in a job, the checkpoint writer encodes the snapshot after the operator went on: what
+      // it encodes later (flat copies) must be the state as of the snapshot.
+      Harness<Out>::Materialize(snapshot);
     }
     {
       Harness<Out> restored(make, parallelism, backend_, now);
@@ -596,6 +604,128 @@ TEST_P(OperatorSnapshotTest, SlidingCountWindowWithEvictor) {
     for (int i = 0; i < 7; ++i) r.Rec(absl::StrCat("k", i % 3), 10 * (i + 1), kNoTimestamp);
   };
   CheckAll<std::string>(FactoryOf(env_, stream), a, b);
+}
+
+// --- Flat state: copied at the snapshot, encoded later ------------------------------------------
+
+// Keys, windows and contents without heap buffers are copied flat by the snapshot and encoded on
+// the checkpoint writer's thread (CheckRestore materializes after the operator went on).
+struct IntEv {
+  int64_t key = 0;
+  int64_t value = 0;
+};
+int64_t IntKey(const IntEv& e) { return e.key; }
+
+struct IntSum : AggregateFunction<IntEv, int64_t, int64_t> {
+  int64_t CreateAccumulator() override { return 0; }
+  void Add(const IntEv& e, int64_t& acc) override { acc += e.value; }
+  int64_t GetResult(const int64_t& acc) override { return acc; }
+  void Merge(const int64_t& from, int64_t& into) override { into += from; }
+};
+// The two largest values seen (a vector accumulator of trivially copyable elements).
+struct TopTwo : AggregateFunction<IntEv, std::vector<int64_t>, std::vector<int64_t>> {
+  std::vector<int64_t> CreateAccumulator() override { return {}; }
+  void Add(const IntEv& e, std::vector<int64_t>& acc) override { Push(e.value, acc); }
+  std::vector<int64_t> GetResult(const std::vector<int64_t>& acc) override { return acc; }
+  void Merge(const std::vector<int64_t>& from, std::vector<int64_t>& into) override {
+    for (int64_t v : from) Push(v, into);
+  }
+  static void Push(int64_t v, std::vector<int64_t>& acc) {
+    acc.push_back(v);
+    std::sort(acc.begin(), acc.end(), std::greater<>());
+    if (acc.size() > 2) acc.resize(2);
+  }
+};
+template <typename T>
+std::string Describe(int64_t key, const TimeWindow& w, const T& v) {
+  if constexpr (std::is_same_v<T, int64_t>) {
+    return absl::StrCat(key, " [", w.start, ",", w.end, ") ", v);
+  } else {
+    return absl::StrCat(key, " [", w.start, ",", w.end, ") ", absl::StrJoin(v, ","));
+  }
+}
+
+TEST_P(OperatorSnapshotTest, SessionWindowsOfFlatStateMergeAcrossTheSnapshot) {
+  auto stream =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                                  std::span<const int64_t> sums, Collector<std::string>& out) {
+            out.Collect(Describe(key, ctx.window(), sums[0]));
+          });
+  auto a = [](Harness<std::string>& r) {
+    r.Send(int64_t{1}, IntEv{1, 1}, 0);   // [0,10)
+    r.Send(int64_t{1}, IntEv{1, 2}, 20);  // [20,30)
+    r.Send(int64_t{2}, IntEv{2, 3}, 5);   // [5,15)
+    r.Send(int64_t{3}, IntEv{3, 4}, 40);  // [40,50)
+    r.Watermark(2);
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(2);
+    r.Send(int64_t{1}, IntEv{1, 5}, 10);  // [10,20) joins both: [0,30)
+    r.Send(int64_t{2}, IntEv{2, 6}, 14);  // [5,24)
+    r.Send(int64_t{3}, IntEv{3, 7}, 62);  // a new session [62,72)
+    r.Send(int64_t{4}, IntEv{4, 8}, 63);
+    r.Watermark(35);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckAll<std::string>(FactoryOf(env_, stream), a, b);
+}
+
+TEST_P(OperatorSnapshotTest, ListWindowsOfFlatRecordsResumeExactly) {
+  auto stream =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
+          .Process<std::string>([](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                                   std::span<const IntEv> elements, Collector<std::string>& out) {
+            std::vector<int64_t> values;
+            for (const IntEv& e : elements) values.push_back(e.value);
+            out.Collect(Describe(key, ctx.window(), values));
+          });
+  auto a = [](Harness<std::string>& r) {
+    for (int i = 0; i < 12; ++i) r.Send(int64_t{i % 3}, IntEv{i % 3, i}, i * 2);
+    r.Watermark(9);
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(9);
+    for (int i = 0; i < 8; ++i) r.Send(int64_t{i % 4}, IntEv{i % 4, 100 + i}, 15 + i);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckAll<std::string>(FactoryOf(env_, stream), a, b);
+}
+
+TEST_P(OperatorSnapshotTest, SlidingWindowsOfFlatSlicesResumeExactly) {
+  auto top =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+          .Aggregate(TopTwo{},
+                     [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                        std::span<const std::vector<int64_t>> best, Collector<std::string>& out) {
+                       out.Collect(Describe(key, ctx.window(), best[0]));
+                     });
+  auto sums =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                                  std::span<const int64_t> sum, Collector<std::string>& out) {
+            out.Collect(Describe(key, ctx.window(), sum[0]));
+          });
+  auto a = [](Harness<std::string>& r) {
+    for (int i = 0; i < 15; ++i) r.Send(int64_t{i % 4}, IntEv{i % 4, (i * 37) % 23}, i * 3);
+    r.Watermark(25);
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(25);
+    for (int i = 0; i < 10; ++i) r.Send(int64_t{i % 5}, IntEv{i % 5, 50 + i}, 26 + i * 2);
+    r.Watermark(kMaxWatermark);
+  };
+  restored_ties_unordered_ = true;  // the slicing operator (see above)
+  CheckAll<std::string>(FactoryOf(env_, top), a, b);
+  CheckAll<std::string>(FactoryOf(env_, sums), a, b);
 }
 
 TEST_P(OperatorSnapshotTest, EvictingTimeWindow) {
@@ -1040,6 +1170,84 @@ TEST(InternalStateBucketsTest, ForEachPrefetchedVisitsEveryElementInOrder) {
   EXPECT_EQ(internal::HeapDataOf(empty), nullptr);
   const std::vector<int> one = {7};
   EXPECT_EQ(internal::HeapDataOf(one), static_cast<const void*>(one.data()));
+}
+
+// A fill may hand over an encoder working on a copy: the snapshot then holds the state as of the
+// snapshot, even when the operator changes it before the checkpoint writer encodes the copy; the
+// records encoded at once and the deferred ones all restore.
+TEST(InternalStateBucketsTest, DeferredRecordsHoldTheStateAsOfTheSnapshot) {
+  constexpr int kMaxParallelism = 8;
+  const KeyGroupRange range{0, kMaxParallelism - 1};
+  ManualClock clock;
+  auto encode = [](int64_t key, int64_t count, internal::InternalStateBuckets& b) {
+    std::string composite, value;
+    Serializer<int64_t>::Write(key, &composite);
+    PutVarint(static_cast<uint64_t>(count), &value);
+    b.Add(key, composite, value);
+  };
+  std::map<int64_t, int64_t> counts = {{1, 10}, {2, 20}, {3, 30}, {11, 110}};
+  internal::KeyedStateBackend<int64_t> backend(StateBackendKind::kHashMap, "op", range,
+                                               kMaxParallelism, &clock);
+  auto buckets = internal::RegisterInternalState(
+      backend, "_counts", kMaxParallelism, [&](internal::InternalStateBuckets& b) {
+        encode(1, counts.at(1), b);  // at once
+        auto copy = std::make_shared<std::map<int64_t, int64_t>>(counts);
+        b.Defer([copy, encode](internal::InternalStateBuckets& out) {
+          for (const auto& [key, count] : *copy) {
+            if (key != 1) encode(key, count, out);
+          }
+        });
+      });
+  absl::StatusOr<internal::KeyedSnapshot> snap = backend.Snapshot(/*deferred=*/true);
+  ASSERT_TRUE(snap.ok()) << snap.status();
+  counts[2] = 99;  // after the snapshot: not in it
+  counts[4] = 40;
+  counts.erase(3);
+  ASSERT_TRUE(internal::MaterializeKeyedSnapshot(*snap).ok());
+
+  internal::KeyedStateBackend<int64_t> restored(StateBackendKind::kHashMap, "op", range,
+                                                kMaxParallelism, &clock);
+  ASSERT_TRUE(
+      restored.Restore(snap->bytes, snap->key_groups, snap->key_group_offsets, "snap").ok());
+  std::map<int64_t, int64_t> got;
+  for (const internal::RestoredRecord& r : restored.TakeRestoredInternal("_counts")) {
+    ByteReader composite(r.composite), value(r.value);
+    int64_t key = 0;
+    uint64_t count = 0;
+    ASSERT_TRUE(Serializer<int64_t>::Read(composite, &key));
+    ASSERT_TRUE(value.ReadVarint(&count));
+    EXPECT_EQ(r.key_group, KeyGroupFor(key, kMaxParallelism));
+    EXPECT_TRUE(got.emplace(key, static_cast<int64_t>(count)).second) << "twice: " << key;
+  }
+  EXPECT_EQ(got, (std::map<int64_t, int64_t>{{1, 10}, {2, 20}, {3, 30}, {11, 110}}));
+}
+
+// Flat copies of window contents: trivially copyable values as they are; vectors of trivially
+// copyable elements in one arena, rebuilt exactly (also empty and absent ones).
+TEST(InternalStateBucketsTest, FlatCopiesGiveBackEveryValue) {
+  static_assert(internal::FlatCopy<int64_t>::kFlat);
+  static_assert(internal::FlatCopy<std::vector<int64_t>>::kFlat);
+  static_assert(!internal::FlatCopy<std::string>::kFlat);
+  static_assert(!internal::FlatCopy<std::vector<std::string>>::kFlat);
+
+  internal::FlatCopy<int64_t> counts;
+  const std::vector<std::optional<int64_t>> count_values = {7, std::nullopt, -3};
+  for (const auto& v : count_values) counts.Add(v);
+  std::optional<int64_t> unused;
+  for (uint32_t i = 0; i < count_values.size(); ++i) {
+    EXPECT_EQ(counts.Get(i, &unused), count_values[i]) << i;
+  }
+
+  internal::FlatCopy<std::vector<int64_t>> lists;
+  const std::vector<std::optional<std::vector<int64_t>>> list_values = {
+      std::vector<int64_t>{1, 2, 3}, std::nullopt, std::vector<int64_t>{}, std::vector<int64_t>{4},
+      std::vector<int64_t>{5, 6}};
+  for (const auto& v : list_values) lists.Add(v);
+  std::optional<std::vector<int64_t>> scratch;
+  for (uint32_t i = 0; i < list_values.size(); ++i) {
+    EXPECT_EQ(lists.Get(i, &scratch), list_values[i]) << i;
+  }
+  EXPECT_EQ(lists.arena, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
 }
 
 }  // namespace

@@ -948,6 +948,12 @@ class InternalKeyedState {
   // snapshot records (PutSnapshotRecord) under the index given to PrepareSnapshot, into `out`.
   // False: not supported, call WriteKeyGroup.
   virtual bool TakeKeyGroup(int /*kg*/, std::string* /*out*/) { return false; }
+  // Records encoded later, off the task thread: called once (any thread), the function sets
+  // (*out)[kg - range.start] to the snapshot records of each key group of the range; they come
+  // after the key group's records from TakeKeyGroup. Called after the key groups were taken;
+  // nullptr when there is nothing deferred.
+  using DeferredRecords = std::function<void(std::vector<std::string>* out)>;
+  virtual DeferredRecords TakeDeferred() { return nullptr; }
   // True when the records live in column families of the subtask's RocksDB instance (window
   // contents on the RocksDB backend): an incremental checkpoint captures them with the instance's
   // native files instead of calling WriteKeyGroup, and restoring such a checkpoint restores the
@@ -1340,8 +1346,19 @@ class KeyedStateBackend final : public KeyedStateStore {
     }
     const int64_t now = c->now;
     c->blobs.resize(static_cast<size_t>(range_.size()));
+    // Deferred records: encoded by Materialize, in the piece that names them.
+    std::vector<int> deferred_of(states.size(), -1);
+    for (size_t i = first_internal; i < first_unregistered; ++i) {
+      InternalKeyedState& st = *internal_[i - first_internal].second;
+      if (native && st.StoredInRocksDb()) continue;
+      if (InternalKeyedState::DeferredRecords d = st.TakeDeferred()) {
+        deferred_of[i] = static_cast<int>(c->deferred.size());
+        c->deferred.push_back(std::move(d));
+      }
+    }
     for (int kg = range_.start; kg <= range_.end; ++kg) {
-      std::vector<std::string>& pieces = c->blobs[static_cast<size_t>(kg - range_.start)];
+      std::vector<typename CapturedSnapshot::Piece>& pieces =
+          c->blobs[static_cast<size_t>(kg - range_.start)];
       pieces.emplace_back();
       for (size_t i = first_internal; i < first_unregistered; ++i) {
         InternalKeyedState& st = *internal_[i - first_internal].second;
@@ -1349,16 +1366,20 @@ class KeyedStateBackend final : public KeyedStateStore {
         std::string taken;
         if (st.TakeKeyGroup(kg, &taken)) {  // moved, not copied: one piece more
           if (!taken.empty()) {
-            pieces.push_back(std::move(taken));
+            pieces.push_back({std::move(taken)});
+            pieces.emplace_back();
+          }
+          if (deferred_of[i] >= 0) {
+            pieces.push_back({std::string(), deferred_of[i]});
             pieces.emplace_back();
           }
           continue;
         }
         st.WriteKeyGroup(kg, [&](std::string_view composite, std::string_view v) {
-          PutSnapshotRecord(i, composite, {}, v, &pieces.back());
+          PutSnapshotRecord(i, composite, {}, v, &pieces.back().bytes);
         });
       }
-      std::string& blob = pieces.back();
+      std::string& blob = pieces.back().bytes;
       for (size_t i = first_unregistered; i < states.size(); ++i) {
         if (kind_ == StateBackendKind::kRocksDb) break;  // restored into column families
         auto it = pending_.find(states[i].first);
@@ -1594,16 +1615,32 @@ class KeyedStateBackend final : public KeyedStateStore {
     std::string header;
     std::vector<RestoredState> states;  // by state index
     // Per key group of the range: records already encoded (internal states, restored states not
-    // registered, RocksDB column families), in pieces to write in order.
-    std::vector<std::vector<std::string>> blobs;
+    // registered, RocksDB column families) or still to encode (deferred), in pieces to write in
+    // order.
+    struct Piece {
+      std::string bytes;
+      int deferred = -1;  // >= 0: instead, this key group's records of deferred[deferred]
+    };
+    std::vector<std::vector<Piece>> blobs;
+    std::vector<InternalKeyedState::DeferredRecords> deferred;
     std::shared_ptr<HeapSnapshotShadow> shadow;  // HashMap: the tables' records
     int64_t seq = 0;
 
     absl::Status Materialize(KeyedSnapshot& s) {
+      std::vector<std::vector<std::string>> encoded_later(deferred.size());
+      for (size_t j = 0; j < deferred.size(); ++j) {
+        deferred[j](&encoded_later[j]);
+        if (encoded_later[j].size() != blobs.size()) {
+          return absl::InternalError("keyed snapshot: deferred records of another key-group range");
+        }
+      }
       s.bytes = std::move(header);
       size_t encoded = s.bytes.size() + blobs.size();
-      for (const std::vector<std::string>& pieces : blobs) {
-        for (const std::string& piece : pieces) encoded += piece.size();
+      for (const std::vector<Piece>& pieces : blobs) {
+        for (const Piece& piece : pieces) encoded += piece.bytes.size();
+      }
+      for (const std::vector<std::string>& buckets : encoded_later) {
+        for (const std::string& bucket : buckets) encoded += bucket.size();
       }
       s.bytes.reserve(encoded);
       s.key_group_offsets.clear();
@@ -1612,8 +1649,16 @@ class KeyedStateBackend final : public KeyedStateStore {
         std::string kept;
         for (size_t g = 0; g < blobs.size(); ++g) {
           s.key_group_offsets.push_back(s.bytes.size());
-          for (const std::string& piece : blobs[g]) s.bytes.append(piece);
-          std::vector<std::string>().swap(blobs[g]);
+          for (const Piece& piece : blobs[g]) {
+            if (piece.deferred >= 0) {
+              std::string& bucket = encoded_later[static_cast<size_t>(piece.deferred)][g];
+              s.bytes.append(bucket);
+              std::string().swap(bucket);
+            } else {
+              s.bytes.append(piece.bytes);
+            }
+          }
+          std::vector<Piece>().swap(blobs[g]);
           if (keys == nullptr) {
             s.bytes.push_back(0);
             continue;

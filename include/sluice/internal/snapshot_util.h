@@ -78,12 +78,13 @@ template <typename T>
 concept FullySerializable = FullySerializableImpl<T>::value;
 
 // An operator's internal keyed structure in a backend's snapshots: PrepareSnapshot runs `fill`,
-// which adds every record (Add); the records are encoded once, as snapshot records, per key group,
-// and handed to the snapshot without a copy (TakeKeyGroup). Only used at checkpoints; not
-// thread-safe.
+// which adds every record (Add) or hands over an encoder to run later (Defer); the records are
+// encoded once, as snapshot records, per key group, and handed to the snapshot without a copy
+// (TakeKeyGroup, TakeDeferred). Only used at checkpoints; not thread-safe.
 class InternalStateBuckets final : public InternalKeyedState {
  public:
   using Fill = std::function<void(InternalStateBuckets&)>;
+  using Encode = std::function<void(InternalStateBuckets&)>;
 
   InternalStateBuckets(KeyGroupRange range, int max_parallelism, Fill fill)
       : range_(range), max_parallelism_(max_parallelism), fill_(std::move(fill)) {}
@@ -91,7 +92,8 @@ class InternalStateBuckets final : public InternalKeyedState {
   void PrepareSnapshot(size_t state_index) override {
     state_index_ = state_index;
     buckets_.assign(static_cast<size_t>(range_.size()), std::string());
-    fill_(*this);
+    deferred_.clear();
+    if (fill_) fill_(*this);
   }
   bool TakeKeyGroup(int kg, std::string* out) override {
     if (range_.Contains(kg) && !buckets_.empty()) {
@@ -99,8 +101,21 @@ class InternalStateBuckets final : public InternalKeyedState {
     }
     return true;
   }
+  DeferredRecords TakeDeferred() override {
+    if (deferred_.empty()) return nullptr;
+    return [range = range_, maxp = max_parallelism_, index = state_index_,
+            encoders = std::move(deferred_)](std::vector<std::string>* out) {
+      InternalStateBuckets sink(range, maxp, nullptr);
+      sink.state_index_ = index;
+      sink.buckets_.assign(static_cast<size_t>(range.size()), std::string());
+      for (const Encode& encode : encoders) encode(sink);
+      *out = std::move(sink.buckets_);
+    };
+  }
   void WriteKeyGroup(int kg,
                      absl::FunctionRef<void(std::string_view, std::string_view)> emit) override {
+    for (const Encode& encode : deferred_) encode(*this);  // at the first key group only
+    deferred_.clear();
     std::string bucket;
     TakeKeyGroup(kg, &bucket);
     ByteReader in(bucket);
@@ -120,6 +135,10 @@ class InternalStateBuckets final : public InternalKeyedState {
     PutSnapshotRecord(state_index_, composite, {}, value,
                       &buckets_[static_cast<size_t>(kg - range_.start)]);
   }
+  // For `fill`: `encode` adds records (Add) later, once, on the checkpoint writer's thread. It must
+  // own what it reads — a copy taken now (cheap for structures without heap buffers): the operator
+  // goes on changing its own structures meanwhile.
+  void Defer(Encode encode) { deferred_.push_back(std::move(encode)); }
 
  private:
   KeyGroupRange range_;
@@ -127,6 +146,7 @@ class InternalStateBuckets final : public InternalKeyedState {
   Fill fill_;
   size_t state_index_ = 0;
   std::vector<std::string> buckets_;  // per key group of range_: snapshot records
+  std::vector<Encode> deferred_;
 };
 
 // The heap buffer a value owns (a vector's or a string's elements; also through std::optional),
@@ -241,20 +261,102 @@ absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
 // Timers: composite [key][namespace][8-byte time], value [varint sequence number].
 // `Timers` is a TimerQueue<K, N> or anything with the same Key/Namespace types,
 // ForEachWithSequence and Restore (WindowKeyLists).
+// A flat copy of optional values (window contents) taken at a checkpoint, to encode later on the
+// checkpoint writer's thread: trivially copyable values as they are, vectors of trivially
+// copyable elements into one arena (no allocation per value). Other types have no flat copy
+// (kFlat false): encode them at once.
+//
+//   FlatCopy<State> copy;  uint32_t i = copy.Add(contents);  ...
+//   std::optional<State> scratch;  WriteOptionalContents<Acc>(copy.Get(i, &scratch), &out);
+template <typename T>
+struct FlatCopy {
+  static constexpr bool kFlat = false;
+};
+template <typename T>
+  requires std::is_trivially_copyable_v<T>
+struct FlatCopy<T> {
+  static constexpr bool kFlat = true;
+  std::vector<std::optional<T>> values;
+
+  void Reserve(size_t n) { values.reserve(n); }
+  uint32_t Add(const std::optional<T>& v) {
+    values.push_back(v);
+    return static_cast<uint32_t>(values.size() - 1);
+  }
+  const std::optional<T>& Get(uint32_t i, std::optional<T>* /*scratch*/) const { return values[i]; }
+};
+template <typename E>
+  requires std::is_trivially_copyable_v<E>
+struct FlatCopy<std::vector<E>> {
+  static constexpr bool kFlat = true;
+  static constexpr uint32_t kNone = ~uint32_t{0};
+  std::vector<E> arena;
+  std::vector<std::pair<size_t, uint32_t>> spans;  // offset in arena, count (kNone: no value)
+
+  void Reserve(size_t n) { spans.reserve(n); }
+  uint32_t Add(const std::optional<std::vector<E>>& v) {
+    if (!v.has_value()) {
+      spans.emplace_back(arena.size(), kNone);
+    } else {
+      spans.emplace_back(arena.size(), static_cast<uint32_t>(v->size()));
+      arena.insert(arena.end(), v->begin(), v->end());
+    }
+    return static_cast<uint32_t>(spans.size() - 1);
+  }
+  // The value, rebuilt in `scratch` (its buffer reused from call to call).
+  const std::optional<std::vector<E>>& Get(uint32_t i,
+                                           std::optional<std::vector<E>>* scratch) const {
+    const auto [offset, count] = spans[i];
+    if (count == kNone) {
+      scratch->reset();
+    } else {
+      if (!scratch->has_value()) scratch->emplace();
+      const auto first = arena.begin() + static_cast<std::ptrdiff_t>(offset);
+      (*scratch)->assign(first, first + count);
+    }
+    return *scratch;
+  }
+};
+
+// Keys and namespaces without heap buffers: the timers are copied flat on the task thread and
+// encoded on the checkpoint writer's (InternalStateBuckets::Defer).
+template <typename K, typename N>
+void EncodeTimer(Timestamp time, uint64_t seq, const K& key, const N& ns, std::string* composite,
+                 std::string* value, InternalStateBuckets& b) {
+  composite->clear();
+  Serializer<K>::Write(key, composite);
+  Serializer<N>::Write(ns, composite);
+  PutFixed64(time, composite);
+  value->clear();
+  PutVarint(seq, value);
+  b.Add(key, *composite, *value);
+}
 template <typename Timers>
 void AddTimers(InternalStateBuckets& b, const Timers& timers) {
   using K = typename Timers::Key;
   using N = typename Timers::Namespace;
-  std::string composite, value;
-  timers.ForEachWithSequence([&](Timestamp time, uint64_t seq, const K& key, const N& ns) {
-    composite.clear();
-    Serializer<K>::Write(key, &composite);
-    Serializer<N>::Write(ns, &composite);
-    PutFixed64(time, &composite);
-    value.clear();
-    PutVarint(seq, &value);
-    b.Add(key, composite, value);
-  });
+  if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<N>) {
+    struct Flat {
+      Timestamp time;
+      uint64_t seq;
+      K key;
+      N ns;
+    };
+    auto copy = std::make_shared<std::vector<Flat>>();
+    if constexpr (requires { timers.size(); }) copy->reserve(timers.size());
+    timers.ForEachWithSequence([&](Timestamp time, uint64_t seq, const K& key, const N& ns) {
+      copy->push_back(Flat{time, seq, key, ns});
+    });
+    b.Defer([copy](InternalStateBuckets& out) {
+      std::string composite, value;
+      for (const Flat& f : *copy) EncodeTimer(f.time, f.seq, f.key, f.ns, &composite, &value, out);
+    });
+  } else {
+    std::string composite, value;
+    timers.ForEachWithSequence([&](Timestamp time, uint64_t seq, const K& key, const N& ns) {
+      EncodeTimer(time, seq, key, ns, &composite, &value, b);
+    });
+  }
 }
 
 template <typename Timers>

@@ -1104,22 +1104,77 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
 
   // An entry: composite [key][window]; value [contents (optional)][u8 mask of set trigger slots]
   // [8 bytes per set slot][2 x 8 bytes: the event-time timers known to be registered].
+  // When keys and windows own no heap buffers and the contents have a flat copy (FlatCopy), the
+  // entries are copied flat on the task thread and encoded on the checkpoint writer's
+  // (InternalStateBuckets::Defer); otherwise they are encoded at once. Either way the contents'
+  // buffers are prefetched while the map is walked.
   void AddEntries(InternalStateBuckets& b) const {
-    std::string composite, value;
-    ForEachPrefetched(
-        entries_, [](const auto& kv) { return HeapDataOf(kv.second.contents); },
-        [&](const auto& kv) {
-          const auto& [ek, e] = kv;
-          composite.clear();
-          Serializer<K>::Write(ek.first, &composite);
-          Serializer<W>::Write(ek.second, &composite);
-          value.clear();
-          WriteOptionalContents<Acc>(e.contents, &value);
-          WriteSlots(e.slots, &value);
-          PutFixed64(e.registered[0], &value);
-          PutFixed64(e.registered[1], &value);
-          b.Add(ek.first, composite, value);
-        });
+    if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W> &&
+                  FlatCopy<State>::kFlat) {
+      static constexpr uint32_t kNone = ~uint32_t{0};
+      struct Flat {
+        K key;
+        W window;
+        std::array<Timestamp, 2> registered;
+        uint32_t slots;  // index in Copy::slots, or kNone
+      };
+      struct Copy {
+        std::vector<Flat> entries;
+        FlatCopy<State> contents;  // by index of `entries`
+        std::vector<Slots> slots;  // of the few entries with trigger state
+      };
+      auto copy = std::make_shared<Copy>();
+      copy->entries.reserve(entries_.size());
+      copy->contents.Reserve(entries_.size());
+      ForEachPrefetched(
+          entries_, [](const auto& kv) { return HeapDataOf(kv.second.contents); },
+          [&](const auto& kv) {
+            const auto& [ek, e] = kv;
+            uint32_t slots = kNone;
+            for (const auto& slot : e.slots) {
+              if (slot) {
+                slots = static_cast<uint32_t>(copy->slots.size());
+                copy->slots.push_back(e.slots);
+                break;
+              }
+            }
+            copy->entries.push_back(Flat{ek.first, ek.second, e.registered, slots});
+            copy->contents.Add(e.contents);
+          });
+      b.Defer([copy](InternalStateBuckets& out) {
+        std::string composite, value;
+        std::optional<State> scratch;
+        const Slots none{};
+        for (size_t i = 0; i < copy->entries.size(); ++i) {
+          const Flat& f = copy->entries[i];
+          EncodeEntry(f.key, f.window, copy->contents.Get(static_cast<uint32_t>(i), &scratch),
+                      f.slots == kNone ? none : copy->slots[f.slots], f.registered, &composite,
+                      &value, out);
+        }
+      });
+    } else {
+      std::string composite, value;
+      ForEachPrefetched(
+          entries_, [](const auto& kv) { return HeapDataOf(kv.second.contents); },
+          [&](const auto& kv) {
+            const auto& [ek, e] = kv;
+            EncodeEntry(ek.first, ek.second, e.contents, e.slots, e.registered, &composite, &value,
+                        b);
+          });
+    }
+  }
+  static void EncodeEntry(const K& key, const W& window, const std::optional<State>& contents,
+                          const Slots& slots, const std::array<Timestamp, 2>& registered,
+                          std::string* composite, std::string* value, InternalStateBuckets& b) {
+    composite->clear();
+    Serializer<K>::Write(key, composite);
+    Serializer<W>::Write(window, composite);
+    value->clear();
+    WriteOptionalContents<Acc>(contents, value);
+    WriteSlots(slots, value);
+    PutFixed64(registered[0], value);
+    PutFixed64(registered[1], value);
+    b.Add(key, *composite, *value);
   }
   absl::Status RestoreEntries() {
     return RestoreInternal<K>(
@@ -1218,17 +1273,49 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       return absl::OkStatus();
     }
   }
-  // A merging set: composite [key]; value [the key's windows, in order].
+  // A merging set: composite [key]; value [the key's windows, in order]. Copied flat (keys with
+  // their window counts, then every window) and encoded on the checkpoint writer's thread when
+  // keys and windows own no heap buffers.
   void AddMergingSets(InternalStateBuckets& b) const {
-    std::string composite, value;
-    for (const auto& [key, windows] : merging_) {
-      composite.clear();
-      Serializer<K>::Write(key, &composite);
-      value.clear();
-      PutVarint(windows.size(), &value);
-      for (const W& w : windows) Serializer<W>::Write(w, &value);
-      b.Add(key, composite, value);
+    if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W>) {
+      struct Copy {
+        std::vector<std::pair<K, uint32_t>> keys;  // key, number of windows
+        std::vector<W> windows;
+      };
+      auto copy = std::make_shared<Copy>();
+      copy->keys.reserve(merging_.size());
+      ForEachPrefetched(
+          merging_, [](const auto& kv) { return HeapDataOf(kv.second); },
+          [&](const auto& kv) {
+            copy->keys.emplace_back(kv.first, static_cast<uint32_t>(kv.second.size()));
+            copy->windows.insert(copy->windows.end(), kv.second.begin(), kv.second.end());
+          });
+      b.Defer([copy](InternalStateBuckets& out) {
+        std::string composite, value;
+        size_t next = 0;
+        for (const auto& [key, n] : copy->keys) {
+          EncodeMergingSet(key, std::span<const W>(copy->windows.data() + next, n), &composite,
+                           &value, out);
+          next += n;
+        }
+      });
+    } else {
+      std::string composite, value;
+      ForEachPrefetched(
+          merging_, [](const auto& kv) { return HeapDataOf(kv.second); },
+          [&](const auto& kv) {
+            EncodeMergingSet(kv.first, std::span<const W>(kv.second), &composite, &value, b);
+          });
     }
+  }
+  static void EncodeMergingSet(const K& key, std::span<const W> windows, std::string* composite,
+                               std::string* value, InternalStateBuckets& b) {
+    composite->clear();
+    Serializer<K>::Write(key, composite);
+    value->clear();
+    PutVarint(windows.size(), value);
+    for (const W& w : windows) Serializer<W>::Write(w, value);
+    b.Add(key, *composite, *value);
   }
   absl::Status RestoreMergingSets() {
     return RestoreInternal<K>(*state_, kMergingSets, this->ctx_,
@@ -1638,19 +1725,50 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   }
 
   // A slice: composite [key][8-byte slice start]; value [partial result (optional)].
+  // Copied flat and encoded on the checkpoint writer's thread when the key owns no heap buffer
+  // and the contents have a flat copy (FlatCopy); otherwise encoded at once. The contents'
+  // buffers are prefetched while the map is walked.
   void AddSlices(InternalStateBuckets& b) const {
-    std::string composite, value;
-    ForEachPrefetched(
-        slices_, [](const auto& kv) { return HeapDataOf(kv.second); },
-        [&](const auto& kv) {
-          const auto& [sk, contents] = kv;
-          composite.clear();
-          Serializer<K>::Write(sk.first, &composite);
-          PutFixed64(sk.second, &composite);
-          value.clear();
-          WriteOptionalContents<Acc>(contents, &value);
-          b.Add(sk.first, composite, value);
-        });
+    if constexpr (std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat) {
+      struct Copy {
+        std::vector<std::pair<K, Timestamp>> keys;
+        FlatCopy<State> contents;  // by index of `keys`
+      };
+      auto copy = std::make_shared<Copy>();
+      copy->keys.reserve(slices_.size());
+      copy->contents.Reserve(slices_.size());
+      ForEachPrefetched(
+          slices_, [](const auto& kv) { return HeapDataOf(kv.second); },
+          [&](const auto& kv) {
+            copy->keys.emplace_back(kv.first.first, kv.first.second);
+            copy->contents.Add(kv.second);
+          });
+      b.Defer([copy](InternalStateBuckets& out) {
+        std::string composite, value;
+        std::optional<State> scratch;
+        for (size_t i = 0; i < copy->keys.size(); ++i) {
+          const auto& [key, start] = copy->keys[i];
+          EncodeSlice(key, start, copy->contents.Get(static_cast<uint32_t>(i), &scratch),
+                      &composite, &value, out);
+        }
+      });
+    } else {
+      std::string composite, value;
+      ForEachPrefetched(
+          slices_, [](const auto& kv) { return HeapDataOf(kv.second); },
+          [&](const auto& kv) {
+            EncodeSlice(kv.first.first, kv.first.second, kv.second, &composite, &value, b);
+          });
+    }
+  }
+  static void EncodeSlice(const K& key, Timestamp start, const std::optional<State>& contents,
+                          std::string* composite, std::string* value, InternalStateBuckets& b) {
+    composite->clear();
+    Serializer<K>::Write(key, composite);
+    PutFixed64(start, composite);
+    value->clear();
+    WriteOptionalContents<Acc>(contents, value);
+    b.Add(key, *composite, *value);
   }
   absl::Status RestoreSlices() {
     return RestoreInternal<K>(
