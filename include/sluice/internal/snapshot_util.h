@@ -273,7 +273,7 @@ struct FlatCopy {
   static constexpr bool kFlat = false;
 };
 template <typename T>
-  requires std::is_trivially_copyable_v<T>
+requires std::is_trivially_copyable_v<T>
 struct FlatCopy<T> {
   static constexpr bool kFlat = true;
   std::vector<std::optional<T>> values;
@@ -286,7 +286,7 @@ struct FlatCopy<T> {
   const std::optional<T>& Get(uint32_t i, std::optional<T>* /*scratch*/) const { return values[i]; }
 };
 template <typename E>
-  requires std::is_trivially_copyable_v<E>
+requires std::is_trivially_copyable_v<E>
 struct FlatCopy<std::vector<E>> {
   static constexpr bool kFlat = true;
   static constexpr uint32_t kNone = ~uint32_t{0};

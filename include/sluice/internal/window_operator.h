@@ -588,13 +588,13 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     // Event-time timers of this (key, window) known to be registered: skips the timer-set lookup
     // when every record of a window registers the same end-of-window and cleanup timers.
     std::array<Timestamp, 2> registered{kNoTimer, kNoTimer};
-    bool Empty() const {
-      if (contents) return false;
+    bool HasSlots() const {
       for (const auto& s : slots) {
-        if (s) return false;
+        if (s) return true;
       }
-      return true;
+      return false;
     }
+    bool Empty() const { return !contents && !HasSlots(); }
   };
   using EntryKey = std::pair<K, W>;
 
@@ -1131,12 +1131,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
           [&](const auto& kv) {
             const auto& [ek, e] = kv;
             uint32_t slots = kNone;
-            for (const auto& slot : e.slots) {
-              if (slot) {
-                slots = static_cast<uint32_t>(copy->slots.size());
-                copy->slots.push_back(e.slots);
-                break;
-              }
+            if (e.HasSlots()) {
+              slots = static_cast<uint32_t>(copy->slots.size());
+              copy->slots.push_back(e.slots);
             }
             copy->entries.push_back(Flat{ek.first, ek.second, e.registered, slots});
             copy->contents.Add(e.contents);
@@ -1877,11 +1874,11 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
 template <typename Assigner, typename Trig, typename Contents>
 inline constexpr bool kSliceable = false;
 template <typename Trig, typename Contents>
-  requires std::is_same_v<Trig, EventTimeTrigger>
+requires std::is_same_v<Trig, EventTimeTrigger>
 inline constexpr bool kSliceable<SlidingWindows<TimeDomain::kEventTime>, Trig, Contents> =
     !std::is_same_v<Contents, ListContents<typename Contents::Result>>;
 template <typename Trig, typename Contents>
-  requires std::is_same_v<Trig, EventTimeTrigger>
+requires std::is_same_v<Trig, EventTimeTrigger>
 inline constexpr bool kSliceable<TumblingWindows<TimeDomain::kEventTime>, Trig, Contents> =
     !std::is_same_v<Contents, ListContents<typename Contents::Result>>;
 
