@@ -4,8 +4,9 @@
 //   if (const nexmark::Bid* b = std::get_if<nexmark::Bid>(&e)) { ... }
 //
 // Strings are FixedString<N>: inline, at most N bytes, no allocation. An Event is a
-// std::variant of the three, so a record is one flat value that Sluice copies, batches and
-// snapshots as raw bytes. Field meanings: /work/shared/nexmark/FORMAT.md.
+// std::variant of the three, so a record is one flat value that Sluice copies and batches as raw
+// bytes. In checkpoints (and RocksDB) the serializers at the end of this file write each text as
+// its length and bytes, not its inline capacity. Field meanings: /work/shared/nexmark/FORMAT.md.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,8 @@
 #include <variant>
 
 #include "absl/strings/string_view.h"
+
+#include <sluice/state/serializer.h>
 
 namespace nexmark {
 
@@ -90,3 +93,92 @@ inline int64_t EventTime(const Event& e) {
 }
 
 }  // namespace nexmark
+
+// --- Serializers: checkpoints hold the texts' bytes only ----------------------------------------
+
+template <size_t N>
+struct sluice::Serializer<nexmark::FixedString<N>> {
+  static void Write(const nexmark::FixedString<N>& s, std::string* out) {
+    out->push_back(static_cast<char>(s.size));
+    out->append(s.data, s.size);
+  }
+  static bool Read(ByteReader& in, nexmark::FixedString<N>* s) {
+    uint8_t n = 0;
+    std::string_view bytes;
+    if (!in.ReadRaw(&n, 1) || n > N || !in.ReadBytes(n, &bytes)) return false;
+    s->Assign(bytes);
+    return true;
+  }
+};
+
+namespace nexmark::internal {
+// Writes or reads the fields in order: fixed-width integers and length-prefixed texts.
+inline void PutFields(std::string*) {}
+template <typename F, typename... Rest>
+void PutFields(std::string* out, const F& f, const Rest&... rest) {
+  sluice::Serializer<F>::Write(f, out);
+  PutFields(out, rest...);
+}
+inline bool GetFields(sluice::ByteReader&) { return true; }
+template <typename F, typename... Rest>
+bool GetFields(sluice::ByteReader& in, F* f, Rest*... rest) {
+  return sluice::Serializer<F>::Read(in, f) && GetFields(in, rest...);
+}
+}  // namespace nexmark::internal
+
+template <>
+struct sluice::Serializer<nexmark::Person> {
+  static void Write(const nexmark::Person& p, std::string* out) {
+    nexmark::internal::PutFields(out, p.id, p.date_time, p.name, p.email, p.credit_card, p.city,
+                                 p.state, p.extra);
+  }
+  static bool Read(ByteReader& in, nexmark::Person* p) {
+    return nexmark::internal::GetFields(in, &p->id, &p->date_time, &p->name, &p->email,
+                                        &p->credit_card, &p->city, &p->state, &p->extra);
+  }
+};
+template <>
+struct sluice::Serializer<nexmark::Auction> {
+  static void Write(const nexmark::Auction& a, std::string* out) {
+    nexmark::internal::PutFields(out, a.id, a.initial_bid, a.reserve, a.date_time, a.expires,
+                                 a.seller, a.category, a.item_name, a.description, a.extra);
+  }
+  static bool Read(ByteReader& in, nexmark::Auction* a) {
+    return nexmark::internal::GetFields(in, &a->id, &a->initial_bid, &a->reserve, &a->date_time,
+                                        &a->expires, &a->seller, &a->category, &a->item_name,
+                                        &a->description, &a->extra);
+  }
+};
+template <>
+struct sluice::Serializer<nexmark::Bid> {
+  static void Write(const nexmark::Bid& b, std::string* out) {
+    nexmark::internal::PutFields(out, b.auction, b.bidder, b.price, b.date_time, b.channel, b.url,
+                                 b.extra);
+  }
+  static bool Read(ByteReader& in, nexmark::Bid* b) {
+    return nexmark::internal::GetFields(in, &b->auction, &b->bidder, &b->price, &b->date_time,
+                                        &b->channel, &b->url, &b->extra);
+  }
+};
+// [u8 kind: 0 person, 1 auction, 2 bid][the event].
+template <>
+struct sluice::Serializer<nexmark::Event> {
+  static void Write(const nexmark::Event& e, std::string* out) {
+    out->push_back(static_cast<char>(e.index()));
+    std::visit([&](const auto& v) { Serializer<std::decay_t<decltype(v)>>::Write(v, out); }, e);
+  }
+  static bool Read(ByteReader& in, nexmark::Event* e) {
+    uint8_t kind = 0;
+    if (!in.ReadRaw(&kind, 1)) return false;
+    switch (kind) {
+      case 0:
+        return Serializer<nexmark::Person>::Read(in, &e->emplace<0>());
+      case 1:
+        return Serializer<nexmark::Auction>::Read(in, &e->emplace<1>());
+      case 2:
+        return Serializer<nexmark::Bid>::Read(in, &e->emplace<2>());
+      default:
+        return false;
+    }
+  }
+};

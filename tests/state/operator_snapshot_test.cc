@@ -35,6 +35,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -339,6 +340,7 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
       // A snapshot does not change what the operator does next.
       Harness<Out> run(make, parallelism, backend_, kStartTime);
       run.Open();
+      run.Snapshot();  // so the next one holds the changes since (change tracking)
       a(run);
       snapshot = run.Snapshot(/*materialize=*/false);
       now = run.now();
@@ -387,6 +389,117 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
     CheckRestore<Out>(make, a, b, 1, {2});
     CheckRestore<Out>(make, a, b, 2, {3});
     CheckRestore<Out>(make, a, b, 4, {1});
+  }
+
+  // Every record of a keyed snapshot, as "state key-group composite value" (bytes in hex), sorted.
+  static std::vector<std::string> RecordsOf(const internal::KeyedSnapshot& s) {
+    std::vector<std::string> out;
+    ByteReader header(s.bytes);
+    std::string_view magic;
+    uint32_t version = 0;
+    uint64_t n = 0;
+    EXPECT_TRUE(header.ReadBytes(4, &magic) && header.ReadRaw(&version, sizeof version) &&
+                header.ReadVarint(&n));
+    std::vector<std::string> names;
+    for (uint64_t i = 0; i < n; ++i) {
+      std::string_view name;
+      uint8_t kind = 0;
+      uint64_t ttl = 0;
+      EXPECT_TRUE(header.ReadLengthPrefixed(&name) && header.ReadRaw(&kind, 1) &&
+                  header.ReadVarint(&ttl));
+      names.emplace_back(name);
+    }
+    for (size_t g = 0; g < s.key_group_offsets.size(); ++g) {
+      ByteReader in(std::string_view(s.bytes).substr(s.key_group_offsets[g]));
+      uint64_t index = 0;
+      std::string_view composite, value;
+      while (in.ReadVarint(&index) && index != 0) {
+        EXPECT_TRUE(index <= names.size() && in.ReadLengthPrefixed(&composite) &&
+                    in.ReadLengthPrefixed(&value));
+        out.push_back(absl::StrCat(
+            names[index - 1], " ", s.key_groups.start + g, " ",
+            absl::BytesToHexString(absl::string_view(composite.data(), composite.size())), " ",
+            absl::BytesToHexString(absl::string_view(value.data(), value.size()))));
+      }
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  // Change tracking: the input in phases with a snapshot before the first and after each (the
+  // second after one never materialized: an aborted checkpoint; the last materialized only after
+  // the operator went on with input B) must give exactly the records of one snapshot of the same
+  // state taken at the end, and operators restored from it must give B's output exactly (at the
+  // same parallelism, and as a multiset at `rescaled`).
+  template <typename Out>
+  void CheckChangeTracking(const OperatorFactory& make,
+                           const std::vector<std::function<void(Harness<Out>&)>>& phases,
+                           const std::function<void(Harness<Out>&)>& b, int parallelism,
+                           int rescaled) {
+    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism));
+    std::vector<std::vector<std::string>> expected, expected_records;
+    {
+      Harness<Out> ref(make, parallelism, backend_, kStartTime);
+      ref.Open();
+      for (const auto& phase : phases) phase(ref);
+      for (const OperatorStateSnapshot& s : ref.Snapshot()) {
+        expected_records.push_back(s.keyed ? RecordsOf(*s.keyed) : std::vector<std::string>{});
+      }
+      ref.ClearOutputs();
+      b(ref);
+      expected = ref.Outputs();
+    }
+    ASSERT_FALSE(Union(expected).empty()) << "input B produced nothing: the test checks nothing";
+    std::vector<OperatorStateSnapshot> last;
+    Timestamp now = kStartTime;
+    {
+      Harness<Out> run(make, parallelism, backend_, kStartTime);
+      run.Open();
+      run.Snapshot();
+      for (size_t i = 0; i < phases.size(); ++i) {
+        phases[i](run);
+        if (i + 1 < phases.size()) run.Snapshot(/*materialize=*/i != 0);
+      }
+      last = run.Snapshot(/*materialize=*/false);
+      now = run.now();
+      run.ClearOutputs();
+      b(run);
+      EXPECT_EQ(run.Outputs(), expected) << "after taking the snapshots";
+      Harness<Out>::Materialize(last);
+    }
+    ASSERT_EQ(last.size(), expected_records.size());
+    for (size_t i = 0; i < last.size(); ++i) {
+      if (last[i].keyed) {
+        EXPECT_EQ(RecordsOf(*last[i].keyed), expected_records[i]) << "subtask " << i;
+      }
+    }
+    {
+      Harness<Out> restored(make, parallelism, backend_, now);
+      absl::Status st = restored.Restore(last);
+      ASSERT_TRUE(st.ok()) << st;
+      restored.Open();
+      b(restored);
+      if (restored_ties_unordered_) {
+        EXPECT_EQ(TiesSorted(restored.Outputs()), TiesSorted(expected));
+      } else {
+        EXPECT_EQ(restored.Outputs(), expected);
+      }
+    }
+    {
+      Harness<Out> restored(make, rescaled, backend_, now);
+      absl::Status st = restored.Restore(last);
+      ASSERT_TRUE(st.ok()) << st;
+      restored.Open();
+      b(restored);
+      EXPECT_EQ(Union(restored.Outputs()), Union(expected)) << "rescaled to " << rescaled;
+    }
+  }
+  template <typename Out>
+  void CheckChangeTrackingAll(const OperatorFactory& make,
+                              const std::vector<std::function<void(Harness<Out>&)>>& phases,
+                              const std::function<void(Harness<Out>&)>& b) {
+    CheckChangeTracking<Out>(make, phases, b, 1, 2);
+    CheckChangeTracking<Out>(make, phases, b, 3, 1);
   }
 
   template <typename Out>
@@ -726,6 +839,260 @@ TEST_P(OperatorSnapshotTest, SlidingWindowsOfFlatSlicesResumeExactly) {
   restored_ties_unordered_ = true;  // the slicing operator (see above)
   CheckAll<std::string>(FactoryOf(env_, top), a, b);
   CheckAll<std::string>(FactoryOf(env_, sums), a, b);
+}
+
+// --- Change tracking: snapshots after the first hold only what changed ------------------------
+
+TEST_P(OperatorSnapshotTest, ChangeTrackedListWindowsHoldExactlyTheState) {
+  auto stream = env_.FromCollection(std::vector<Ev>{})
+                    .KeyBy(ByKey)
+                    .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
+                    .AllowedLateness(absl::Milliseconds(10))
+                    .Process<std::string>(ListWindow{});
+  std::vector<std::function<void(Harness<std::string>&)>> phases = {
+      [](Harness<std::string>& r) {
+        r.Rec("a", 1, 1);
+        r.Rec("b", 2, 3);
+        r.Rec("a", 3, 8);
+        r.Rec("c", 4, 12);
+      },
+      [](Harness<std::string>& r) {
+        r.Rec("a", 5, 4);  // a window of an earlier snapshot grows
+        r.Rec("d", 6, 15);
+        r.Watermark(11);  // [0,10) fires, kept until 19
+      },
+      [](Harness<std::string>& r) {
+        r.Rec("a", 7, 5);  // late within the lateness: fires again
+        r.Rec("c", 8, 17);
+        r.Watermark(20);  // [0,10) cleaned up: removed from the state
+      },
+      [](Harness<std::string>& r) {
+        r.Rec("e", 9, 25);
+        r.Rec("c", 10, 22);
+        r.Watermark(21);
+      },
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(21);
+    r.Rec("a", 11, 26);
+    r.Rec("c", 12, 19);  // late within the lateness of [10,20)
+    r.Watermark(30);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, stream), phases, b);
+}
+
+TEST_P(OperatorSnapshotTest, ChangeTrackedFlatListWindowsHoldExactlyTheState) {
+  auto stream =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
+          .AllowedLateness(absl::Milliseconds(10))
+          .Process<std::string>([](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                                   std::span<const IntEv> elements, Collector<std::string>& out) {
+            std::vector<int64_t> values;
+            for (const IntEv& e : elements) values.push_back(e.value);
+            out.Collect(Describe(key, ctx.window(), values));
+          });
+  auto send = [](Harness<std::string>& r, int64_t key, int64_t value, Timestamp ts) {
+    r.Send(key, IntEv{key, value}, ts);
+  };
+  std::vector<std::function<void(Harness<std::string>&)>> phases = {
+      [&](Harness<std::string>& r) {
+        for (int i = 0; i < 40; ++i) send(r, i, i, 30 + i % 10);
+      },
+      // One change among many entries: found by key (not by a pass over the map).
+      [&](Harness<std::string>& r) { send(r, 3, 99, 34); },
+      [&](Harness<std::string>& r) {
+        for (int i = 0; i < 12; ++i) send(r, i % 3, i, i);
+      },
+      [&](Harness<std::string>& r) {
+        for (int i = 0; i < 6; ++i) send(r, i % 4, 100 + i, 2 * i + 3);
+        r.Watermark(11);
+      },
+      [&](Harness<std::string>& r) {
+        send(r, 1, 200, 5);  // late within the lateness
+        send(r, 5, 201, 17);
+        r.Watermark(20);
+      },
+      [&](Harness<std::string>& r) {
+        for (int i = 0; i < 5; ++i) send(r, i, 300 + i, 21 + i);
+      },
+  };
+  auto b = [&](Harness<std::string>& r) {
+    r.Watermark(20);
+    send(r, 2, 400, 18);
+    send(r, 7, 401, 33);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, stream), phases, b);
+}
+
+TEST_P(OperatorSnapshotTest, ChangeTrackedSessionWindowsHoldExactlyTheState) {
+  auto lists = env_.FromCollection(std::vector<Ev>{})
+                   .KeyBy(ByKey)
+                   .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+                   .Process<std::string>(ListWindow{});
+  std::vector<std::function<void(Harness<std::string>&)>> phases = {
+      [](Harness<std::string>& r) {
+        r.Rec("a", 1, 0);   // [0,10)
+        r.Rec("a", 2, 20);  // [20,30)
+        r.Rec("b", 3, 5);   // [5,15)
+        r.Rec("c", 4, 40);  // [40,50)
+      },
+      [](Harness<std::string>& r) {
+        r.Rec("a", 5, 10);  // joins both: [0,30), the windows of the last snapshot merged away
+        r.Rec("b", 6, 14);  // [5,24)
+        r.Watermark(2);
+      },
+      [](Harness<std::string>& r) {
+        r.Rec("c", 7, 45);  // [40,55)
+        r.Rec("d", 8, 3);   // [3,13)
+        r.Watermark(26);    // b's and d's sessions fire and go
+      },
+      [](Harness<std::string>& r) {
+        r.Rec("a", 9, 28);  // [0,38)
+        r.Watermark(27);
+      },
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(27);
+    r.Rec("a", 10, 35);
+    r.Rec("c", 11, 60);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, lists), phases, b);
+
+  auto sums =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                                  std::span<const int64_t> sum, Collector<std::string>& out) {
+            out.Collect(Describe(key, ctx.window(), sum[0]));
+          });
+  std::vector<std::function<void(Harness<std::string>&)>> flat_phases = {
+      [](Harness<std::string>& r) {
+        for (int i = 0; i < 8; ++i) r.Send(int64_t{i % 3}, IntEv{i % 3, i}, i * 9);
+      },
+      [](Harness<std::string>& r) {
+        for (int i = 0; i < 8; ++i) r.Send(int64_t{i % 4}, IntEv{i % 4, 10 + i}, i * 9 + 4);
+        r.Watermark(30);
+      },
+      [](Harness<std::string>& r) {
+        r.Send(int64_t{5}, IntEv{5, 50}, 70);
+        r.Watermark(60);
+      },
+      [](Harness<std::string>& r) {
+        r.Send(int64_t{1}, IntEv{1, 60}, 75);
+      },
+  };
+  auto flat_b = [](Harness<std::string>& r) {
+    r.Watermark(60);
+    r.Send(int64_t{1}, IntEv{1, 70}, 84);
+    r.Send(int64_t{6}, IntEv{6, 80}, 90);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, sums), flat_phases, flat_b);
+}
+
+TEST_P(OperatorSnapshotTest, ChangeTrackedSlicesHoldExactlyTheState) {
+  restored_ties_unordered_ = true;
+  auto sums =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                                  std::span<const int64_t> sum, Collector<std::string>& out) {
+            out.Collect(Describe(key, ctx.window(), sum[0]));
+          });
+  auto top =
+      env_.FromCollection(std::vector<IntEv>{})
+          .KeyBy(IntKey)
+          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+          .Aggregate(TopTwo{},
+                     [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                        std::span<const std::vector<int64_t>> best, Collector<std::string>& out) {
+                       out.Collect(Describe(key, ctx.window(), best[0]));
+                     });
+  std::vector<std::function<void(Harness<std::string>&)>> phases = {
+      [](Harness<std::string>& r) {
+        for (int i = 0; i < 40; ++i) r.Send(int64_t{i + 10}, IntEv{i + 10, i}, 60 + i % 12);
+      },
+      // One change among many slices: found by key (not by a pass over the map).
+      [](Harness<std::string>& r) {
+        r.Send(int64_t{12}, IntEv{12, 7}, 65);
+      },
+      [](Harness<std::string>& r) {
+        for (int i = 0; i < 10; ++i) r.Send(int64_t{i % 4}, IntEv{i % 4, (i * 37) % 23}, i * 3);
+      },
+      [](Harness<std::string>& r) {
+        for (int i = 10; i < 20; ++i) r.Send(int64_t{i % 4}, IntEv{i % 4, (i * 37) % 23}, i * 3);
+        r.Watermark(25);
+      },
+      [](Harness<std::string>& r) {
+        for (int i = 20; i < 30; ++i) r.Send(int64_t{i % 5}, IntEv{i % 5, (i * 37) % 23}, i * 3);
+        r.Watermark(45);  // the first slices are cleaned up
+      },
+      [](Harness<std::string>& r) {
+        for (int i = 30; i < 34; ++i) r.Send(int64_t{i % 3}, IntEv{i % 3, i}, i * 3);
+      },
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(45);
+    for (int i = 0; i < 6; ++i) r.Send(int64_t{i % 6}, IntEv{i % 6, 100 + i}, 95 + i);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, sums), phases, b);
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, top), phases, b);
+
+  auto reduce =
+      env_.FromCollection(std::vector<Ev>{})
+          .KeyBy(ByKey)
+          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+          .AllowedLateness(absl::Milliseconds(5))
+          .Reduce([](const Ev& x, const Ev& y) {
+            return Ev{x.key, x.value + y.value};
+          });
+  std::vector<std::function<void(Harness<Ev>&)>> ev_phases = {
+      [](Harness<Ev>& r) {
+        for (int i = 0; i < 12; ++i) r.Rec(absl::StrCat("k", i % 5), i, i * 2);
+      },
+      [](Harness<Ev>& r) {
+        for (int i = 12; i < 24; ++i) r.Rec(absl::StrCat("k", i % 5), i, i * 2);
+        r.Watermark(21);
+      },
+      [](Harness<Ev>& r) {
+        r.Rec("k2", 200, 18);  // late within the lateness
+        for (int i = 24; i < 30; ++i) r.Rec(absl::StrCat("k", i % 7), i, i * 2);
+        r.Watermark(41);
+      },
+      [](Harness<Ev>& r) { r.Rec("k1", 300, 50); },
+  };
+  auto ev_b = [](Harness<Ev>& r) {
+    r.Watermark(41);
+    for (int i = 0; i < 6; ++i) r.Rec(absl::StrCat("k", i), 1000 + i, 60 + i);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<Ev>(FactoryOf(env_, reduce), ev_phases, ev_b);
+}
+
+TEST_P(OperatorSnapshotTest, ChangeTrackedTriggerStateHoldsExactlyTheState) {
+  auto stream =
+      env_.FromCollection(std::vector<Ev>{}).KeyBy(ByKey).CountWindow(3).Aggregate(SumAggregate{});
+  auto phase = [](int from) {
+    return [from](Harness<int64_t>& r) {
+      for (int i = from; i < from + 5; ++i) {
+        r.Rec(absl::StrCat("k", i % 4), i + 1, kNoTimestamp);
+      }
+    };
+  };
+  std::vector<std::function<void(Harness<int64_t>&)>> phases = {phase(0), phase(5), phase(10),
+                                                                phase(15)};
+  auto b = [](Harness<int64_t>& r) {
+    for (int i = 0; i < 10; ++i) r.Rec(absl::StrCat("k", i % 5), 100 * (i + 1), kNoTimestamp);
+  };
+  CheckChangeTrackingAll<int64_t>(FactoryOf(env_, stream), phases, b);
 }
 
 TEST_P(OperatorSnapshotTest, EvictingTimeWindow) {
@@ -1224,6 +1591,67 @@ TEST(InternalStateBucketsTest, DeferredRecordsHoldTheStateAsOfTheSnapshot) {
 
 // Flat copies of window contents: trivially copyable values as they are; vectors of trivially
 // copyable elements in one arena, rebuilt exactly (also empty and absent ones).
+// ChangedKeys: the first snapshot is full; later ones give exactly the entries marked since
+// (each once) and the keys erased since; too many noted keys stop tracking until a full snapshot.
+TEST(InternalStateBucketsTest, ChangedKeysGiveWhatChangedSinceTheLastSnapshot) {
+  struct Value {
+    int64_t v = 0;
+    bool changed = false;
+  };
+  using Map = absl::flat_hash_map<int64_t, Value>;
+  Map map;
+  internal::ChangedKeys<int64_t> changes(/*max_noted=*/4);
+  internal::InternalStateBuckets b(KeyGroupRange{0, kMaxParallelism - 1}, kMaxParallelism, nullptr);
+  auto flag = [](Value& v) -> bool& { return v.changed; };
+  auto set = [&](int64_t k, int64_t v) {
+    auto it = map.try_emplace(k).first;
+    changes.Mark(it->first, it->second.changed);
+    it->second.v = v;
+  };
+  auto erase = [&](int64_t k) {
+    if (map.erase(k) > 0) changes.MarkErased(k);
+  };
+  struct Taken {
+    bool tracked;
+    std::vector<std::pair<int64_t, int64_t>> changed;
+    std::vector<int64_t> removed;
+  };
+  auto take = [&] {
+    std::vector<const Map::value_type*> changed;
+    Taken t{false, {}, {}};
+    t.tracked = changes.Take(b, map, flag, &changed, &t.removed);
+    for (const auto* kv : changed) t.changed.emplace_back(kv->first, kv->second.v);
+    std::sort(t.changed.begin(), t.changed.end());
+    std::sort(t.removed.begin(), t.removed.end());
+    return t;
+  };
+  using P = std::pair<int64_t, int64_t>;
+  for (int64_t k = 0; k < 40; ++k) set(k, k);  // not tracked yet: nothing noted
+  EXPECT_FALSE(take().tracked);                // full
+  set(3, 30);
+  set(3, 31);  // noted once
+  set(50, 5);
+  erase(7);
+  erase(50);
+  set(50, 6);  // erased and inserted again: removed, then changed
+  Taken t = take();
+  EXPECT_TRUE(t.tracked);
+  EXPECT_EQ(t.changed, (std::vector<P>{{3, 31}, {50, 6}}));
+  EXPECT_EQ(t.removed, (std::vector<int64_t>{7, 50}));
+  t = take();
+  EXPECT_TRUE(t.tracked);
+  EXPECT_TRUE(t.changed.empty());
+  EXPECT_TRUE(t.removed.empty());
+  for (int64_t k = 10; k < 15; ++k) set(k, 100 + k);  // a fifth noted key: tracking stops
+  set(20, 1);
+  EXPECT_FALSE(take().tracked);  // full again, every flag cleared
+  set(12, 7);
+  t = take();
+  EXPECT_TRUE(t.tracked);
+  EXPECT_EQ(t.changed, (std::vector<P>{{12, 7}}));
+  EXPECT_TRUE(t.removed.empty());
+}
+
 TEST(InternalStateBucketsTest, FlatCopiesGiveBackEveryValue) {
   static_assert(internal::FlatCopy<int64_t>::kFlat);
   static_assert(internal::FlatCopy<std::vector<int64_t>>::kFlat);

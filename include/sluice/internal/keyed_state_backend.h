@@ -954,6 +954,20 @@ class InternalKeyedState {
   // nullptr when there is nothing deferred.
   using DeferredRecords = std::function<void(std::vector<std::string>* out)>;
   virtual DeferredRecords TakeDeferred() { return nullptr; }
+  // Change tracking, instead of the three above: the snapshot holds only the records changed
+  // since the previous snapshot and the composite keys of the records removed since; the backend
+  // keeps the state's records from snapshot to snapshot (InternalSnapshotShadow, on the checkpoint
+  // writer's side) and writes them whole. `full`: every record (the first snapshot, or after a
+  // restore). Per key group of the range: `records` holds snapshot records (PutSnapshotRecord),
+  // `removed` length-prefixed composite keys; `deferred`, when set, appends more of both later,
+  // off the task thread (as TakeDeferred). Called after PrepareSnapshot; false: not tracked.
+  struct Changes {
+    bool full = false;
+    std::vector<std::string> records;
+    std::vector<std::string> removed;
+    std::function<void(Changes&)> deferred;
+  };
+  virtual bool TakeChanges(Changes* /*out*/) { return false; }
   // True when the records live in column families of the subtask's RocksDB instance (window
   // contents on the RocksDB backend): an incremental checkpoint captures them with the instance's
   // native files instead of calling WriteKeyGroup, and restoring such a checkpoint restores the
@@ -1250,6 +1264,109 @@ class HeapSnapshotShadow {
   int64_t applied_ = 0;
 };
 
+// The records of one change-tracked internal state (InternalKeyedState::TakeChanges) as of the
+// latest materialized snapshot, plus the changes of the snapshots taken since: as
+// HeapSnapshotShadow, per (composite key) instead of per key. A snapshot pushes its changes on
+// the task thread; the checkpoint writer applies them in order (running their deferred encoders
+// first: Push never waits for that) and writes every record. Thread-safe.
+class InternalSnapshotShadow {
+ public:
+  using Changes = InternalKeyedState::Changes;
+  using Records = absl::flat_hash_map<std::string, std::string>;  // composite key -> value
+
+  explicit InternalSnapshotShadow(KeyGroupRange range)
+      : records_(static_cast<size_t>(range.size())) {}
+
+  // Returns the sequence number of the pushed changes.
+  int64_t Push(Changes changes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back({++pushed_, std::move(changes)});
+    return pushed_;
+  }
+  // Applies the changes up to `seq`; the records (records()[key group - start]) then stay as they
+  // are until the returned lock is released. Fails when the changes do not decode or a later
+  // snapshot was applied already.
+  absl::Status ApplyThrough(int64_t seq, std::unique_lock<std::mutex>* lock) {
+    *lock = std::unique_lock<std::mutex>(apply_mu_);
+    if (applied_ > seq) {
+      return absl::InternalError("a later snapshot of this subtask was already written");
+    }
+    std::deque<std::pair<int64_t, Changes>> due;
+    {
+      std::lock_guard<std::mutex> queue(mu_);
+      while (!pending_.empty() && pending_.front().first <= seq) {
+        due.push_back(std::move(pending_.front()));
+        pending_.pop_front();
+      }
+    }
+    for (auto& [s, changes] : due) {
+      SLUICE_RETURN_IF_ERROR(Apply(changes));
+      applied_ = s;
+    }
+    return absl::OkStatus();
+  }
+  const std::vector<Records>& records() const { return records_; }
+  // The bytes of the records' composite keys and values (for reserving the file).
+  size_t bytes() const { return bytes_; }
+
+ private:
+  absl::Status Apply(Changes& c) {
+    if (c.deferred) {
+      c.deferred(c);
+      c.deferred = nullptr;
+    }
+    if (c.records.size() != records_.size() || c.removed.size() != records_.size()) {
+      return absl::InternalError("internal state changes of another key-group range");
+    }
+    if (c.full) {
+      for (Records& r : records_) Records().swap(r);
+      bytes_ = 0;
+    }
+    for (size_t g = 0; g < records_.size(); ++g) {
+      Records& m = records_[g];
+      ByteReader removed(c.removed[g]);
+      std::string_view composite, value;
+      while (!removed.empty()) {
+        if (!removed.ReadLengthPrefixed(&composite)) {
+          return absl::InternalError("internal state changes: a removed key does not decode");
+        }
+        auto it = m.find(absl::string_view(composite.data(), composite.size()));
+        if (it == m.end()) continue;
+        bytes_ -= it->first.size() + it->second.size();
+        m.erase(it);
+      }
+      ByteReader in(c.records[g]);
+      uint64_t index = 0;
+      while (!in.empty()) {
+        if (!in.ReadVarint(&index) || !in.ReadLengthPrefixed(&composite) ||
+            !in.ReadLengthPrefixed(&value)) {
+          return absl::InternalError("internal state changes: a record does not decode");
+        }
+        auto [it, inserted] =
+            m.try_emplace(std::string(composite), std::string(value.data(), value.size()));
+        if (!inserted) {
+          bytes_ -= it->second.size();
+          it->second.assign(value.data(), value.size());
+        } else {
+          bytes_ += composite.size();
+        }
+        bytes_ += value.size();
+      }
+      std::string().swap(c.records[g]);
+      std::string().swap(c.removed[g]);
+    }
+    return absl::OkStatus();
+  }
+
+  std::mutex mu_;        // pending_, pushed_
+  std::mutex apply_mu_;  // records_, applied_, bytes_
+  std::vector<Records> records_;
+  size_t bytes_ = 0;
+  std::deque<std::pair<int64_t, Changes>> pending_;
+  int64_t pushed_ = 0;
+  int64_t applied_ = 0;
+};
+
 template <typename K>
 class KeyedStateBackend final : public KeyedStateStore {
  public:
@@ -1346,11 +1463,34 @@ class KeyedStateBackend final : public KeyedStateStore {
     }
     const int64_t now = c->now;
     c->blobs.resize(static_cast<size_t>(range_.size()));
+    // Change-tracked internal states: their changes go to their shadows (written whole by
+    // Materialize); a state that stopped tracking loses its shadow.
+    std::vector<uint8_t> tracked(states.size(), 0);
+    for (size_t i = first_internal; i < first_unregistered; ++i) {
+      const auto& [name, st] = internal_[i - first_internal];
+      if (native && st->StoredInRocksDb()) continue;
+      InternalKeyedState::Changes changes;
+      if (!st->TakeChanges(&changes)) {
+        internal_shadows_.erase(name);
+        continue;
+      }
+      std::shared_ptr<InternalSnapshotShadow>& shadow = internal_shadows_[name];
+      if (shadow == nullptr) {
+        if (!changes.full) {
+          return absl::InternalError(
+              absl::StrCat("operator '", operator_name_, "': internal state '", name,
+                           "' gave the changes since a snapshot this backend did not take"));
+        }
+        shadow = std::make_shared<InternalSnapshotShadow>(range_);
+      }
+      c->tracked.push_back({i, shadow, shadow->Push(std::move(changes))});
+      tracked[i] = 1;
+    }
     // Deferred records: encoded by Materialize, in the piece that names them.
     std::vector<int> deferred_of(states.size(), -1);
     for (size_t i = first_internal; i < first_unregistered; ++i) {
       InternalKeyedState& st = *internal_[i - first_internal].second;
-      if (native && st.StoredInRocksDb()) continue;
+      if ((native && st.StoredInRocksDb()) || tracked[i]) continue;
       if (InternalKeyedState::DeferredRecords d = st.TakeDeferred()) {
         deferred_of[i] = static_cast<int>(c->deferred.size());
         c->deferred.push_back(std::move(d));
@@ -1362,7 +1502,7 @@ class KeyedStateBackend final : public KeyedStateStore {
       pieces.emplace_back();
       for (size_t i = first_internal; i < first_unregistered; ++i) {
         InternalKeyedState& st = *internal_[i - first_internal].second;
-        if (native && st.StoredInRocksDb()) continue;
+        if ((native && st.StoredInRocksDb()) || tracked[i]) continue;
         std::string taken;
         if (st.TakeKeyGroup(kg, &taken)) {  // moved, not copied: one piece more
           if (!taken.empty()) {
@@ -1625,6 +1765,13 @@ class KeyedStateBackend final : public KeyedStateStore {
     std::vector<InternalKeyedState::DeferredRecords> deferred;
     std::shared_ptr<HeapSnapshotShadow> shadow;  // HashMap: the tables' records
     int64_t seq = 0;
+    // Change-tracked internal states: their records are in their shadows as of `seq`.
+    struct Tracked {
+      size_t index;
+      std::shared_ptr<InternalSnapshotShadow> shadow;
+      int64_t seq;
+    };
+    std::vector<Tracked> tracked;
 
     absl::Status Materialize(KeyedSnapshot& s) {
       std::vector<std::vector<std::string>> encoded_later(deferred.size());
@@ -1634,8 +1781,14 @@ class KeyedStateBackend final : public KeyedStateStore {
           return absl::InternalError("keyed snapshot: deferred records of another key-group range");
         }
       }
+      std::vector<std::unique_lock<std::mutex>> locks(tracked.size());
+      for (size_t j = 0; j < tracked.size(); ++j) {
+        absl::Status st = tracked[j].shadow->ApplyThrough(tracked[j].seq, &locks[j]);
+        if (!st.ok()) return absl::InternalError(absl::StrCat("keyed snapshot: ", st.message()));
+      }
       s.bytes = std::move(header);
       size_t encoded = s.bytes.size() + blobs.size();
+      for (const Tracked& t : tracked) encoded += t.shadow->bytes() * 5 / 4;
       for (const std::vector<Piece>& pieces : blobs) {
         for (const Piece& piece : pieces) encoded += piece.bytes.size();
       }
@@ -1659,6 +1812,11 @@ class KeyedStateBackend final : public KeyedStateStore {
             }
           }
           std::vector<Piece>().swap(blobs[g]);
+          for (const Tracked& t : tracked) {
+            for (const auto& [composite, value] : t.shadow->records()[g]) {
+              PutSnapshotRecord(t.index, composite, {}, value, &s.bytes);
+            }
+          }
           if (keys == nullptr) {
             s.bytes.push_back(0);
             continue;
@@ -1882,6 +2040,8 @@ class KeyedStateBackend final : public KeyedStateStore {
   // HashMap snapshots: keys removed since the previous one, and the state as of the last one.
   std::vector<HeapSnapshotShadow::Change> removed_;
   std::shared_ptr<HeapSnapshotShadow> shadow_;
+  // Change-tracked internal states: their records as of the snapshots taken, by state name.
+  absl::flat_hash_map<std::string, std::shared_ptr<InternalSnapshotShadow>> internal_shadows_;
   size_t last_changed_keys_ = 0;
   // RocksDB incremental checkpoints: this instance's id in shared SST names, and the native
   // checkpoints taken.

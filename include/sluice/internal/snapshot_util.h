@@ -92,8 +92,35 @@ class InternalStateBuckets final : public InternalKeyedState {
   void PrepareSnapshot(size_t state_index) override {
     state_index_ = state_index;
     buckets_.assign(static_cast<size_t>(range_.size()), std::string());
+    removed_.clear();
     deferred_.clear();
+    tracked_ = Tracked::kNo;
     if (fill_) fill_(*this);
+  }
+  bool TakeChanges(Changes* out) override {
+    if (tracked_ == Tracked::kNo) return false;
+    out->full = tracked_ == Tracked::kFull;
+    out->records = std::move(buckets_);
+    out->removed = std::move(removed_);
+    out->removed.resize(out->records.size());
+    buckets_.clear();
+    removed_.clear();
+    if (!deferred_.empty()) {
+      out->deferred = [range = range_, maxp = max_parallelism_, index = state_index_,
+                       encoders = std::move(deferred_)](Changes& changes) {
+        InternalStateBuckets sink(range, maxp, nullptr);
+        sink.state_index_ = index;
+        sink.buckets_.assign(static_cast<size_t>(range.size()), std::string());
+        sink.removed_.assign(static_cast<size_t>(range.size()), std::string());
+        for (const Encode& encode : encoders) encode(sink);
+        for (size_t g = 0; g < changes.records.size(); ++g) {
+          changes.records[g].append(sink.buckets_[g]);
+          changes.removed[g].append(sink.removed_[g]);
+        }
+      };
+    }
+    deferred_.clear();
+    return true;
   }
   bool TakeKeyGroup(int kg, std::string* out) override {
     if (range_.Contains(kg) && !buckets_.empty()) {
@@ -140,14 +167,126 @@ class InternalStateBuckets final : public InternalKeyedState {
   // goes on changing its own structures meanwhile.
   void Defer(Encode encode) { deferred_.push_back(std::move(encode)); }
 
+  // For `fill`, change tracking (InternalKeyedState::TakeChanges): this snapshot adds only the
+  // records changed since the previous one and removes (Remove) those gone since — or, with
+  // `full`, adds every record (the first snapshot, or the first after a restore). The backend
+  // keeps the records between snapshots. Without a call, the snapshot adds every record and the
+  // backend keeps nothing.
+  void TrackChanges(bool full) { tracked_ = full ? Tracked::kFull : Tracked::kChanges; }
+  // With TrackChanges(false): the record `composite` of `key` (as given to Add) is gone.
+  template <typename K>
+  void Remove(const K& key, std::string_view composite) {
+    const int kg = KeyGroupFor(key, max_parallelism_);
+    SLUICE_CHECK(range_.Contains(kg));
+    if (removed_.empty()) removed_.resize(static_cast<size_t>(range_.size()));
+    PutLengthPrefixed(composite, &removed_[static_cast<size_t>(kg - range_.start)]);
+  }
+
  private:
+  enum class Tracked { kNo, kFull, kChanges };
   KeyGroupRange range_;
   int max_parallelism_;
   Fill fill_;
   size_t state_index_ = 0;
   std::vector<std::string> buckets_;  // per key group of range_: snapshot records
+  std::vector<std::string> removed_;  // per key group (or empty): length-prefixed composite keys
   std::vector<Encode> deferred_;
+  Tracked tracked_ = Tracked::kNo;
 };
+
+// Change tracking of an operator's in-memory map (Key -> value) for its snapshots: after the
+// first snapshot (every record), each snapshot holds only what changed since the previous one
+// (InternalStateBuckets::TrackChanges). Each value carries a `changed` flag. Every operation that
+// creates or may change a value calls Mark right after finding or inserting it (also when it
+// re-inserts a key it erased), and every erase calls MarkErased; both cost a branch while no
+// snapshot was taken (no checkpoints).
+template <typename Key>
+class ChangedKeys {
+ public:
+  // Between two far-apart snapshots the noted keys could outgrow the state (a key erased and
+  // inserted again is noted each time): past `max_noted` of either kind, tracking stops until the
+  // next snapshot, which then holds every record again.
+  explicit ChangedKeys(size_t max_noted = size_t{1} << 22) : max_noted_(max_noted) {}
+
+  void Mark(const Key& key, bool& changed) {
+    if (tracking_ && !changed) [[unlikely]] {
+      changed = true;
+      keys_.push_back(key);
+      if (keys_.size() > max_noted_) [[unlikely]]
+        Stop();
+    }
+  }
+  void MarkErased(const Key& key) {
+    if (tracking_) {
+      erased_.push_back(key);
+      if (erased_.size() > max_noted_) [[unlikely]]
+        Stop();
+    }
+  }
+  // In a snapshot's `fill`: the first time, starts tracking and returns false (the caller adds
+  // every record). Then returns true after putting in `changed` the map's elements marked since
+  // the previous snapshot (their flags cleared) and in `removed` the keys erased since (some may
+  // be in the map again, and in `changed`: the backend applies removals first); `flag(value)` is
+  // the value's changed flag.
+  template <typename Map, typename Flag>
+  bool Take(InternalStateBuckets& b, Map& map, Flag&& flag,
+            std::vector<const typename Map::value_type*>* changed, std::vector<Key>* removed) {
+    if (!tracking_) {
+      tracking_ = true;
+      keys_ = {};
+      erased_ = {};
+      for (auto& kv : map) flag(kv.second) = false;  // set before tracking stopped (Stop)
+      b.TrackChanges(/*full=*/true);
+      return false;
+    }
+    b.TrackChanges(/*full=*/false);
+    *removed = std::move(erased_);
+    erased_ = {};
+    if (keys_.size() >= map.size() / 16) {
+      // Many changes: one pass over the map's memory costs less than a lookup (a cache miss) per
+      // changed key.
+      for (auto& kv : map) {
+        bool& f = flag(kv.second);
+        if (!f) continue;
+        f = false;
+        changed->push_back(&kv);
+      }
+    } else {
+      for (const Key& k : keys_) {
+        auto it = map.find(k);
+        if (it == map.end()) continue;  // erased since: in `removed`
+        bool& f = flag(it->second);
+        if (!f) continue;  // marked twice: taken already
+        f = false;
+        changed->push_back(&*it);
+      }
+    }
+    keys_ = {};
+    return true;
+  }
+
+ private:
+  void Stop() {
+    tracking_ = false;
+    keys_ = {};
+    erased_ = {};
+  }
+
+  size_t max_noted_;
+  bool tracking_ = false;
+  std::vector<Key> keys_;    // marked since the previous snapshot (duplicates possible)
+  std::vector<Key> erased_;  // erased since the previous snapshot
+};
+
+// An element of a range walked for a snapshot: the element itself, or what a pointer points at.
+template <typename T>
+const T& SnapshotElement(const T& v) {
+  return v;
+}
+template <typename T>
+const T& SnapshotElement(const T* p) {
+  return *p;
+}
 
 // The heap buffer a value owns (a vector's or a string's elements; also through std::optional),
 // or nullptr; of type std::nullptr_t for types that own none.

@@ -588,6 +588,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     // Event-time timers of this (key, window) known to be registered: skips the timer-set lookup
     // when every record of a window registers the same end-of-window and cleanup timers.
     std::array<Timestamp, 2> registered{kNoTimer, kNoTimer};
+    bool changed = false;  // since the previous snapshot (ChangedKeys)
     bool HasSlots() const {
       for (const auto& s : slots) {
         if (s) return true;
@@ -728,14 +729,14 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         if (IsPurge(r)) contents_.Delete(contents_.column().KeyFor(window));
         RegisterCleanupTimer(window);
       } else {
-        Entry& e = entries_.try_emplace(EntryKey(*key_, window)).first->second;
+        Entry& e = Touch(*key_, window);
         acc_.Add(e.contents, value, timestamp);
         trigger_ctx_.Set(&*key_, window, &e);
         TriggerResult r = trigger_.OnElement(value, timestamp, window, trigger_ctx_);
         if (IsFire(r) && e.contents) Emit(window, e.contents);
         if (IsPurge(r)) e.contents.reset();
         RegisterCleanupTimer(window);
-        if (e.Empty()) entries_.erase(EntryKey(*key_, window));
+        if (e.Empty()) EraseEntry(EntryKey(*key_, window));
       }
     }
     if (skipped && IsElementLate(timestamp)) late_.Add(settings_, this->side_, value, timestamp);
@@ -798,6 +799,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     } else {
       auto [it, inserted] = entries_.try_emplace(EntryKey(timer.key, window));
       Entry* e = &it->second;
+      changes_.Mark(it->first, e->changed);
       trigger_ctx_.Set(&*key_, window, e);
       TriggerResult r;
       if (event_time_domain) {
@@ -811,6 +813,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       if (event_time_domain == kEventTime && timer.time == CleanupTime(window)) {
         ClearAllState<false>(window);
       } else if (e->Empty()) {
+        changes_.MarkErased(it->first);
         entries_.erase(it);
       }
     }
@@ -855,8 +858,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       trigger_.Clear(window, trigger_ctx_);
       trigger_ctx_.FlushSlots();
     } else {
-      auto it = entries_.try_emplace(EntryKey(*key_, window)).first;
-      trigger_ctx_.Set(&*key_, window, &it->second);
+      trigger_ctx_.Set(&*key_, window, &Touch(*key_, window));
       trigger_.Clear(window, trigger_ctx_);
     }
     window_ctx_.Set(&window, this->watermark_);
@@ -864,7 +866,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
     if constexpr (kRocks) {
       EraseStored(window);
     } else {
-      entries_.erase(EntryKey(*key_, window));
+      EraseEntry(EntryKey(*key_, window));
     }
     if constexpr (kMerging) RetireWindow(window);
   }
@@ -991,7 +993,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         if (triggers_used_) triggers_.Delete(triggers_.KeyFor(m));
       }
     } else {
-      Entry* target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
+      Entry* target = &Touch(*key_, cover);
       trigger_ctx_.Set(&*key_, cover, target);
       trigger_ctx_.SetMerged(&members);
       trigger_.OnMerge(cover, trigger_ctx_);
@@ -999,6 +1001,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       for (const W& m : members) {
         auto it = entries_.find(EntryKey(*key_, m));
         Entry scratch;
+        if (it != entries_.end()) changes_.Mark(it->first, it->second.changed);
         trigger_ctx_.Set(&*key_, m, it == entries_.end() ? &scratch : &it->second);
         trigger_.Clear(m, trigger_ctx_);
         DeleteCleanupTimer(m);
@@ -1007,11 +1010,12 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         auto it = entries_.find(EntryKey(*key_, m));
         if (it == entries_.end()) continue;
         std::optional<State> moved = std::move(it->second.contents);
+        changes_.MarkErased(it->first);
         entries_.erase(it);
-        target = &entries_.try_emplace(EntryKey(*key_, cover)).first->second;
+        target = &Touch(*key_, cover);
         if (moved) acc_.Merge(target->contents, *moved);
       }
-      if (target->Empty()) entries_.erase(EntryKey(*key_, cover));
+      if (target->Empty()) EraseEntry(EntryKey(*key_, cover));
     }
   }
 
@@ -1104,11 +1108,27 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
 
   // An entry: composite [key][window]; value [contents (optional)][u8 mask of set trigger slots]
   // [8 bytes per set slot][2 x 8 bytes: the event-time timers known to be registered].
-  // When keys and windows own no heap buffers and the contents have a flat copy (FlatCopy), the
-  // entries are copied flat on the task thread and encoded on the checkpoint writer's
-  // (InternalStateBuckets::Defer); otherwise they are encoded at once. Either way the contents'
-  // buffers are prefetched while the map is walked.
-  void AddEntries(InternalStateBuckets& b) const {
+  // After the first snapshot only the entries changed since the previous one are added, and the
+  // removed ones named (ChangedKeys; the backend keeps the rest). When keys and windows own no
+  // heap buffers and the contents have a flat copy (FlatCopy), the entries are copied flat on the
+  // task thread and encoded on the checkpoint writer's (InternalStateBuckets::Defer); otherwise
+  // they are encoded at once. Either way the contents' buffers are prefetched while the map is
+  // walked.
+  void AddEntries(InternalStateBuckets& b) {
+    std::vector<const typename decltype(entries_)::value_type*> changed;
+    std::vector<EntryKey> removed;
+    // Tracked when the composite keys encode one way (the backend matches them byte for byte).
+    if (kRocksKeyable<K> && kRocksKeyable<W> &&
+        changes_.Take(
+            b, entries_, [](Entry& e) -> bool& { return e.changed; }, &changed, &removed)) {
+      AddEntriesOf(changed, std::move(removed), b);
+    } else {
+      AddEntriesOf(entries_, std::move(removed), b);
+    }
+  }
+  template <typename Range>
+  static void AddEntriesOf(const Range& range, std::vector<EntryKey> removed,
+                           InternalStateBuckets& b) {
     if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W> &&
                   FlatCopy<State>::kFlat) {
       static constexpr uint32_t kNone = ~uint32_t{0};
@@ -1122,14 +1142,16 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
         std::vector<Flat> entries;
         FlatCopy<State> contents;  // by index of `entries`
         std::vector<Slots> slots;  // of the few entries with trigger state
+        std::vector<EntryKey> removed;
       };
       auto copy = std::make_shared<Copy>();
-      copy->entries.reserve(entries_.size());
-      copy->contents.Reserve(entries_.size());
+      copy->entries.reserve(range.size());
+      copy->contents.Reserve(range.size());
+      copy->removed = std::move(removed);
       ForEachPrefetched(
-          entries_, [](const auto& kv) { return HeapDataOf(kv.second.contents); },
-          [&](const auto& kv) {
-            const auto& [ek, e] = kv;
+          range, [](const auto& x) { return HeapDataOf(SnapshotElement(x).second.contents); },
+          [&](const auto& x) {
+            const auto& [ek, e] = SnapshotElement(x);
             uint32_t slots = kNone;
             if (e.HasSlots()) {
               slots = static_cast<uint32_t>(copy->slots.size());
@@ -1148,24 +1170,32 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
                       f.slots == kNone ? none : copy->slots[f.slots], f.registered, &composite,
                       &value, out);
         }
+        for (const EntryKey& ek : copy->removed) RemoveEntry(ek, &composite, out);
       });
     } else {
       std::string composite, value;
       ForEachPrefetched(
-          entries_, [](const auto& kv) { return HeapDataOf(kv.second.contents); },
-          [&](const auto& kv) {
-            const auto& [ek, e] = kv;
+          range, [](const auto& x) { return HeapDataOf(SnapshotElement(x).second.contents); },
+          [&](const auto& x) {
+            const auto& [ek, e] = SnapshotElement(x);
             EncodeEntry(ek.first, ek.second, e.contents, e.slots, e.registered, &composite, &value,
                         b);
           });
+      for (const EntryKey& ek : removed) RemoveEntry(ek, &composite, b);
     }
+  }
+  static void RemoveEntry(const EntryKey& ek, std::string* composite, InternalStateBuckets& b) {
+    composite->clear();
+    WriteRocksKeyPart(ek.first, composite);
+    WriteRocksKeyPart(ek.second, composite);
+    b.Remove(ek.first, *composite);
   }
   static void EncodeEntry(const K& key, const W& window, const std::optional<State>& contents,
                           const Slots& slots, const std::array<Timestamp, 2>& registered,
                           std::string* composite, std::string* value, InternalStateBuckets& b) {
     composite->clear();
-    Serializer<K>::Write(key, composite);
-    Serializer<W>::Write(window, composite);
+    WriteRocksKeyPart(key, composite);  // an empty key or window type as one 0 byte
+    WriteRocksKeyPart(window, composite);
     value->clear();
     WriteOptionalContents<Acc>(contents, value);
     WriteSlots(slots, value);
@@ -1350,6 +1380,15 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   std::unique_ptr<KeyedStateBackend<K>> state_;
   std::vector<W> windows_;                        // scratch: the windows of the current element
   absl::flat_hash_map<EntryKey, Entry> entries_;  // in memory (HashMap backend)
+  ChangedKeys<EntryKey> changes_;                 // of entries_, for snapshots
+  void EraseEntry(const EntryKey& ek) {
+    if (entries_.erase(ek) > 0) changes_.MarkErased(ek);
+  }
+  Entry& Touch(const K& key, const W& window) {
+    auto it = entries_.try_emplace(EntryKey(key, window)).first;
+    changes_.Mark(it->first, it->second.changed);
+    return it->second;
+  }
   TimerQueue<K, W> event_timers_;
   TimerQueue<K, W> processing_timers_;
   // Merging assigners: the current windows of each key.
@@ -1550,7 +1589,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
                                                    value, timestamp, this->name());
     } else {
       auto [it, fresh] = slices_.try_emplace(SliceKey(*key_, slice));
-      acc_.Add(it->second, value, timestamp);
+      changes_.Mark(it->first, it->second.changed);
+      acc_.Add(it->second.contents, value, timestamp);
       inserted = fresh;
     }
     if (inserted) {
@@ -1594,7 +1634,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
             if constexpr (kRocks) {
               slices_rocks_.Delete(slices_rocks_.column().KeyFor(s));
             } else {
-              slices_.erase(SliceKey(*key_, s));
+              if (slices_.erase(SliceKey(*key_, s)) > 0) changes_.MarkErased(SliceKey(*key_, s));
             }
           }
         });
@@ -1619,8 +1659,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         acc_.Merge(combined, *slice_scratch_);
       } else {
         auto it = slices_.find(SliceKey(*key_, s));
-        if (it == slices_.end() || !it->second) continue;
-        State copy = *it->second;
+        if (it == slices_.end() || !it->second.contents) continue;
+        State copy = *it->second.contents;
         acc_.Merge(combined, copy);
       }
     }
@@ -1717,28 +1757,45 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         return absl::OkStatus();
       }
     }
-    for (const auto& [sk, contents] : slices_) add(sk.first, sk.second);
+    for (const auto& [sk, slice] : slices_) add(sk.first, sk.second);
     return absl::OkStatus();
   }
 
   // A slice: composite [key][8-byte slice start]; value [partial result (optional)].
-  // Copied flat and encoded on the checkpoint writer's thread when the key owns no heap buffer
-  // and the contents have a flat copy (FlatCopy); otherwise encoded at once. The contents'
-  // buffers are prefetched while the map is walked.
-  void AddSlices(InternalStateBuckets& b) const {
+  // After the first snapshot only the slices changed since the previous one are added, and the
+  // removed ones named (ChangedKeys). Copied flat and encoded on the checkpoint writer's thread
+  // when the key owns no heap buffer and the contents have a flat copy (FlatCopy); otherwise
+  // encoded at once. The contents' buffers are prefetched while the map is walked.
+  void AddSlices(InternalStateBuckets& b) {
+    std::vector<const typename decltype(slices_)::value_type*> changed;
+    std::vector<SliceKey> removed;
+    if (kRocksKeyable<K> &&
+        changes_.Take(
+            b, slices_, [](Slice& s) -> bool& { return s.changed; }, &changed, &removed)) {
+      AddSlicesOf(changed, std::move(removed), b);
+    } else {
+      AddSlicesOf(slices_, std::move(removed), b);
+    }
+  }
+  template <typename Range>
+  static void AddSlicesOf(const Range& range, std::vector<SliceKey> removed,
+                          InternalStateBuckets& b) {
     if constexpr (std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat) {
       struct Copy {
         std::vector<std::pair<K, Timestamp>> keys;
         FlatCopy<State> contents;  // by index of `keys`
+        std::vector<SliceKey> removed;
       };
       auto copy = std::make_shared<Copy>();
-      copy->keys.reserve(slices_.size());
-      copy->contents.Reserve(slices_.size());
+      copy->keys.reserve(range.size());
+      copy->contents.Reserve(range.size());
+      copy->removed = std::move(removed);
       ForEachPrefetched(
-          slices_, [](const auto& kv) { return HeapDataOf(kv.second); },
-          [&](const auto& kv) {
-            copy->keys.emplace_back(kv.first.first, kv.first.second);
-            copy->contents.Add(kv.second);
+          range, [](const auto& x) { return HeapDataOf(SnapshotElement(x).second.contents); },
+          [&](const auto& x) {
+            const auto& [sk, slice] = SnapshotElement(x);
+            copy->keys.emplace_back(sk.first, sk.second);
+            copy->contents.Add(slice.contents);
           });
       b.Defer([copy](InternalStateBuckets& out) {
         std::string composite, value;
@@ -1748,15 +1805,24 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
           EncodeSlice(key, start, copy->contents.Get(static_cast<uint32_t>(i), &scratch),
                       &composite, &value, out);
         }
+        for (const SliceKey& sk : copy->removed) RemoveSlice(sk, &composite, out);
       });
     } else {
       std::string composite, value;
       ForEachPrefetched(
-          slices_, [](const auto& kv) { return HeapDataOf(kv.second); },
-          [&](const auto& kv) {
-            EncodeSlice(kv.first.first, kv.first.second, kv.second, &composite, &value, b);
+          range, [](const auto& x) { return HeapDataOf(SnapshotElement(x).second.contents); },
+          [&](const auto& x) {
+            const auto& [sk, slice] = SnapshotElement(x);
+            EncodeSlice(sk.first, sk.second, slice.contents, &composite, &value, b);
           });
+      for (const SliceKey& sk : removed) RemoveSlice(sk, &composite, b);
     }
+  }
+  static void RemoveSlice(const SliceKey& sk, std::string* composite, InternalStateBuckets& b) {
+    composite->clear();
+    Serializer<K>::Write(sk.first, composite);
+    PutFixed64(sk.second, composite);
+    b.Remove(sk.first, *composite);
   }
   static void EncodeSlice(const K& key, Timestamp start, const std::optional<State>& contents,
                           std::string* composite, std::string* value, InternalStateBuckets& b) {
@@ -1776,7 +1842,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
               !ReadOptionalContents<Acc>(value, &contents) || !value.empty()) {
             return false;
           }
-          slices_.insert_or_assign(SliceKey(std::move(key), start), std::move(contents));
+          slices_.insert_or_assign(SliceKey(std::move(key), start), Slice{std::move(contents)});
           return true;
         });
   }
@@ -1852,7 +1918,12 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   WindowContext<TimeWindow> window_ctx_;
   std::optional<K> key_;
   std::unique_ptr<KeyedStateBackend<K>> state_;
-  absl::flat_hash_map<SliceKey, std::optional<State>> slices_;
+  struct Slice {
+    std::optional<State> contents;
+    bool changed = false;  // since the previous snapshot (ChangedKeys)
+  };
+  absl::flat_hash_map<SliceKey, Slice> slices_;
+  ChangedKeys<SliceKey> changes_;  // of slices_, for snapshots
   // Per window start: the keys whose firing (at the max timestamp) and cleanup are pending.
   WindowKeyLists<K> windows_;
   LateRecords<In> late_;
