@@ -17,6 +17,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -410,6 +411,7 @@ absl::Status RestoreInternal(KeyedStateStore& store, const std::string& name,
 template <typename T>
 struct FlatCopy {
   static constexpr bool kFlat = false;
+  void Clear() {}
 };
 template <typename T>
 requires std::is_trivially_copyable_v<T>
@@ -417,7 +419,11 @@ struct FlatCopy<T> {
   static constexpr bool kFlat = true;
   std::vector<std::optional<T>> values;
 
-  void Reserve(size_t n) { values.reserve(n); }
+  template <typename Range, typename Value>
+  void ReserveFor(const Range& range, Value&&) {
+    values.reserve(values.size() + range.size());
+  }
+  void Clear() { values.clear(); }
   uint32_t Add(const std::optional<T>& v) {
     values.push_back(v);
     return static_cast<uint32_t>(values.size() - 1);
@@ -432,7 +438,22 @@ struct FlatCopy<std::vector<E>> {
   std::vector<E> arena;
   std::vector<std::pair<size_t, uint32_t>> spans;  // offset in arena, count (kNone: no value)
 
-  void Reserve(size_t n) { spans.reserve(n); }
+  // Room for the `n` values of `range` (whose elements `value(element)` are std::optional
+  // vectors): the arena grows once, not by doubling (each growth faults fresh pages in).
+  template <typename Range, typename Value>
+  void ReserveFor(const Range& range, Value&& value) {
+    size_t elements = 0;
+    for (const auto& x : range) {
+      const std::optional<std::vector<E>>& v = value(x);
+      if (v) elements += v->size();
+    }
+    spans.reserve(spans.size() + range.size());
+    arena.reserve(arena.size() + elements);
+  }
+  void Clear() {
+    arena.clear();
+    spans.clear();
+  }
   uint32_t Add(const std::optional<std::vector<E>>& v) {
     if (!v.has_value()) {
       spans.emplace_back(arena.size(), kNone);
@@ -455,6 +476,29 @@ struct FlatCopy<std::vector<E>> {
     }
     return *scratch;
   }
+};
+
+// Flat snapshot copies, reused: the checkpoint writer hands a copy back once it encoded it
+// (Recycle) and the next snapshot takes it (Take), capacity and all — a copy of tens of megabytes
+// is otherwise mapped fresh by malloc and page-faulted in at every checkpoint (on the task
+// thread). Keeps one copy (`Copy::Clear()` empties it). Thread-safe.
+template <typename Copy>
+class CopyPool {
+ public:
+  std::shared_ptr<Copy> Take() {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (kept_ != nullptr) return std::move(kept_);
+    return std::make_shared<Copy>();
+  }
+  void Recycle(std::shared_ptr<Copy> copy) {
+    copy->Clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    kept_ = std::move(copy);
+  }
+
+ private:
+  std::mutex mu_;
+  std::shared_ptr<Copy> kept_;
 };
 
 // Keys and namespaces without heap buffers: the timers are copied flat on the task thread and

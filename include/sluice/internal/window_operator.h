@@ -1126,51 +1126,59 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       AddEntriesOf(entries_, std::move(removed), b);
     }
   }
+  static constexpr bool kFlatEntries =
+      std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W> && FlatCopy<State>::kFlat;
+  static constexpr uint32_t kNoSlots = ~uint32_t{0};
+  struct FlatEntry {
+    K key;
+    W window;
+    std::array<Timestamp, 2> registered;
+    uint32_t slots;  // index in EntriesCopy::slots, or kNoSlots
+  };
+  struct EntriesCopy {
+    std::vector<FlatEntry> entries;
+    FlatCopy<State> contents;  // by index of `entries`
+    std::vector<Slots> slots;  // of the few entries with trigger state
+    std::vector<EntryKey> removed;
+    void Clear() {
+      entries.clear();
+      contents.Clear();
+      slots.clear();
+      removed.clear();
+    }
+  };
   template <typename Range>
-  static void AddEntriesOf(const Range& range, std::vector<EntryKey> removed,
-                           InternalStateBuckets& b) {
-    if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W> &&
-                  FlatCopy<State>::kFlat) {
-      static constexpr uint32_t kNone = ~uint32_t{0};
-      struct Flat {
-        K key;
-        W window;
-        std::array<Timestamp, 2> registered;
-        uint32_t slots;  // index in Copy::slots, or kNone
-      };
-      struct Copy {
-        std::vector<Flat> entries;
-        FlatCopy<State> contents;  // by index of `entries`
-        std::vector<Slots> slots;  // of the few entries with trigger state
-        std::vector<EntryKey> removed;
-      };
-      auto copy = std::make_shared<Copy>();
+  void AddEntriesOf(const Range& range, std::vector<EntryKey> removed, InternalStateBuckets& b) {
+    if constexpr (kFlatEntries) {
+      std::shared_ptr<EntriesCopy> copy = entries_copies_->Take();
       copy->entries.reserve(range.size());
-      copy->contents.Reserve(range.size());
+      copy->contents.ReserveFor(
+          range, [](const auto& x) -> const auto& { return SnapshotElement(x).second.contents; });
       copy->removed = std::move(removed);
       ForEachPrefetched(
           range, [](const auto& x) { return HeapDataOf(SnapshotElement(x).second.contents); },
           [&](const auto& x) {
             const auto& [ek, e] = SnapshotElement(x);
-            uint32_t slots = kNone;
+            uint32_t slots = kNoSlots;
             if (e.HasSlots()) {
               slots = static_cast<uint32_t>(copy->slots.size());
               copy->slots.push_back(e.slots);
             }
-            copy->entries.push_back(Flat{ek.first, ek.second, e.registered, slots});
+            copy->entries.push_back(FlatEntry{ek.first, ek.second, e.registered, slots});
             copy->contents.Add(e.contents);
           });
-      b.Defer([copy](InternalStateBuckets& out) {
+      b.Defer([copy, pool = entries_copies_](InternalStateBuckets& out) {
         std::string composite, value;
         std::optional<State> scratch;
         const Slots none{};
         for (size_t i = 0; i < copy->entries.size(); ++i) {
-          const Flat& f = copy->entries[i];
+          const FlatEntry& f = copy->entries[i];
           EncodeEntry(f.key, f.window, copy->contents.Get(static_cast<uint32_t>(i), &scratch),
-                      f.slots == kNone ? none : copy->slots[f.slots], f.registered, &composite,
+                      f.slots == kNoSlots ? none : copy->slots[f.slots], f.registered, &composite,
                       &value, out);
         }
         for (const EntryKey& ek : copy->removed) RemoveEntry(ek, &composite, out);
+        pool->Recycle(copy);
       });
     } else {
       std::string composite, value;
@@ -1381,6 +1389,9 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   std::vector<W> windows_;                        // scratch: the windows of the current element
   absl::flat_hash_map<EntryKey, Entry> entries_;  // in memory (HashMap backend)
   ChangedKeys<EntryKey> changes_;                 // of entries_, for snapshots
+  // The flat copy of the last snapshot's entries, handed back by the checkpoint writer.
+  std::shared_ptr<CopyPool<EntriesCopy>> entries_copies_ =
+      std::make_shared<CopyPool<EntriesCopy>>();
   void EraseEntry(const EntryKey& ek) {
     if (entries_.erase(ek) > 0) changes_.MarkErased(ek);
   }
@@ -1777,18 +1788,24 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       AddSlicesOf(slices_, std::move(removed), b);
     }
   }
+  static constexpr bool kFlatSlices = std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat;
+  struct SlicesCopy {
+    std::vector<std::pair<K, Timestamp>> keys;
+    FlatCopy<State> contents;  // by index of `keys`
+    std::vector<SliceKey> removed;
+    void Clear() {
+      keys.clear();
+      contents.Clear();
+      removed.clear();
+    }
+  };
   template <typename Range>
-  static void AddSlicesOf(const Range& range, std::vector<SliceKey> removed,
-                          InternalStateBuckets& b) {
-    if constexpr (std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat) {
-      struct Copy {
-        std::vector<std::pair<K, Timestamp>> keys;
-        FlatCopy<State> contents;  // by index of `keys`
-        std::vector<SliceKey> removed;
-      };
-      auto copy = std::make_shared<Copy>();
+  void AddSlicesOf(const Range& range, std::vector<SliceKey> removed, InternalStateBuckets& b) {
+    if constexpr (kFlatSlices) {
+      std::shared_ptr<SlicesCopy> copy = slices_copies_->Take();
       copy->keys.reserve(range.size());
-      copy->contents.Reserve(range.size());
+      copy->contents.ReserveFor(
+          range, [](const auto& x) -> const auto& { return SnapshotElement(x).second.contents; });
       copy->removed = std::move(removed);
       ForEachPrefetched(
           range, [](const auto& x) { return HeapDataOf(SnapshotElement(x).second.contents); },
@@ -1797,7 +1814,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
             copy->keys.emplace_back(sk.first, sk.second);
             copy->contents.Add(slice.contents);
           });
-      b.Defer([copy](InternalStateBuckets& out) {
+      b.Defer([copy, pool = slices_copies_](InternalStateBuckets& out) {
         std::string composite, value;
         std::optional<State> scratch;
         for (size_t i = 0; i < copy->keys.size(); ++i) {
@@ -1806,6 +1823,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
                       &composite, &value, out);
         }
         for (const SliceKey& sk : copy->removed) RemoveSlice(sk, &composite, out);
+        pool->Recycle(copy);
       });
     } else {
       std::string composite, value;
@@ -1924,6 +1942,8 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   };
   absl::flat_hash_map<SliceKey, Slice> slices_;
   ChangedKeys<SliceKey> changes_;  // of slices_, for snapshots
+  // The flat copy of the last snapshot's slices, handed back by the checkpoint writer.
+  std::shared_ptr<CopyPool<SlicesCopy>> slices_copies_ = std::make_shared<CopyPool<SlicesCopy>>();
   // Per window start: the keys whose firing (at the max timestamp) and cleanup are pending.
   WindowKeyLists<K> windows_;
   LateRecords<In> late_;
