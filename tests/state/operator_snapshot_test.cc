@@ -758,15 +758,54 @@ std::string Describe(int64_t key, const TimeWindow& w, const T& v) {
   }
 }
 
+// The flat-state streams of the tests below: keys, windows and contents without heap buffers.
+// Tumbling 10 ms windows listing their values.
+DataStream<std::string> FlatListWindows(StreamEnvironment& env, absl::Duration lateness) {
+  return env.FromCollection(std::vector<IntEv>{})
+      .KeyBy(IntKey)
+      .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
+      .AllowedLateness(lateness)
+      .Process<std::string>([](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                               std::span<const IntEv> elements, Collector<std::string>& out) {
+        std::vector<int64_t> values;
+        for (const IntEv& e : elements) values.push_back(e.value);
+        out.Collect(Describe(key, ctx.window(), values));
+      });
+}
+// Sums in session windows with a 10 ms gap.
+DataStream<std::string> SessionSums(StreamEnvironment& env) {
+  return env.FromCollection(std::vector<IntEv>{})
+      .KeyBy(IntKey)
+      .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+      .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                              std::span<const int64_t> sum, Collector<std::string>& out) {
+        out.Collect(Describe(key, ctx.window(), sum[0]));
+      });
+}
+// Sliding 30 ms windows every 10 ms: sums (int64 slices) or the two largest values (vector
+// slices).
+DataStream<std::string> SlidingSums(StreamEnvironment& env) {
+  return env.FromCollection(std::vector<IntEv>{})
+      .KeyBy(IntKey)
+      .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+      .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                              std::span<const int64_t> sum, Collector<std::string>& out) {
+        out.Collect(Describe(key, ctx.window(), sum[0]));
+      });
+}
+DataStream<std::string> SlidingTopTwo(StreamEnvironment& env) {
+  return env.FromCollection(std::vector<IntEv>{})
+      .KeyBy(IntKey)
+      .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
+      .Aggregate(TopTwo{},
+                 [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                    std::span<const std::vector<int64_t>> best, Collector<std::string>& out) {
+                   out.Collect(Describe(key, ctx.window(), best[0]));
+                 });
+}
+
 TEST_P(OperatorSnapshotTest, SessionWindowsOfFlatStateMergeAcrossTheSnapshot) {
-  auto stream =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
-          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                                  std::span<const int64_t> sums, Collector<std::string>& out) {
-            out.Collect(Describe(key, ctx.window(), sums[0]));
-          });
+  auto stream = SessionSums(env_);
   auto a = [](Harness<std::string>& r) {
     r.Send(int64_t{1}, IntEv{1, 1}, 0);   // [0,10)
     r.Send(int64_t{1}, IntEv{1, 2}, 20);  // [20,30)
@@ -787,16 +826,7 @@ TEST_P(OperatorSnapshotTest, SessionWindowsOfFlatStateMergeAcrossTheSnapshot) {
 }
 
 TEST_P(OperatorSnapshotTest, ListWindowsOfFlatRecordsResumeExactly) {
-  auto stream =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
-          .Process<std::string>([](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                                   std::span<const IntEv> elements, Collector<std::string>& out) {
-            std::vector<int64_t> values;
-            for (const IntEv& e : elements) values.push_back(e.value);
-            out.Collect(Describe(key, ctx.window(), values));
-          });
+  auto stream = FlatListWindows(env_, absl::ZeroDuration());
   auto a = [](Harness<std::string>& r) {
     for (int i = 0; i < 12; ++i) r.Send(int64_t{i % 3}, IntEv{i % 3, i}, i * 2);
     r.Watermark(9);
@@ -810,23 +840,8 @@ TEST_P(OperatorSnapshotTest, ListWindowsOfFlatRecordsResumeExactly) {
 }
 
 TEST_P(OperatorSnapshotTest, SlidingWindowsOfFlatSlicesResumeExactly) {
-  auto top =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
-          .Aggregate(TopTwo{},
-                     [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                        std::span<const std::vector<int64_t>> best, Collector<std::string>& out) {
-                       out.Collect(Describe(key, ctx.window(), best[0]));
-                     });
-  auto sums =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
-          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                                  std::span<const int64_t> sum, Collector<std::string>& out) {
-            out.Collect(Describe(key, ctx.window(), sum[0]));
-          });
+  auto top = SlidingTopTwo(env_);
+  auto sums = SlidingSums(env_);
   auto a = [](Harness<std::string>& r) {
     for (int i = 0; i < 15; ++i) r.Send(int64_t{i % 4}, IntEv{i % 4, (i * 37) % 23}, i * 3);
     r.Watermark(25);
@@ -883,17 +898,7 @@ TEST_P(OperatorSnapshotTest, ChangeTrackedListWindowsHoldExactlyTheState) {
 }
 
 TEST_P(OperatorSnapshotTest, ChangeTrackedFlatListWindowsHoldExactlyTheState) {
-  auto stream =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(10)))
-          .AllowedLateness(absl::Milliseconds(10))
-          .Process<std::string>([](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                                   std::span<const IntEv> elements, Collector<std::string>& out) {
-            std::vector<int64_t> values;
-            for (const IntEv& e : elements) values.push_back(e.value);
-            out.Collect(Describe(key, ctx.window(), values));
-          });
+  auto stream = FlatListWindows(env_, absl::Milliseconds(10));
   auto send = [](Harness<std::string>& r, int64_t key, int64_t value, Timestamp ts) {
     r.Send(key, IntEv{key, value}, ts);
   };
@@ -963,14 +968,7 @@ TEST_P(OperatorSnapshotTest, ChangeTrackedSessionWindowsHoldExactlyTheState) {
   };
   CheckChangeTrackingAll<std::string>(FactoryOf(env_, lists), phases, b);
 
-  auto sums =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
-          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                                  std::span<const int64_t> sum, Collector<std::string>& out) {
-            out.Collect(Describe(key, ctx.window(), sum[0]));
-          });
+  auto sums = SessionSums(env_);
   std::vector<std::function<void(Harness<std::string>&)>> flat_phases = {
       [](Harness<std::string>& r) {
         for (int i = 0; i < 8; ++i) r.Send(int64_t{i % 3}, IntEv{i % 3, i}, i * 9);
@@ -998,23 +996,8 @@ TEST_P(OperatorSnapshotTest, ChangeTrackedSessionWindowsHoldExactlyTheState) {
 
 TEST_P(OperatorSnapshotTest, ChangeTrackedSlicesHoldExactlyTheState) {
   restored_ties_unordered_ = true;
-  auto sums =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
-          .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                                  std::span<const int64_t> sum, Collector<std::string>& out) {
-            out.Collect(Describe(key, ctx.window(), sum[0]));
-          });
-  auto top =
-      env_.FromCollection(std::vector<IntEv>{})
-          .KeyBy(IntKey)
-          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
-          .Aggregate(TopTwo{},
-                     [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                        std::span<const std::vector<int64_t>> best, Collector<std::string>& out) {
-                       out.Collect(Describe(key, ctx.window(), best[0]));
-                     });
+  auto sums = SlidingSums(env_);
+  auto top = SlidingTopTwo(env_);
   std::vector<std::function<void(Harness<std::string>&)>> phases = {
       [](Harness<std::string>& r) {
         for (int i = 0; i < 40; ++i) r.Send(int64_t{i + 10}, IntEv{i + 10, i}, 60 + i % 12);

@@ -1342,12 +1342,13 @@ class InternalSnapshotShadow {
             !in.ReadLengthPrefixed(&value)) {
           return absl::InternalError("internal state changes: a record does not decode");
         }
-        auto [it, inserted] =
-            m.try_emplace(std::string(composite), std::string(value.data(), value.size()));
-        if (!inserted) {
+        // Most changes update a record already there: no key string is built for them.
+        auto it = m.find(absl::string_view(composite.data(), composite.size()));
+        if (it != m.end()) {
           bytes_ -= it->second.size();
           it->second.assign(value.data(), value.size());
         } else {
+          m.try_emplace(std::string(composite), std::string(value.data(), value.size()));
           bytes_ += composite.size();
         }
         bytes_ += value.size();
