@@ -351,6 +351,24 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
       // it encodes later (flat copies) must be the state as of the snapshot.
       Harness<Out>::Materialize(snapshot);
     }
+    CheckResumes<Out>(make, snapshot, now, b, expected, parallelism, rescaled);
+    {
+      // Without the snapshot B gives something else: the state matters.
+      Harness<Out> fresh(make, parallelism, backend_, now);
+      fresh.Open();
+      b(fresh);
+      EXPECT_NE(Union(fresh.Outputs()), Union(expected)) << "the state made no difference";
+    }
+  }
+
+  // Operators restored from `snapshot` at `parallelism`, given input B, give `expected` exactly
+  // (with `restored_ties_unordered_`: up to the order among outputs of the same timestamp), and
+  // at each parallelism of `rescaled` the same as a multiset.
+  template <typename Out>
+  void CheckResumes(const OperatorFactory& make, const std::vector<OperatorStateSnapshot>& snapshot,
+                    Timestamp now, const std::function<void(Harness<Out>&)>& b,
+                    const std::vector<std::vector<std::string>>& expected, int parallelism,
+                    const std::vector<int>& rescaled) {
     {
       Harness<Out> restored(make, parallelism, backend_, now);
       absl::Status st = restored.Restore(snapshot);
@@ -363,13 +381,6 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
       } else {
         EXPECT_EQ(restored.Outputs(), expected) << "restored at the same parallelism";
       }
-    }
-    {
-      // Without the snapshot B gives something else: the state matters.
-      Harness<Out> fresh(make, parallelism, backend_, now);
-      fresh.Open();
-      b(fresh);
-      EXPECT_NE(Union(fresh.Outputs()), Union(expected)) << "the state made no difference";
     }
     for (int p : rescaled) {
       SCOPED_TRACE(absl::StrCat("rescaled to ", p));
@@ -473,26 +484,7 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
         EXPECT_EQ(RecordsOf(*last[i].keyed), expected_records[i]) << "subtask " << i;
       }
     }
-    {
-      Harness<Out> restored(make, parallelism, backend_, now);
-      absl::Status st = restored.Restore(last);
-      ASSERT_TRUE(st.ok()) << st;
-      restored.Open();
-      b(restored);
-      if (restored_ties_unordered_) {
-        EXPECT_EQ(TiesSorted(restored.Outputs()), TiesSorted(expected));
-      } else {
-        EXPECT_EQ(restored.Outputs(), expected);
-      }
-    }
-    {
-      Harness<Out> restored(make, rescaled, backend_, now);
-      absl::Status st = restored.Restore(last);
-      ASSERT_TRUE(st.ok()) << st;
-      restored.Open();
-      b(restored);
-      EXPECT_EQ(Union(restored.Outputs()), Union(expected)) << "rescaled to " << rescaled;
-    }
+    CheckResumes<Out>(make, last, now, b, expected, parallelism, {rescaled});
   }
   template <typename Out>
   void CheckChangeTrackingAll(const OperatorFactory& make,
@@ -772,27 +764,25 @@ DataStream<std::string> FlatListWindows(StreamEnvironment& env, absl::Duration l
         out.Collect(Describe(key, ctx.window(), values));
       });
 }
-// Sums in session windows with a 10 ms gap.
+// Sums per window of `assigner`: session windows with a 10 ms gap, or sliding 30 ms windows every
+// 10 ms (int64 slices).
+template <typename Assigner>
+DataStream<std::string> Sums(StreamEnvironment& env, Assigner assigner) {
+  return env.FromCollection(std::vector<IntEv>{})
+      .KeyBy(IntKey)
+      .Window(assigner)
+      .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
+                              std::span<const int64_t> sum, Collector<std::string>& out) {
+        out.Collect(Describe(key, ctx.window(), sum[0]));
+      });
+}
 DataStream<std::string> SessionSums(StreamEnvironment& env) {
-  return env.FromCollection(std::vector<IntEv>{})
-      .KeyBy(IntKey)
-      .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
-      .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                              std::span<const int64_t> sum, Collector<std::string>& out) {
-        out.Collect(Describe(key, ctx.window(), sum[0]));
-      });
+  return Sums(env, EventTimeSessionWindows::WithGap(absl::Milliseconds(10)));
 }
-// Sliding 30 ms windows every 10 ms: sums (int64 slices) or the two largest values (vector
-// slices).
 DataStream<std::string> SlidingSums(StreamEnvironment& env) {
-  return env.FromCollection(std::vector<IntEv>{})
-      .KeyBy(IntKey)
-      .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)))
-      .Aggregate(IntSum{}, [](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                              std::span<const int64_t> sum, Collector<std::string>& out) {
-        out.Collect(Describe(key, ctx.window(), sum[0]));
-      });
+  return Sums(env, SlidingEventTimeWindows::Of(absl::Milliseconds(30), absl::Milliseconds(10)));
 }
+// The two largest values in sliding 30 ms windows every 10 ms (vector slices).
 DataStream<std::string> SlidingTopTwo(StreamEnvironment& env) {
   return env.FromCollection(std::vector<IntEv>{})
       .KeyBy(IntKey)
