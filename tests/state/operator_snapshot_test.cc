@@ -314,6 +314,26 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
     return v;
   }
 
+  // B's output (per subtask) after the `before` inputs, run without a checkpoint; with `records`,
+  // also every subtask's snapshot records (RecordsOf) after the `before` inputs.
+  template <typename Out>
+  std::vector<std::vector<std::string>> Uninterrupted(
+      const OperatorFactory& make, int parallelism,
+      const std::vector<std::function<void(Harness<Out>&)>>& before,
+      const std::function<void(Harness<Out>&)>& b, std::vector<std::vector<std::string>>* records) {
+    Harness<Out> ref(make, parallelism, backend_, kStartTime);
+    ref.Open();
+    for (const auto& input : before) input(ref);
+    if (records != nullptr) {
+      for (const OperatorStateSnapshot& s : ref.Snapshot()) {
+        records->push_back(s.keyed ? RecordsOf(*s.keyed) : std::vector<std::string>{});
+      }
+    }
+    ref.ClearOutputs();
+    b(ref);
+    return ref.Outputs();
+  }
+
   // Input A, snapshot, input B: B's output must be the same from operators restored from the
   // snapshot — exactly per subtask at the same parallelism (with `restored_ties_unordered_`: up
   // to the order among outputs of the same timestamp), as a multiset after rescaling.
@@ -322,16 +342,8 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
                     const std::function<void(Harness<Out>&)>& b, int parallelism,
                     std::vector<int> rescaled) {
     SCOPED_TRACE(absl::StrCat("parallelism ", parallelism));
-    // Uninterrupted, never snapshotted.
-    std::vector<std::vector<std::string>> expected;
-    {
-      Harness<Out> ref(make, parallelism, backend_, kStartTime);
-      ref.Open();
-      a(ref);
-      ref.ClearOutputs();
-      b(ref);
-      expected = ref.Outputs();
-    }
+    const std::vector<std::vector<std::string>> expected =
+        Uninterrupted<Out>(make, parallelism, {a}, b, /*records=*/nullptr);
     ASSERT_FALSE(Union(expected).empty()) << "input B produced nothing: the test checks nothing";
 
     std::vector<OperatorStateSnapshot> snapshot;
@@ -448,18 +460,9 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
                            const std::function<void(Harness<Out>&)>& b, int parallelism,
                            int rescaled) {
     SCOPED_TRACE(absl::StrCat("parallelism ", parallelism));
-    std::vector<std::vector<std::string>> expected, expected_records;
-    {
-      Harness<Out> ref(make, parallelism, backend_, kStartTime);
-      ref.Open();
-      for (const auto& phase : phases) phase(ref);
-      for (const OperatorStateSnapshot& s : ref.Snapshot()) {
-        expected_records.push_back(s.keyed ? RecordsOf(*s.keyed) : std::vector<std::string>{});
-      }
-      ref.ClearOutputs();
-      b(ref);
-      expected = ref.Outputs();
-    }
+    std::vector<std::vector<std::string>> expected_records;
+    const std::vector<std::vector<std::string>> expected =
+        Uninterrupted<Out>(make, parallelism, phases, b, &expected_records);
     ASSERT_FALSE(Union(expected).empty()) << "input B produced nothing: the test checks nothing";
     std::vector<OperatorStateSnapshot> last;
     Timestamp now = kStartTime;
