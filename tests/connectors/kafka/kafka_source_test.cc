@@ -290,10 +290,21 @@ TEST_F(KafkaSourceTest, StartingOffsetsLatestAndCommitted) {
   ASSERT_TRUE(first->SnapshotState(7).ok());
   size_t at_checkpoint = c1.records.size();
   first->NotifyCheckpointComplete(7);
-  // The asynchronous commit is served by later polls.
-  absl::Time until = absl::Now() + absl::Milliseconds(500);
-  PollReader(
-      *first, c1, [&] { return absl::Now() > until; }, 1);
+  // The asynchronous commit is served by later polls: poll until the group's offsets are
+  // committed (not for a fixed time: on a loaded machine the commit may take longer).
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  int64_t committed = 0;
+  while (absl::Now() < deadline) {
+    const absl::Time until = absl::Now() + absl::Milliseconds(50);
+    PollReader(
+        *first, c1, [&] { return absl::Now() > until; }, 1);
+    committed = 0;
+    for (int64_t o : CommittedOffsets(cluster_->bootstrap(), "committed-group", "committed", 2)) {
+      committed += std::max<int64_t>(o, 0);
+    }
+    if (committed == static_cast<int64_t>(at_checkpoint)) break;
+  }
+  ASSERT_EQ(committed, static_cast<int64_t>(at_checkpoint)) << "checkpoint 7's offsets committed";
   first->Close();
   std::vector<Record> ends = {{.value = "END", .partition = 0}, {.value = "END", .partition = 1}};
   Produce(cluster_->bootstrap(), "committed", ends);
