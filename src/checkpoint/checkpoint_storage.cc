@@ -468,6 +468,9 @@ void ForEachFileRef(const CheckpointMetadata& metadata,
   for (const checkpoint::OperatorState& op : metadata.operators()) {
     for (const checkpoint::SubtaskState& subtask : op.subtasks()) {
       if (subtask.has_keyed_state()) visit(subtask.keyed_state());
+      for (const checkpoint::KeyedStateChanges& changes : subtask.keyed_changes()) {
+        visit(changes.file());
+      }
       if (subtask.has_operator_state()) visit(subtask.operator_state());
       for (const FileRef& ref : subtask.rocksdb_files()) visit(ref);
     }
@@ -794,6 +797,47 @@ absl::StatusOr<FileRef> PendingCheckpoint::AddSharedFile(std::string_view name,
   return ref;
 }
 
+absl::StatusOr<FileRef> PendingCheckpoint::WriteSharedFile(std::string_view name,
+                                                           std::string_view bytes) {
+  if (savepoint_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("savepoint ", dir_, ": is self-contained, it has no shared files"));
+  }
+  SLUICE_RETURN_IF_ERROR(ValidateFileName(name, absl::StrCat("checkpoint ", dir_)));
+  const std::string name_str(name);
+  StorageState& s = *storage_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (phase_ != Phase::kOpen || !registered_) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("checkpoint ", dir_, ": cannot write ", Av(name), ", the checkpoint is ",
+                       phase_ == Phase::kCommitted ? "already committed" : "aborted"));
+    }
+    if (!shared_names_.insert(name_str).second) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("checkpoint ", dir_, ": shared file ", Av(name), " was written already"));
+    }
+    std::lock_guard<std::mutex> storage_lock(s.mu);
+    ++s.shared_in_use[name_str];
+  }
+  const std::string shared_dir = JoinPath(root_, kSharedDirName);
+  const std::string dest = JoinPath(shared_dir, name);
+  SLUICE_ASSIGN_OR_RETURN(std::optional<struct stat> existing, Stat(dest));
+  if (existing.has_value()) {
+    return absl::AlreadyExistsError(absl::StrCat("checkpoint storage ", root_, ": shared file ",
+                                                 Av(name), " exists already"));
+  }
+  SLUICE_RETURN_IF_ERROR(MakeDir(shared_dir));
+  SLUICE_RETURN_IF_ERROR(MakeParentDirsUnder(shared_dir, name));
+  SLUICE_RETURN_IF_ERROR(WriteAtomically(
+      dest, [&](int fd, const std::string& tmp) { return WriteAll(fd, bytes, tmp); }));
+  FileRef ref;
+  ref.set_path(absl::StrCat(kSharedDirName, "/", Av(name)));
+  ref.set_size(bytes.size());
+  ref.set_crc32c(Crc32c(bytes));
+  return ref;
+}
+
 void PendingCheckpoint::Unregister() {
   if (!registered_) return;
   registered_ = false;
@@ -815,7 +859,14 @@ absl::Status PendingCheckpoint::Commit(CheckpointMetadata metadata) {
         absl::StrCat("checkpoint ", dir_, ": cannot commit, the checkpoint is ",
                      phase_ == Phase::kCommitted ? "already committed" : "aborted"));
   }
-  metadata.set_format_version(kCheckpointFormatVersion);
+  // Version 1 readers would ignore change files: only a checkpoint that has some is version 2.
+  bool changes = false;
+  for (const checkpoint::OperatorState& op : metadata.operators()) {
+    for (const checkpoint::SubtaskState& subtask : op.subtasks()) {
+      changes = changes || subtask.keyed_changes_size() > 0;
+    }
+  }
+  metadata.set_format_version(changes ? kCheckpointFormatVersion : 1);
   metadata.set_checkpoint_id(id_);
   metadata.set_savepoint(savepoint_);
   std::string bytes;

@@ -31,7 +31,8 @@
 namespace sluice::internal {
 
 // The `_metadata` format this Sluice writes; it reads versions 1..kCheckpointFormatVersion.
-inline constexpr uint32_t kCheckpointFormatVersion = 1;
+// Version 2 adds SubtaskState.keyed_changes; a checkpoint without them is written as version 1.
+inline constexpr uint32_t kCheckpointFormatVersion = 2;
 
 struct CheckpointStorageOptions {
   // The storage root; created (with its parents) if missing. Required.
@@ -87,6 +88,12 @@ class PendingCheckpoint {
   // WriteFile.
   absl::StatusOr<checkpoint::FileRef> AddFile(std::string_view name,
                                               const std::string& source_path);
+
+  // Checkpoints only: writes <root>/shared/<name> durably from `bytes` (a file later checkpoints
+  // may reference, e.g. incremental keyed state) and returns its FileRef. AlreadyExists if the
+  // file exists (names are unique by the caller's contract); protected from retention like AddFile.
+  absl::StatusOr<checkpoint::FileRef> WriteSharedFile(std::string_view name,
+                                                      std::string_view bytes);
 
   // Makes the checkpoint complete: sets format_version, checkpoint_id and savepoint, writes
   // _metadata (via _metadata.tmp, fsync, rename, fsync of the directory). Only after Commit

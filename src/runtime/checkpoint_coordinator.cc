@@ -261,6 +261,10 @@ absl::Status CheckpointCoordinator::TriggerLocked(std::unique_lock<std::mutex>&,
   return absl::OkStatus();
 }
 
+// The most files of changes after a full keyed-state file (incremental checkpoints).
+constexpr size_t kMaxKeyedChanges = 16;
+constexpr uint64_t kSmallKeyedState = uint64_t{1} << 20;
+
 absl::Status CheckpointCoordinator::Write(Pending& p, std::vector<SubtaskSnapshot>& snapshots) {
   for (SubtaskSnapshot& s : snapshots) {
     auto it = p.subtasks.find({s.node_id, s.subtask});
@@ -269,17 +273,62 @@ absl::Status CheckpointCoordinator::Write(Pending& p, std::vector<SubtaskSnapsho
     }
     checkpoint::SubtaskState* st = it->second;
     if (s.state.keyed) {
+      KeyedSnapshot& keyed = *s.state.keyed;
+      const SubtaskId id{s.node_id, s.subtask};
+      std::optional<KeyedChain> chain;  // the latest complete checkpoint's
+      if (!p.savepoint && options_.incremental) {
+        keyed.change_log = true;
+        std::lock_guard<std::mutex> lock(mu_);
+        if (auto it = chains_.find(id); it != chains_.end()) chain = it->second;
+      }
+      // Changes only while they add up to less than the full file (or 1 MiB: a small state has
+      // key-group overhead of its own), and a restore reads a bounded number of files.
+      if (chain.has_value() &&
+          chain->changes_bytes < std::max<uint64_t>(chain->full.size(), kSmallKeyedState) &&
+          chain->changes.size() < kMaxKeyedChanges) {
+        keyed.changes_since = chain->position;
+      }
       // The asynchronous part of the snapshot: serialize off the task thread.
-      if (absl::Status st = MaterializeKeyedSnapshot(*s.state.keyed); !st.ok()) {
+      if (absl::Status st = MaterializeKeyedSnapshot(keyed); !st.ok()) {
         return absl::Status(st.code(), absl::StrCat("operator node-", s.node_id, " subtask ",
                                                     s.subtask, ": ", st.message()));
       }
-      absl::StatusOr<checkpoint::FileRef> ref = p.writer->WriteFile(
-          absl::StrCat("op", s.node_id, "-", s.subtask, ".keyed"), s.state.keyed->bytes);
-      if (!ref.ok()) return ref.status();
-      *st->mutable_keyed_state() = *ref;
-      for (uint64_t off : s.state.keyed->key_group_offsets) st->add_key_group_offsets(off);
-      if (!s.state.keyed->native_dir.empty()) {
+      if (keyed.format == KeyedSnapshot::Format::kCanonical) {
+        absl::StatusOr<checkpoint::FileRef> ref = p.writer->WriteFile(
+            absl::StrCat("op", s.node_id, "-", s.subtask, ".keyed"), keyed.bytes);
+        if (!ref.ok()) return ref.status();
+        *st->mutable_keyed_state() = *ref;
+        for (uint64_t off : keyed.key_group_offsets) st->add_key_group_offsets(off);
+        p.chains[id] = std::nullopt;
+      } else {
+        // In shared/, under a name unique to the backend instance and snapshot.
+        absl::StatusOr<checkpoint::FileRef> ref = p.writer->WriteSharedFile(
+            absl::StrCat("keyed/", absl::Hex(keyed.position.token, absl::kZeroPad16), "-",
+                         keyed.position.generation, ".slkc"),
+            keyed.bytes);
+        if (!ref.ok()) return ref.status();
+        KeyedChain next;
+        if (keyed.format == KeyedSnapshot::Format::kChangeLogChanges) {
+          if (!chain.has_value()) {
+            return absl::InternalError(absl::StrCat("operator node-", s.node_id, " subtask ",
+                                                    s.subtask, ": changes without a change log"));
+          }
+          next = std::move(*chain);
+          checkpoint::KeyedStateChanges& changes = next.changes.emplace_back();
+          *changes.mutable_file() = *ref;
+          for (uint64_t off : keyed.key_group_offsets) changes.add_key_group_offsets(off);
+          next.changes_bytes += ref->size();
+        } else {
+          next.full = *ref;
+          next.full_offsets = keyed.key_group_offsets;
+        }
+        next.position = keyed.position;
+        *st->mutable_keyed_state() = next.full;
+        for (uint64_t off : next.full_offsets) st->add_key_group_offsets(off);
+        for (const checkpoint::KeyedStateChanges& c : next.changes) *st->add_keyed_changes() = c;
+        p.chains[id] = std::move(next);
+      }
+      if (!keyed.native_dir.empty()) {
         SLUICE_RETURN_IF_ERROR(WriteNativeFiles(p, s, *st));
       }
     }
@@ -332,6 +381,15 @@ void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status s
   const std::string what = p->savepoint
                                ? absl::StrCat("savepoint ", p->id, " into ", p->savepoint_dir)
                                : absl::StrCat("checkpoint ", p->id);
+  if (status.ok() && !p->savepoint) {
+    for (auto& [id, chain] : p->chains) {
+      if (chain.has_value()) {
+        chains_[id] = std::move(*chain);
+      } else {
+        chains_.erase(id);
+      }
+    }
+  }
   if (status.ok()) {
     completed_ = p->id;
     if (!p->savepoint) consecutive_failures_ = 0;

@@ -86,6 +86,17 @@ class CheckpointCoordinator {
   bool IsSavepoint(int64_t id) const;
 
  private:
+  // The change log of one subtask's keyed state (incremental checkpoints): its files as the latest
+  // complete checkpoint lists them, and the backend's position after the last one.
+  struct KeyedChain {
+    KeyedChangeLogPosition position;
+    checkpoint::FileRef full;
+    std::vector<uint64_t> full_offsets;
+    std::vector<checkpoint::KeyedStateChanges> changes;
+    uint64_t changes_bytes = 0;
+  };
+  using SubtaskId = std::pair<int, int>;  // (node, subtask)
+
   struct Pending {
     int64_t id = 0;
     bool savepoint = false;
@@ -93,7 +104,9 @@ class CheckpointCoordinator {
     absl::Time started;
     std::unique_ptr<PendingCheckpoint> writer;
     checkpoint::CheckpointMetadata metadata;
-    std::map<std::pair<int, int>, checkpoint::SubtaskState*> subtasks;  // (node, subtask)
+    std::map<SubtaskId, checkpoint::SubtaskState*> subtasks;
+    // Keyed state written by this checkpoint: a change log (its chain), or canonical (none).
+    std::map<SubtaskId, std::optional<KeyedChain>> chains;
     size_t acks = 0;
     bool all_ended = true;  // every acknowledging task had reached the end of its input
     absl::Status failure;
@@ -127,6 +140,7 @@ class CheckpointCoordinator {
   int64_t next_id_;
   int64_t completed_ = 0;
   std::atomic<int64_t> pending_id_{0};
+  std::map<SubtaskId, KeyedChain> chains_;  // as of the latest complete checkpoint
   size_t ended_tasks_ = 0;
   bool final_done_ = false;  // the final checkpoint completed: no more are triggered
   int consecutive_failures_ = 0;

@@ -21,6 +21,7 @@
 
 #include "checkpoint/checkpoint_storage.h"
 #include "runtime/checkpoint_coordinator.h"
+#include "state/keyed_change_log.h"
 
 #include <sluice/core/status.h>
 
@@ -351,6 +352,28 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
     }
     return &it->second;
   };
+  // Change logs resolved once, shared likewise (by the path of their last file).
+  std::map<std::string, CanonicalKeyedState> resolved;
+  auto resolve = [&](const checkpoint::SubtaskState& st, KeyGroupRange range,
+                     const std::string& full) -> absl::StatusOr<const CanonicalKeyedState*> {
+    const std::string& last = st.keyed_changes().empty()
+                                  ? st.keyed_state().path()
+                                  : st.keyed_changes().rbegin()->file().path();
+    auto it = resolved.find(last);
+    if (it != resolved.end()) return &it->second;
+    std::vector<KeyedChangeLogFile> chain;
+    chain.push_back({full,
+                     {st.key_group_offsets().begin(), st.key_group_offsets().end()},
+                     absl::StrCat(what, ": file ", st.keyed_state().path())});
+    for (const checkpoint::KeyedStateChanges& c : st.keyed_changes()) {
+      SLUICE_ASSIGN_OR_RETURN(const std::string* bytes, read(c.file()));
+      chain.push_back({*bytes,
+                       {c.key_group_offsets().begin(), c.key_group_offsets().end()},
+                       absl::StrCat(what, ": file ", c.file().path())});
+    }
+    SLUICE_ASSIGN_OR_RETURN(CanonicalKeyedState state, ResolveKeyedChangeLog(range, chain));
+    return &resolved.emplace(last, std::move(state)).first->second;
+  };
   for (auto& task : tasks_) {
     for (size_t i = 0; i < task->operators().size(); ++i) {
       const auto [node, subtask] = task->operator_ids()[i];
@@ -375,9 +398,21 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
         if (st.key_groups().end() < mine.start || st.key_groups().start() > mine.end) continue;
         SLUICE_ASSIGN_OR_RETURN(const std::string* bytes, read(st.keyed_state()));
         OperatorStateRestore::Keyed k;
-        k.bytes = *bytes;
         k.key_groups = KeyGroupRange{st.key_groups().start(), st.key_groups().end()};
-        k.offsets.assign(st.key_group_offsets().begin(), st.key_group_offsets().end());
+        if (IsKeyedChangeLog(*bytes)) {
+          // An incremental checkpoint: the change log resolved into the canonical format.
+          SLUICE_ASSIGN_OR_RETURN(const CanonicalKeyedState* resolved,
+                                  resolve(st, k.key_groups, *bytes));
+          k.bytes = resolved->bytes;
+          k.offsets = resolved->offsets;
+        } else {
+          if (st.keyed_changes_size() > 0) {
+            return absl::DataLossError(absl::StrCat(what, ": file ", st.keyed_state().path(),
+                                                    " has changes but is no change log"));
+          }
+          k.bytes = *bytes;
+          k.offsets.assign(st.key_group_offsets().begin(), st.key_group_offsets().end());
+        }
         k.where = absl::StrCat(what, ": file ", st.keyed_state().path());
         if (st.backend() == kNativeRocksDbBackend) {
           SLUICE_ASSIGN_OR_RETURN(k.native_dir, StageNativeFiles(restored, st, what));

@@ -240,7 +240,7 @@ TEST_F(CheckpointStorageTest, CommittedCheckpointRestoresExactly) {
   EXPECT_EQ(restored->root, root_);
   EXPECT_EQ(restored->dir, ChkDir(1));
   const CheckpointMetadata& m = restored->metadata;
-  EXPECT_EQ(m.format_version(), kCheckpointFormatVersion);
+  EXPECT_EQ(m.format_version(), 1u);  // no change files: readable by version 1 readers
   EXPECT_EQ(m.checkpoint_id(), 1);
   EXPECT_FALSE(m.savepoint());
   EXPECT_EQ(m.job_name(), "clicks-per-user");
@@ -249,7 +249,7 @@ TEST_F(CheckpointStorageTest, CommittedCheckpointRestoresExactly) {
   EXPECT_EQ(m.operators(0).max_parallelism(), 128);
   ASSERT_EQ(m.operators(0).subtasks_size(), 1);
   EXPECT_EQ(m.operators(0).subtasks(0).key_groups().end(), 127);
-  written.set_format_version(kCheckpointFormatVersion);
+  written.set_format_version(1);
   written.set_checkpoint_id(1);
   EXPECT_EQ(m.SerializeAsString(), written.SerializeAsString());
 
@@ -369,10 +369,10 @@ TEST_F(CorruptionTest, NewerFormatVersion) {
       [&] {
         CheckpointMetadata metadata;
         ASSERT_TRUE(metadata.ParseFromString(ReadLocalFile(ChkDir(2) + "/_metadata")));
-        metadata.set_format_version(2);
+        metadata.set_format_version(3);
         WriteLocalFile(ChkDir(2) + "/_metadata", metadata.SerializeAsString());
       },
-      {"_metadata has format version 2, this Sluice reads versions 1..1"});
+      {"_metadata has format version 3, this Sluice reads versions 1..2"});
 }
 
 TEST_F(CorruptionTest, CheckpointIdDisagreesWithDirectory) {

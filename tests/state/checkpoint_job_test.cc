@@ -417,6 +417,181 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
   }
 }
 
+// HashMap checkpoints are incremental too: a full file of each subtask's keyed state in shared/,
+// then files of the changes since the checkpoint before, which later checkpoints reference (at
+// most 16 after a full file). Such a checkpoint restores at the same parallelism, at others and
+// into RocksDB; a corrupt file of changes fails a restore naming it, and resuming from the root
+// falls back to the checkpoint before, which does not reference it. Off, every checkpoint is whole.
+TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAnywhere) {
+  if (GetParam().backend != StateBackendKind::kHashMap) GTEST_SKIP() << "HashMap only";
+  auto gate = std::make_shared<Gate>();
+  gate->end = 2000;
+  auto latest = std::make_shared<Latest>();
+  auto run = [&](const RuntimeOptions& o) {
+    StreamEnvironment env(o);
+    Build(env, gate, latest);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("incremental");
+    ASSERT_TRUE(job.ok()) << job.status();
+    for (int64_t open = gate->open + 250; open <= 1000; open += 250) {
+      gate->open = open;
+      WaitFor([&] {
+        std::lock_guard<std::mutex> l(latest->mu);
+        return latest->count == open;
+      });
+      const int64_t before = job->LastCompletedCheckpoint();
+      WaitFor([&] { return job->LastCompletedCheckpoint() >= before + 3; });
+    }
+    job->Cancel();
+    EXPECT_EQ(job->Wait().code(), absl::StatusCode::kCancelled);
+  };
+  {
+    RuntimeOptions o = Options(2, StateBackendKind::kHashMap);
+    o.checkpointing.retained = 100;  // keep them all: the test compares consecutive ones
+    run(o);
+  }
+  absl::StatusOr<std::unique_ptr<internal::CheckpointStorage>> storage =
+      internal::CheckpointStorage::Open({dir_ + "/checkpoints", 100});
+  ASSERT_TRUE(storage.ok()) << storage.status();
+  std::vector<int64_t> ids = (*storage)->CompletedIds();  // newest first
+  ASSERT_GE(ids.size(), 12u);
+  // Per checkpoint, oldest first: the files of each subtask of the keyed operator.
+  std::vector<std::vector<std::vector<std::string>>> chains;
+  for (auto it = ids.rbegin(); it != ids.rend(); ++it) {
+    absl::StatusOr<internal::RestoredCheckpoint> c =
+        internal::CheckpointStorage::LoadFromPath(absl::StrCat(dir_, "/checkpoints/chk-", *it));
+    ASSERT_TRUE(c.ok()) << c.status();
+    std::vector<std::vector<std::string>> subtasks;
+    bool changes = false;
+    for (const auto& op : c->metadata.operators()) {
+      if (op.operator_name() != "sum") continue;
+      for (const auto& st : op.subtasks()) {
+        std::vector<std::string> files = {st.keyed_state().path()};
+        for (const auto& f : st.keyed_changes()) files.push_back(f.file().path());
+        for (const std::string& f : files) {
+          EXPECT_TRUE(absl::StartsWith(f, "shared/keyed/") && absl::EndsWith(f, ".slkc")) << f;
+        }
+        changes = changes || files.size() > 1;
+        EXPECT_LE(files.size(), 17u);
+        subtasks.push_back(std::move(files));
+      }
+    }
+    ASSERT_EQ(subtasks.size(), 2u) << "checkpoint " << *it;
+    EXPECT_EQ(c->metadata.format_version(), changes ? 2u : 1u);
+    chains.push_back(std::move(subtasks));
+  }
+  // Each checkpoint's chain is the one before plus one file of changes, or a new full file.
+  int extended = 0;
+  for (size_t i = 1; i < chains.size(); ++i) {
+    for (size_t s = 0; s < 2; ++s) {
+      const std::vector<std::string>& before = chains[i - 1][s];
+      const std::vector<std::string>& now = chains[i][s];
+      if (now.size() == 1) {
+        EXPECT_NE(now[0], before[0]) << "a new full file";
+        continue;
+      }
+      ASSERT_EQ(now.size(), before.size() + 1) << "checkpoint " << i << " subtask " << s;
+      EXPECT_TRUE(std::equal(before.begin(), before.end(), now.begin()));
+      ++extended;
+    }
+  }
+  EXPECT_GE(extended, static_cast<int>(chains.size()));  // most of the 2 * (n - 1) steps
+
+  for (auto [parallelism, backend] :
+       std::vector<std::pair<int, StateBackendKind>>{{2, StateBackendKind::kHashMap},
+                                                     {3, StateBackendKind::kHashMap},
+                                                     {1, StateBackendKind::kRocksDb}}) {
+    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
+    RuntimeOptions o = Options(parallelism, backend);
+    o.checkpointing.interval = absl::ZeroDuration();
+    o.restore_from = absl::StrCat(dir_, "/checkpoints/chk-", ids[0]);
+    StreamEnvironment env(o);
+    auto resumed = std::make_shared<Latest>();
+    gate->open = 2000;
+    Build(env, gate, resumed);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("resumed");
+    ASSERT_TRUE(job.ok()) << job.status();
+    WaitFor([&] {
+      std::lock_guard<std::mutex> l(resumed->mu);
+      return resumed->count == 1000;
+    });
+    job->Cancel();
+    job->Wait().IgnoreError();
+    std::lock_guard<std::mutex> l(resumed->mu);
+    EXPECT_EQ(resumed->sums, ExpectedSums(2000));
+  }
+
+  // The newest checkpoint whose last file of changes is its own: flip a bit in that file.
+  size_t corrupt = 0;
+  while (corrupt < chains.size() &&
+         (chains[chains.size() - 1 - corrupt][0].size() < 2 ||
+          (corrupt + 1 < chains.size() &&
+           chains[chains.size() - 2 - corrupt][0].back() ==
+               chains[chains.size() - 1 - corrupt][0].back()))) {
+    ++corrupt;
+  }
+  ASSERT_LT(corrupt + 1, chains.size());
+  const std::string bad_file = chains[chains.size() - 1 - corrupt][0].back();
+  {
+    const std::string path = absl::StrCat(dir_, "/checkpoints/", bad_file);
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(5);
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x20);
+    f.seekp(5);
+    f.write(&c, 1);
+  }
+  {
+    RuntimeOptions o = Options(2, StateBackendKind::kHashMap);
+    o.restore_from = absl::StrCat(dir_, "/checkpoints/chk-", ids[corrupt]);
+    StreamEnvironment env(o);
+    Build(env, gate, std::make_shared<Latest>());
+    absl::Status status = env.Execute("corrupt");
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr(bad_file));
+  }
+  // Resuming from the root restores the newest checkpoint that does not reference the file.
+  size_t valid = 0;
+  while (valid < ids.size()) {
+    const auto& subtasks = chains[chains.size() - 1 - valid];
+    if (std::none_of(subtasks.begin(), subtasks.end(), [&](const std::vector<std::string>& c) {
+          return std::find(c.begin(), c.end(), bad_file) != c.end();
+        })) {
+      break;
+    }
+    ++valid;
+  }
+  ASSERT_LT(valid, ids.size());
+  std::vector<absl::Status> skipped;
+  absl::StatusOr<internal::RestoredCheckpoint> fallback = (*storage)->LoadLatestValid(&skipped);
+  ASSERT_TRUE(fallback.ok()) << fallback.status();
+  EXPECT_EQ(fallback->metadata.checkpoint_id(), ids[valid]);
+  EXPECT_EQ(skipped.size(), valid);
+
+  // Off: every checkpoint writes the whole state into its own directory.
+  std::filesystem::remove_all(dir_ + "/checkpoints");
+  gate->open = 0;
+  latest = std::make_shared<Latest>();
+  {
+    RuntimeOptions o = Options(2, StateBackendKind::kHashMap);
+    o.checkpointing.incremental = false;
+    run(o);
+  }
+  absl::StatusOr<internal::RestoredCheckpoint> whole =
+      internal::CheckpointStorage::LoadFromPath(dir_ + "/checkpoints");
+  ASSERT_TRUE(whole.ok()) << whole.status();
+  EXPECT_EQ(whole->metadata.format_version(), 1u);
+  for (const auto& op : whole->metadata.operators()) {
+    for (const auto& st : op.subtasks()) {
+      EXPECT_EQ(st.keyed_changes_size(), 0);
+      if (st.has_keyed_state()) {
+        EXPECT_TRUE(absl::StartsWith(st.keyed_state().path(), "chk-")) << st.keyed_state().path();
+      }
+    }
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir_ + "/checkpoints/shared/keyed"));
+}
+
 // Throws once, at the first attempt that sees `poison`.
 class FailOnce final : public KeyedProcessFunction<int64_t, int64_t, std::pair<int64_t, int64_t>> {
  public:

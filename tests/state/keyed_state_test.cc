@@ -17,6 +17,7 @@
 
 #include <sluice/internal/keyed_state_backend.h>
 #include <sluice/state/keyed_state.h>
+#include "state/keyed_change_log.h"
 #include <sluice/window/window_functions.h>
 
 namespace sluice::internal {
@@ -747,6 +748,178 @@ TEST_P(KeyedStateTest, DeferredSnapshotsAreExactAcrossManyCheckpoints) {
         at_snapshot)
         << "round " << round << " into the other backend";
   }
+}
+
+// Incremental checkpoints (HashMap): the same random mutations, every snapshot written in the
+// change-log format — the changes since the previous written one, a full file when the position
+// given is not the backend's (a written snapshot whose checkpoint did not complete) — and the
+// chain since the last full file, resolved, restores exactly the state at the snapshot.
+TEST(KeyedStateHashMapTest, ChangeLogChainsAreExactAcrossManyCheckpoints) {
+  ManualClock clock(0);
+  KeyedStateBackend<std::string> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 7}, 8,
+                                   &clock);
+  ModelStates st(&b);
+  Model model;
+  std::mt19937 rng(11);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 300; ++i) keys.push_back("key" + std::to_string(i));
+  auto mutate = [&](int ops) {
+    for (int op = 0; op < ops; ++op) {
+      const size_t i = rng() % keys.size();
+      const std::string& k = keys[i];
+      b.SetCurrentKey(&keys[i]);
+      const int64_t x = static_cast<int64_t>(rng() % 1000);
+      switch (rng() % 6) {
+        case 0:
+          st.value.Update(x);
+          model.values[k] = x;
+          break;
+        case 1:
+          st.value.Clear();
+          model.values.erase(k);
+          break;
+        case 2:
+          st.list.Add(x);
+          model.lists[k].push_back(x);
+          break;
+        case 3:
+          st.list.Clear();
+          model.lists.erase(k);
+          break;
+        case 4:
+          st.map.Put(x % 5, x);
+          model.maps[k][x % 5] = x;
+          break;
+        default:
+          st.map.Remove(x % 5);
+          if (auto it = model.maps.find(k); it != model.maps.end()) {
+            it->second.erase(x % 5);
+            if (it->second.empty()) model.maps.erase(it);
+          }
+          break;
+      }
+    }
+  };
+  auto read_back = [&](const CanonicalKeyedState& canonical) {
+    KeyedStateBackend<std::string> r(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 7}, 8,
+                                     &clock);
+    EXPECT_TRUE(r.Restore(canonical.bytes, KeyGroupRange{0, 7}, canonical.offsets, "chain").ok());
+    ModelStates rs(&r);
+    Model got;
+    for (const std::string& k : keys) {
+      r.SetCurrentKey(&k);
+      if (auto v = rs.value.Value()) got.values[k] = *v;
+      if (auto l = rs.list.Get(); !l.empty()) got.lists[k] = l;
+      for (const auto& [mk, mv] : rs.map.Entries()) got.maps[k][mk] = mv;
+    }
+    return got;
+  };
+
+  std::vector<KeyedSnapshot> chain;  // since the last full file
+  KeyedChangeLogPosition written;    // the position after the last file of `chain`
+  int fulls = 0;
+  for (int round = 0; round < 14; ++round) {
+    mutate(round == 0 ? 3000 : 60);
+    absl::StatusOr<KeyedSnapshot> snap = b.Snapshot(/*deferred=*/true);
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    if (round % 5 == 3) continue;  // aborted before it was written
+    const Model at_snapshot = model;
+    mutate(40);  // processing goes on before the writer materializes the snapshot
+    snap->change_log = true;
+    snap->changes_since = written;
+    ASSERT_TRUE(MaterializeKeyedSnapshot(*snap).ok());
+    const KeyedChangeLogPosition position = snap->position;
+    if (round % 5 == 4) continue;  // written, but its checkpoint did not complete
+    const bool full = round == 0 || round % 5 == 0;  // after one that did not complete
+    ASSERT_EQ(snap->format, full ? KeyedSnapshot::Format::kChangeLogFull
+                                 : KeyedSnapshot::Format::kChangeLogChanges)
+        << "round " << round;
+    if (full) {
+      chain.clear();
+      ++fulls;
+    } else {
+      // 60 mutations of 300 keys: a file of changes holds a fraction of the state.
+      EXPECT_LT(snap->bytes.size() * 2, chain.front().bytes.size()) << "round " << round;
+    }
+    chain.push_back(std::move(*snap));
+    written = position;
+    std::vector<KeyedChangeLogFile> files;
+    for (size_t i = 0; i < chain.size(); ++i) {
+      files.push_back({chain[i].bytes, chain[i].key_group_offsets, absl::StrCat("file ", i)});
+    }
+    absl::StatusOr<CanonicalKeyedState> canonical =
+        ResolveKeyedChangeLog(KeyGroupRange{0, 7}, files);
+    ASSERT_TRUE(canonical.ok()) << canonical.status();
+    EXPECT_EQ(read_back(*canonical), at_snapshot) << "round " << round;
+  }
+  EXPECT_EQ(fulls, 3);
+}
+
+// A change-log file of one changed and one removed key among 10000 holds those two only, and a
+// corrupt or misordered chain is refused naming the file.
+TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
+  ManualClock clock(0);
+  KeyedStateBackend<int64_t> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock);
+  StateAccess<VoidNamespace> access(&b, &kNoNamespace, nullptr);
+  ValueState<int64_t> v = access.GetState(ValueStateDescriptor<int64_t>("v"));
+  std::vector<int64_t> keys(10000);
+  for (int64_t i = 0; i < 10000; ++i) {
+    keys[static_cast<size_t>(i)] = i;
+    b.SetCurrentKey(&keys[static_cast<size_t>(i)]);
+    v.Update(i);
+  }
+  absl::StatusOr<KeyedSnapshot> full = b.Snapshot(/*deferred=*/true);
+  ASSERT_TRUE(full.ok());
+  full->change_log = true;
+  ASSERT_TRUE(MaterializeKeyedSnapshot(*full).ok());
+  ASSERT_EQ(full->format, KeyedSnapshot::Format::kChangeLogFull);
+  b.SetCurrentKey(&keys[3]);
+  v.Update(-3);
+  b.SetCurrentKey(&keys[9]);
+  v.Clear();
+  absl::StatusOr<KeyedSnapshot> changes = b.Snapshot(/*deferred=*/true);
+  ASSERT_TRUE(changes.ok());
+  changes->change_log = true;
+  changes->changes_since = full->position;
+  ASSERT_TRUE(MaterializeKeyedSnapshot(*changes).ok());
+  ASSERT_EQ(changes->format, KeyedSnapshot::Format::kChangeLogChanges);
+  // Header and 16 empty key groups (3 zero bytes each), then key 3 (tag, key, records: table
+  // index, empty suffix, value) and key 9 (tag, key).
+  const size_t header = 4 + 4 + 1 + 1 + 2 + 1 + 1 + 1;
+  EXPECT_EQ(changes->bytes.size(), header + 16 * 3 + (1 + 9 + 1 + 1 + 1 + 9) + (1 + 9));
+
+  std::vector<KeyedChangeLogFile> files = {{full->bytes, full->key_group_offsets, "file A"},
+                                           {changes->bytes, changes->key_group_offsets, "file B"}};
+  absl::StatusOr<CanonicalKeyedState> canonical = ResolveKeyedChangeLog({0, 15}, files);
+  ASSERT_TRUE(canonical.ok()) << canonical.status();
+  KeyedStateBackend<int64_t> r(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock);
+  ASSERT_TRUE(r.Restore(canonical->bytes, {0, 15}, canonical->offsets, "chain").ok());
+  StateAccess<VoidNamespace> raccess(&r, &kNoNamespace, nullptr);
+  ValueState<int64_t> rv = raccess.GetState(ValueStateDescriptor<int64_t>("v"));
+  for (int64_t i = 0; i < 10000; ++i) {
+    r.SetCurrentKey(&keys[static_cast<size_t>(i)]);
+    std::optional<int64_t> want = i == 9 ? std::nullopt
+                                  : i == 3 ? std::optional<int64_t>(-3)
+                                           : std::optional<int64_t>(i);
+    ASSERT_EQ(rv.Value(), want) << i;
+  }
+
+  auto refused = [&](std::vector<KeyedChangeLogFile> chain) {
+    absl::StatusOr<CanonicalKeyedState> got = ResolveKeyedChangeLog({0, 15}, chain);
+    EXPECT_EQ(got.status().code(), absl::StatusCode::kDataLoss);
+    return std::string(got.status().message());
+  };
+  EXPECT_EQ(refused({files[1]}),
+            "file B: keyed state change log starts with a file of changes, not a full file");
+  EXPECT_EQ(refused({files[0], files[0]}), "file A: keyed state change log has a full file after "
+                                           "file A");
+  std::string truncated = changes->bytes.substr(0, changes->bytes.size() - 3);
+  EXPECT_EQ(refused({files[0], {truncated, changes->key_group_offsets, "file C"}}),
+            "file C: keyed state change log is corrupt (truncated records in key group 15)");
+  std::string bad_magic = full->bytes;
+  bad_magic[0] = 'X';
+  EXPECT_EQ(refused({{bad_magic, full->key_group_offsets, "file D"}}),
+            "file D: keyed state change log is corrupt (bad header)");
 }
 
 TEST(KeyedStateHashMapTest, ASnapshotCopiesOnlyTheKeysAccessedSinceThePreviousOne) {

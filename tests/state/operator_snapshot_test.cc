@@ -39,6 +39,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "state/keyed_change_log.h"
 
 // A record: a key and a value. Not trivially copyable, so it needs its own serializer.
 namespace sluice::snapshot_test {
@@ -488,7 +489,92 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
       }
     }
     CheckResumes<Out>(make, last, now, b, expected, parallelism, {rescaled});
+    CheckChangeLog<Out>(make, phases, b, expected, expected_records, parallelism, rescaled);
   }
+
+  // Materializes `snapshots` in the change-log format, with changes since `since` (per subtask;
+  // none: full); returns each subtask's position after it and expects the format `expected`.
+  static std::vector<internal::KeyedChangeLogPosition> MaterializeChangeLog(
+      std::vector<OperatorStateSnapshot>& snapshots,
+      const std::vector<internal::KeyedChangeLogPosition>& since,
+      internal::KeyedSnapshot::Format expected) {
+    std::vector<internal::KeyedChangeLogPosition> positions;
+    for (size_t i = 0; i < snapshots.size(); ++i) {
+      EXPECT_TRUE(snapshots[i].keyed.has_value());
+      if (!snapshots[i].keyed) return positions;
+      internal::KeyedSnapshot& k = *snapshots[i].keyed;
+      k.change_log = true;
+      if (!since.empty()) k.changes_since = since[i];
+      EXPECT_TRUE(internal::MaterializeKeyedSnapshot(k).ok());
+      EXPECT_EQ(static_cast<int>(k.format), static_cast<int>(expected)) << "subtask " << i;
+      positions.push_back(k.position);
+    }
+    return positions;
+  }
+
+  // Incremental checkpoints: the same phases with every snapshot written as a change-log file —
+  // full at first, then the changes since the previous one that was written (one snapshot is never
+  // materialized: its changes must be in the next file); a stale position gives a full file. Each
+  // subtask's chain, resolved, must hold exactly the records of one snapshot of the same state,
+  // and operators restored from it must give B's output (same parallelism and `rescaled`).
+  template <typename Out>
+  void CheckChangeLog(const OperatorFactory& make,
+                      const std::vector<std::function<void(Harness<Out>&)>>& phases,
+                      const std::function<void(Harness<Out>&)>& b,
+                      const std::vector<std::vector<std::string>>& expected,
+                      const std::vector<std::vector<std::string>>& expected_records,
+                      int parallelism, int rescaled) {
+    if (backend_.kind != StateBackendKind::kHashMap) return;  // RocksDB: native files
+    SCOPED_TRACE("change log");
+    using Format = internal::KeyedSnapshot::Format;
+    std::vector<std::vector<OperatorStateSnapshot>> files;  // every file written, in order
+    Timestamp now = kStartTime;
+    {
+      Harness<Out> run(make, parallelism, backend_, kStartTime);
+      run.Open();
+      files.push_back(run.Snapshot(/*materialize=*/false));
+      std::vector<internal::KeyedChangeLogPosition> at =
+          MaterializeChangeLog(files.back(), {}, Format::kChangeLogFull);
+      for (size_t i = 0; i < phases.size(); ++i) {
+        phases[i](run);
+        if (i == 0 && phases.size() > 1) {
+          run.Snapshot(/*materialize=*/false);  // aborted before it was written
+          continue;
+        }
+        files.push_back(run.Snapshot(/*materialize=*/false));
+        if (i + 1 == phases.size()) break;  // materialized after input B
+        at = MaterializeChangeLog(files.back(), at, Format::kChangeLogChanges);
+      }
+      now = run.now();
+      run.ClearOutputs();
+      b(run);
+      EXPECT_EQ(run.Outputs(), expected) << "after taking the snapshots";
+      MaterializeChangeLog(files.back(), at, Format::kChangeLogChanges);
+      // The backends moved on from `at`: a file of changes since it would miss what changed.
+      std::vector<OperatorStateSnapshot> stale = run.Snapshot(/*materialize=*/false);
+      MaterializeChangeLog(stale, at, Format::kChangeLogFull);
+    }
+    std::vector<OperatorStateSnapshot> resolved = files.back();
+    for (size_t i = 0; i < resolved.size(); ++i) {
+      SCOPED_TRACE(absl::StrCat("subtask ", i));
+      ASSERT_TRUE(resolved[i].keyed.has_value());
+      std::vector<internal::KeyedChangeLogFile> chain;
+      for (size_t f = 0; f < files.size(); ++f) {
+        const internal::KeyedSnapshot& k = *files[f][i].keyed;
+        chain.push_back({k.bytes, k.key_group_offsets, absl::StrCat("file ", f)});
+      }
+      absl::StatusOr<internal::CanonicalKeyedState> canonical =
+          internal::ResolveKeyedChangeLog(resolved[i].keyed->key_groups, chain);
+      ASSERT_TRUE(canonical.ok()) << canonical.status();
+      internal::KeyedSnapshot& k = *resolved[i].keyed;
+      k.bytes = canonical->bytes;
+      k.key_group_offsets = canonical->offsets;
+      k.format = Format::kCanonical;
+      EXPECT_EQ(RecordsOf(k), expected_records[i]);
+    }
+    CheckResumes<Out>(make, resolved, now, b, expected, parallelism, {rescaled});
+  }
+
   template <typename Out>
   void CheckChangeTrackingAll(const OperatorFactory& make,
                               const std::vector<std::function<void(Harness<Out>&)>>& phases,

@@ -53,6 +53,13 @@ struct CheckpointOptions {
   int tolerable_failures = 0;
   // Complete checkpoints kept in `directory`. Default 1.
   int retained = 1;
+  // HashMap backend: after a full checkpoint of a subtask's keyed state, checkpoints write only
+  // what changed since the one before (a file of changes, in shared/) and reference the earlier
+  // files, until the changes written add up to the full file's size (at least 1 MiB) or 16 files
+  // of changes follow it; then a full file again.
+  // A restore applies the chain. Off: every checkpoint writes the whole keyed state. Savepoints
+  // are always whole. (RocksDB: RocksDbStateOptions.incremental_checkpoints.) Default on.
+  bool incremental = true;
   // With periodic checkpoints, a task that reached the end of its input stays up and keeps taking
   // part in checkpoints (Flink's checkpoints after tasks finish), and the job ends only after a
   // final checkpoint taken once every task reached its end: two-phase-commit sinks commit their

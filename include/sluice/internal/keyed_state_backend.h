@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -1167,6 +1168,31 @@ class KeyedStateStore : public KeyContext {
 //     the encoded value (length-prefixed); a 0 byte ends the key group.
 inline constexpr uint32_t kKeyedSnapshotVersion = 1;
 
+// Change-log format of one subtask's keyed state (HashMap backend, incremental checkpoints): a
+// chain of files, one full file then files of the changes since the file before. Resolved into the
+// canonical format on restore (src/state/keyed_change_log.h).
+//   header: "SLKC" [u32 version][u8 0 = full, 1 = changes] then the canonical header's state list
+//     ([varint #states] per state: [name][u8 kind][varint ttl_ms]), then one mode byte per state:
+//     0 = written whole (its records in this file replace all earlier ones), 1 = changed records
+//     and removed composite keys, 2 = per key (a heap table: a key's records replace all its
+//     earlier records in every per-key state). Every file of a chain has the same state list.
+//   then per key group of the subtask's range, in order (offsets recorded by the caller):
+//     records of modes 0 and 1 as in the canonical format, then a 0 byte;
+//     removed records of mode 1: [varint state index + 1][length-prefixed composite key], 0;
+//     keys: [varint 1][length-prefixed key][length-prefixed records] or [varint 2][length-prefixed
+//     key] (removed), then 0; records = ([varint state index][length-prefixed suffix]
+//     [length-prefixed value])*, composite key = key + suffix.
+inline constexpr uint32_t kKeyedChangeLogVersion = 1;
+enum class KeyedChangeLogMode : uint8_t { kWhole = 0, kChanges = 1, kPerKey = 2 };
+
+// Where a backend's change log stands: `token` names the backend instance, `generation` counts
+// its materialized snapshots.
+struct KeyedChangeLogPosition {
+  uint64_t token = 0;
+  int64_t generation = -1;
+  bool operator==(const KeyedChangeLogPosition&) const = default;
+};
+
 struct KeyedSnapshot {
   std::string bytes;
   KeyGroupRange key_groups;
@@ -1174,6 +1200,16 @@ struct KeyedSnapshot {
   // When set, `bytes` and `key_group_offsets` are still to be produced by calling it once (the
   // asynchronous part of a checkpoint, run by the checkpoint writer's thread).
   std::function<absl::Status(KeyedSnapshot&)> materialize;
+
+  // Set by the caller before materializing: write the change-log format if the backend can (the
+  // HashMap backend with a serializable key); only the changes when the backend's previous
+  // materialized snapshot is at `changes_since` (as reported in `position` then).
+  bool change_log = false;
+  KeyedChangeLogPosition changes_since;
+  // Set by materializing: what `bytes` holds, and the backend's position after it.
+  enum class Format : uint8_t { kCanonical, kChangeLogFull, kChangeLogChanges };
+  Format format = Format::kCanonical;
+  KeyedChangeLogPosition position;
 
   // RocksDB incremental checkpoint: the column families are not in `bytes` (which then holds
   // the header and the operator-internal states kept in memory) but in a native checkpoint of
@@ -1233,15 +1269,19 @@ class HeapSnapshotShadow {
     return pushed_;
   }
   // Applies the changes up to `seq`, then calls f(keys), keys[key group - start]: key -> records.
+  // With `changed`, adds the keys these changes touched to (*changed)[key group - start].
   template <typename F>
-  absl::Status WithStateAt(int64_t seq, F&& f) {
+  absl::Status WithStateAt(int64_t seq, F&& f,
+                           std::vector<absl::flat_hash_set<std::string>>* changed = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     if (applied_ > seq) {
       return absl::InternalError("a later snapshot of this subtask was already written");
     }
+    if (changed != nullptr) changed->resize(keys_.size());
     while (!pending_.empty() && pending_.front().first <= seq) {
       for (Change& c : pending_.front().second) {
         auto& m = keys_[static_cast<size_t>(c.key_group - range_.start)];
+        if (changed != nullptr) (*changed)[static_cast<size_t>(c.key_group - range_.start)].insert(c.key);
         if (c.records) {
           m.insert_or_assign(std::move(c.key), std::move(*c.records));
         } else {
@@ -1285,12 +1325,17 @@ class InternalSnapshotShadow {
   }
   // Applies the changes up to `seq`; the records (records()[key group - start]) then stay as they
   // are until the returned lock is released. Fails when the changes do not decode or a later
-  // snapshot was applied already.
-  absl::Status ApplyThrough(int64_t seq, std::unique_lock<std::mutex>* lock) {
+  // snapshot was applied already. With `changed`, adds the composite keys these changes wrote or
+  // removed to (*changed)[key group - start] and sets *full when one of them was a full snapshot.
+  absl::Status ApplyThrough(int64_t seq, std::unique_lock<std::mutex>* lock,
+                            std::vector<absl::flat_hash_set<std::string>>* changed = nullptr,
+                            bool* full = nullptr) {
     *lock = std::unique_lock<std::mutex>(apply_mu_);
     if (applied_ > seq) {
       return absl::InternalError("a later snapshot of this subtask was already written");
     }
+    changed_ = changed;
+    if (changed != nullptr) changed->resize(records_.size());
     std::deque<std::pair<int64_t, Changes>> due;
     {
       std::lock_guard<std::mutex> queue(mu_);
@@ -1300,9 +1345,15 @@ class InternalSnapshotShadow {
       }
     }
     for (auto& [s, changes] : due) {
-      SLUICE_RETURN_IF_ERROR(Apply(changes));
+      if (full != nullptr && changes.full) *full = true;
+      absl::Status st = Apply(changes);
+      if (!st.ok()) {
+        changed_ = nullptr;
+        return st;
+      }
       applied_ = s;
     }
+    changed_ = nullptr;
     return absl::OkStatus();
   }
   const std::vector<Records>& records() const { return records_; }
@@ -1330,6 +1381,7 @@ class InternalSnapshotShadow {
         if (!removed.ReadLengthPrefixed(&composite)) {
           return absl::InternalError("internal state changes: a removed key does not decode");
         }
+        if (changed_ != nullptr) (*changed_)[g].emplace(composite);
         auto it = m.find(absl::string_view(composite.data(), composite.size()));
         if (it == m.end()) continue;
         bytes_ -= it->first.size() + it->second.size();
@@ -1342,6 +1394,7 @@ class InternalSnapshotShadow {
             !in.ReadLengthPrefixed(&value)) {
           return absl::InternalError("internal state changes: a record does not decode");
         }
+        if (changed_ != nullptr) (*changed_)[g].emplace(composite);
         // Most changes update a record already there: no key string is built for them.
         auto it = m.find(absl::string_view(composite.data(), composite.size()));
         if (it != m.end()) {
@@ -1360,8 +1413,9 @@ class InternalSnapshotShadow {
   }
 
   std::mutex mu_;        // pending_, pushed_
-  std::mutex apply_mu_;  // records_, applied_, bytes_
+  std::mutex apply_mu_;  // records_, applied_, bytes_, changed_
   std::vector<Records> records_;
+  std::vector<absl::flat_hash_set<std::string>>* changed_ = nullptr;  // during ApplyThrough
   size_t bytes_ = 0;
   std::deque<std::pair<int64_t, Changes>> pending_;
   int64_t pushed_ = 0;
@@ -1552,6 +1606,14 @@ class KeyedStateBackend final : public KeyedStateStore {
       if (kind_ == StateBackendKind::kHashMap) {
         if (shadow_ == nullptr) shadow_ = std::make_shared<HeapSnapshotShadow>(range_);
         c->shadow = shadow_;
+        if (cursor_ == nullptr) {
+          cursor_ = std::make_shared<ChangeLogCursor>();
+          std::random_device rd;
+          cursor_->position.token = (static_cast<uint64_t>(rd()) << 32 | rd()) | 1;
+          cursor_->position.generation = 0;
+        }
+        c->cursor = cursor_;
+        c->first_internal = first_internal;
         std::vector<HeapSnapshotShadow::Change> changes = CollectChanges(now);
         last_changed_keys_ = changes.size();
         c->seq = shadow_->Push(std::move(changes));
@@ -1750,6 +1812,14 @@ class KeyedStateBackend final : public KeyedStateStore {
   }
 
  private:
+  // The change log of a HashMap backend: its position (see KeyedChangeLogPosition) and the state
+  // list of its latest materialized snapshot. Shared by its snapshots.
+  struct ChangeLogCursor {
+    std::mutex mu;
+    KeyedChangeLogPosition position;
+    std::string state_list;
+  };
+
   // What the synchronous part of a snapshot captured; Materialize writes the file from it.
   struct CapturedSnapshot {
     int64_t now = 0;
@@ -1773,6 +1843,10 @@ class KeyedStateBackend final : public KeyedStateStore {
       int64_t seq;
     };
     std::vector<Tracked> tracked;
+    // HashMap: the backend's change log position (shared by its snapshots) and where the states
+    // of each kind start in `states` (heap tables first, then internal, then unregistered).
+    std::shared_ptr<ChangeLogCursor> cursor;
+    size_t first_internal = 0;
 
     absl::Status Materialize(KeyedSnapshot& s) {
       std::vector<std::vector<std::string>> encoded_later(deferred.size());
@@ -1782,11 +1856,38 @@ class KeyedStateBackend final : public KeyedStateStore {
           return absl::InternalError("keyed snapshot: deferred records of another key-group range");
         }
       }
+      // The change log: only the changes when the previous materialized snapshot of this backend
+      // is the one the caller names and the states are the same.
+      const bool log = s.change_log && shadow != nullptr && cursor != nullptr;
+      bool changes_only = false;
+      std::unique_lock<std::mutex> cursor_lock;
+      if (cursor != nullptr) {
+        cursor_lock = std::unique_lock<std::mutex>(cursor->mu);
+        const std::string_view state_list = std::string_view(header).substr(8);
+        changes_only =
+            log && s.changes_since == cursor->position && cursor->state_list == state_list;
+        // From here on the shadows hold this snapshot, whatever happens next.
+        ++cursor->position.generation;
+        cursor->state_list.assign(state_list);
+        s.position = cursor->position;
+      }
+      std::vector<std::vector<absl::flat_hash_set<std::string>>> changed(
+          changes_only ? tracked.size() : 0);
+      std::vector<uint8_t> whole(tracked.size(), 0);
       std::vector<std::unique_lock<std::mutex>> locks(tracked.size());
       for (size_t j = 0; j < tracked.size(); ++j) {
-        absl::Status st = tracked[j].shadow->ApplyThrough(tracked[j].seq, &locks[j]);
+        bool full = false;
+        absl::Status st = tracked[j].shadow->ApplyThrough(
+            tracked[j].seq, &locks[j], changes_only ? &changed[j] : nullptr, &full);
         if (!st.ok()) return absl::InternalError(absl::StrCat("keyed snapshot: ", st.message()));
+        whole[j] = !changes_only || full;
       }
+      if (log) {
+        s.format = changes_only ? KeyedSnapshot::Format::kChangeLogChanges
+                                : KeyedSnapshot::Format::kChangeLogFull;
+        return WriteChangeLog(s, changes_only, encoded_later, changed, whole);
+      }
+      s.format = KeyedSnapshot::Format::kCanonical;
       s.bytes = std::move(header);
       size_t encoded = s.bytes.size() + blobs.size();
       for (const Tracked& t : tracked) encoded += t.shadow->bytes() * 5 / 4;
@@ -1803,16 +1904,7 @@ class KeyedStateBackend final : public KeyedStateStore {
         std::string kept;
         for (size_t g = 0; g < blobs.size(); ++g) {
           s.key_group_offsets.push_back(s.bytes.size());
-          for (const Piece& piece : blobs[g]) {
-            if (piece.deferred >= 0) {
-              std::string& bucket = encoded_later[static_cast<size_t>(piece.deferred)][g];
-              s.bytes.append(bucket);
-              std::string().swap(bucket);
-            } else {
-              s.bytes.append(piece.bytes);
-            }
-          }
-          std::vector<Piece>().swap(blobs[g]);
+          AppendPieces(g, encoded_later, &s.bytes);
           for (const Tracked& t : tracked) {
             for (const auto& [composite, value] : t.shadow->records()[g]) {
               PutSnapshotRecord(t.index, composite, {}, value, &s.bytes);
@@ -1845,6 +1937,125 @@ class KeyedStateBackend final : public KeyedStateStore {
       } else {
         write(nullptr);
       }
+      if (corrupt) return absl::InternalError("keyed snapshot: a change record does not decode");
+      return absl::OkStatus();
+    }
+
+    // Appends key group g's already encoded records (and frees them).
+    void AppendPieces(size_t g, std::vector<std::vector<std::string>>& encoded_later,
+                      std::string* out) {
+      for (const Piece& piece : blobs[g]) {
+        if (piece.deferred >= 0) {
+          std::string& bucket = encoded_later[static_cast<size_t>(piece.deferred)][g];
+          out->append(bucket);
+          std::string().swap(bucket);
+        } else {
+          out->append(piece.bytes);
+        }
+      }
+      std::vector<Piece>().swap(blobs[g]);
+    }
+
+    // Writes the change-log format (see kKeyedChangeLogVersion): everything, or the changes since
+    // the previous materialized snapshot (`changed`: per tracked state and key group, the
+    // composite keys written or removed; tracked states with `whole` set are written whole).
+    absl::Status WriteChangeLog(KeyedSnapshot& s, bool changes_only,
+                                std::vector<std::vector<std::string>>& encoded_later,
+                                const std::vector<std::vector<absl::flat_hash_set<std::string>>>&
+                                    changed,
+                                const std::vector<uint8_t>& whole) {
+      std::string& out = s.bytes;
+      out.clear();
+      out.append("SLKC");
+      const uint32_t version = kKeyedChangeLogVersion;
+      out.append(reinterpret_cast<const char*>(&version), sizeof version);
+      out.push_back(changes_only ? 1 : 0);
+      out.append(std::string_view(header).substr(8));
+      std::vector<KeyedChangeLogMode> modes(states.size(), KeyedChangeLogMode::kWhole);
+      for (size_t i = 0; i < first_internal; ++i) modes[i] = KeyedChangeLogMode::kPerKey;
+      for (size_t j = 0; j < tracked.size(); ++j) {
+        if (!whole[j]) modes[tracked[j].index] = KeyedChangeLogMode::kChanges;
+      }
+      for (KeyedChangeLogMode m : modes) out.push_back(static_cast<char>(m));
+      if (!changes_only) {
+        size_t encoded = out.size() + 3 * blobs.size();
+        for (const Tracked& t : tracked) encoded += t.shadow->bytes() * 5 / 4;
+        for (const std::vector<Piece>& pieces : blobs) {
+          for (const Piece& piece : pieces) encoded += piece.bytes.size();
+        }
+        out.reserve(encoded);
+      }
+      s.key_group_offsets.clear();
+      bool corrupt = false;
+      std::vector<absl::flat_hash_set<std::string>> changed_keys;
+      auto write = [&](const std::vector<absl::flat_hash_map<std::string, std::string>>& keys) {
+        std::string kept, records;
+        for (size_t g = 0; g < blobs.size(); ++g) {
+          s.key_group_offsets.push_back(out.size());
+          AppendPieces(g, encoded_later, &out);
+          for (size_t j = 0; j < tracked.size(); ++j) {
+            const InternalSnapshotShadow::Records& m = tracked[j].shadow->records()[g];
+            if (whole[j]) {
+              for (const auto& [composite, value] : m) {
+                PutSnapshotRecord(tracked[j].index, composite, {}, value, &out);
+              }
+              continue;
+            }
+            for (const std::string& composite : changed[j][g]) {
+              auto it = m.find(composite);
+              if (it != m.end()) PutSnapshotRecord(tracked[j].index, composite, {}, it->second, &out);
+            }
+          }
+          out.push_back(0);
+          for (size_t j = 0; j < tracked.size(); ++j) {
+            if (whole[j]) continue;
+            const InternalSnapshotShadow::Records& m = tracked[j].shadow->records()[g];
+            for (const std::string& composite : changed[j][g]) {
+              if (m.contains(composite)) continue;
+              PutVarint(tracked[j].index + 1, &out);
+              PutLengthPrefixed(composite, &out);
+            }
+          }
+          out.push_back(0);
+          const auto put_key = [&](const std::string& key, const std::string& stored) {
+            records.clear();
+            ByteReader in(stored);
+            uint64_t index = 0;
+            std::string_view suffix, value, live;
+            while (!in.empty()) {
+              if (!in.ReadVarint(&index) || index >= first_internal ||
+                  !in.ReadLengthPrefixed(&suffix) || !in.ReadLengthPrefixed(&value)) {
+                corrupt = true;
+                return;
+              }
+              if (LiveValue(states[index], now, value, &kept, &live)) {
+                PutVarint(index, &records);
+                PutLengthPrefixed(suffix, &records);
+                PutLengthPrefixed(live, &records);
+              }
+            }
+            PutVarint(1, &out);
+            PutLengthPrefixed(key, &out);
+            PutLengthPrefixed(records, &out);
+          };
+          if (!changes_only) {
+            for (const auto& [key, stored] : keys[g]) put_key(key, stored);
+          } else {
+            for (const std::string& key : changed_keys[g]) {
+              auto it = keys[g].find(key);
+              if (it != keys[g].end()) {
+                put_key(key, it->second);
+              } else {
+                PutVarint(2, &out);
+                PutLengthPrefixed(key, &out);
+              }
+            }
+          }
+          out.push_back(0);
+        }
+      };
+      SLUICE_RETURN_IF_ERROR(shadow->WithStateAt(
+          seq, [&](const auto& keys) { write(keys); }, changes_only ? &changed_keys : nullptr));
       if (corrupt) return absl::InternalError("keyed snapshot: a change record does not decode");
       return absl::OkStatus();
     }
@@ -2041,6 +2252,7 @@ class KeyedStateBackend final : public KeyedStateStore {
   // HashMap snapshots: keys removed since the previous one, and the state as of the last one.
   std::vector<HeapSnapshotShadow::Change> removed_;
   std::shared_ptr<HeapSnapshotShadow> shadow_;
+  std::shared_ptr<ChangeLogCursor> cursor_;
   // Change-tracked internal states: their records as of the snapshots taken, by state name.
   absl::flat_hash_map<std::string, std::shared_ptr<InternalSnapshotShadow>> internal_shadows_;
   size_t last_changed_keys_ = 0;
