@@ -2,7 +2,8 @@
 //
 //   sluice-nexmark --query q5 (--events N | --input FILE) [--output FILE] [--parallelism P]
 //                  [--state-backend hashmap|rocksdb] [--checkpoint-interval-ms MS]
-//                  [--checkpoint-dir DIR] [--event-rate R] [--seed S] [--max-delay-ms D]
+//                  [--checkpoint-dir DIR] [--full-checkpoints] [--event-rate R] [--seed S]
+//                  [--max-delay-ms D]
 //   sluice-nexmark --write-events FILE --events N [generator flags]   (an event file)
 //   sluice-nexmark --generate-only --events N [generator flags]       (the generator's own rate)
 //
@@ -29,6 +30,7 @@ constexpr const char* kUsage =
     "usage: sluice-nexmark --query QUERY (--events N | --input FILE) [--output FILE]\n"
     "                      [--parallelism P] [--state-backend hashmap|rocksdb]\n"
     "                      [--checkpoint-interval-ms MS] [--checkpoint-dir DIR]\n"
+    "                      [--full-checkpoints]\n"
     "                      [--rocksdb-window-cache-mb MB]\n"
     "                      [--event-rate EVENTS_PER_S] [--seed S] [--max-delay-ms D]\n"
     "       sluice-nexmark --write-events FILE --events N [generator flags]\n"
@@ -116,6 +118,8 @@ absl::Status Parse(int argc, char** argv, Flags* f) {
       f->run.rocksdb_window_cache_bytes = n << 20;
     } else if (flag == "--checkpoint-dir") {
       SLUICE_ASSIGN_OR_RETURN(f->run.checkpoint_dir, take());
+    } else if (flag == "--full-checkpoints") {
+      f->run.incremental_checkpoints = false;
     } else if (flag == "--event-rate") {
       SLUICE_ASSIGN_OR_RETURN(std::string v, take());
       SLUICE_RETURN_IF_ERROR(ParseInt(flag, v, 1, &n));
@@ -144,6 +148,9 @@ absl::Status Parse(int argc, char** argv, Flags* f) {
   }
   if (f->run.checkpoint_interval_ms > 0 && f->run.checkpoint_dir.empty()) {
     return absl::InvalidArgumentError("--checkpoint-interval-ms needs --checkpoint-dir DIR");
+  }
+  if (f->run.checkpoint_interval_ms == 0 && !f->run.incremental_checkpoints) {
+    return absl::InvalidArgumentError("--full-checkpoints needs --checkpoint-interval-ms MS");
   }
   if (f->run.checkpoint_interval_ms == 0 && !f->run.checkpoint_dir.empty()) {
     return absl::InvalidArgumentError("--checkpoint-dir needs --checkpoint-interval-ms MS");

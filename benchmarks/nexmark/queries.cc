@@ -967,6 +967,7 @@ absl::StatusOr<RunResult> RunQuery(const RunOptions& options) {
   if (options.checkpoint_interval_ms > 0) {
     runtime.checkpointing.interval = absl::Milliseconds(options.checkpoint_interval_ms);
     runtime.checkpointing.directory = options.checkpoint_dir;
+    runtime.checkpointing.incremental = options.incremental_checkpoints;
   }
 
   auto state = std::make_shared<OutputState>();

@@ -50,6 +50,8 @@ struct RunOptions {
   sluice::StateBackendKind state_backend = sluice::StateBackendKind::kHashMap;
   int64_t checkpoint_interval_ms = 0;
   std::string checkpoint_dir;
+  // CheckpointOptions::incremental (false: every checkpoint writes the whole keyed state).
+  bool incremental_checkpoints = true;
   // Where RocksDB keeps its files (state_backend kRocksDb); empty: a directory under /tmp.
   std::string rocksdb_dir;
   // RocksDbStateOptions::window_cache_bytes (-1: the default).

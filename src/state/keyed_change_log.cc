@@ -114,23 +114,23 @@ absl::StatusOr<CanonicalKeyedState> ResolveKeyedChangeLog(
       ByteReader in(f.bytes.substr(f.offsets[g]));
       uint64_t tag = 0;
       std::string_view composite, value;
-      while (true) {  // records
+      while (true) {  // operations on records
         if (!in.ReadVarint(&tag)) return bad("truncated records");
         if (tag == 0) break;
-        if (tag > num_states || h.modes[tag - 1] == KeyedChangeLogMode::kPerKey ||
-            !in.ReadLengthPrefixed(&composite) || !in.ReadLengthPrefixed(&value)) {
-          return bad("bad record");
+        if (tag <= num_states) {
+          if (h.modes[tag - 1] == KeyedChangeLogMode::kPerKey ||
+              !in.ReadLengthPrefixed(&composite) || !in.ReadLengthPrefixed(&value)) {
+            return bad("bad record");
+          }
+          records[tag - 1].insert_or_assign(std::string(composite), std::string(value));
+          continue;
         }
-        records[tag - 1].insert_or_assign(std::string(composite), std::string(value));
-      }
-      while (true) {  // removed records
-        if (!in.ReadVarint(&tag)) return bad("truncated removals");
-        if (tag == 0) break;
-        if (tag > num_states || h.modes[tag - 1] != KeyedChangeLogMode::kChanges ||
+        const uint64_t state = tag - num_states - 1;
+        if (state >= num_states || h.modes[state] != KeyedChangeLogMode::kChanges ||
             !in.ReadLengthPrefixed(&composite)) {
           return bad("bad removal");
         }
-        records[tag - 1].erase(absl::string_view(composite.data(), composite.size()));
+        records[state].erase(absl::string_view(composite.data(), composite.size()));
       }
       while (true) {  // keys
         std::string_view key, key_records;

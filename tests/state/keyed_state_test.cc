@@ -883,10 +883,10 @@ TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
   changes->changes_since = full->position;
   ASSERT_TRUE(MaterializeKeyedSnapshot(*changes).ok());
   ASSERT_EQ(changes->format, KeyedSnapshot::Format::kChangeLogChanges);
-  // Header and 16 empty key groups (3 zero bytes each), then key 3 (tag, key, records: table
+  // Header and 16 empty key groups (2 zero bytes each), then key 3 (tag, key, records: table
   // index, empty suffix, value) and key 9 (tag, key).
   const size_t header = 4 + 4 + 1 + 1 + 2 + 1 + 1 + 1;
-  EXPECT_EQ(changes->bytes.size(), header + 16 * 3 + (1 + 9 + 1 + 1 + 1 + 9) + (1 + 9));
+  EXPECT_EQ(changes->bytes.size(), header + 16 * 2 + (1 + 9 + 1 + 1 + 1 + 9) + (1 + 9));
 
   std::vector<KeyedChangeLogFile> files = {{full->bytes, full->key_group_offsets, "file A"},
                                            {changes->bytes, changes->key_group_offsets, "file B"}};
@@ -913,9 +913,9 @@ TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
             "file B: keyed state change log starts with a file of changes, not a full file");
   EXPECT_EQ(refused({files[0], files[0]}), "file A: keyed state change log has a full file after "
                                            "file A");
-  std::string truncated = changes->bytes.substr(0, changes->bytes.size() - 3);
+  std::string truncated = changes->bytes.substr(0, changes->bytes.size() - 1);
   EXPECT_EQ(refused({files[0], {truncated, changes->key_group_offsets, "file C"}}),
-            "file C: keyed state change log is corrupt (truncated records in key group 15)");
+            "file C: keyed state change log is corrupt (truncated keys in key group 15)");
   std::string bad_magic = full->bytes;
   bad_magic[0] = 'X';
   EXPECT_EQ(refused({{bad_magic, full->key_group_offsets, "file D"}}),

@@ -38,7 +38,6 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -1177,11 +1176,13 @@ inline constexpr uint32_t kKeyedSnapshotVersion = 1;
 //     and removed composite keys, 2 = per key (a heap table: a key's records replace all its
 //     earlier records in every per-key state). Every file of a chain has the same state list.
 //   then per key group of the subtask's range, in order (offsets recorded by the caller):
-//     records of modes 0 and 1 as in the canonical format, then a 0 byte;
-//     removed records of mode 1: [varint state index + 1][length-prefixed composite key], 0;
-//     keys: [varint 1][length-prefixed key][length-prefixed records] or [varint 2][length-prefixed
-//     key] (removed), then 0; records = ([varint state index][length-prefixed suffix]
-//     [length-prefixed value])*, composite key = key + suffix.
+//     operations on the records of modes 0 and 1, applied in order: [varint state index + 1]
+//     [length-prefixed composite key][length-prefixed value] writes a record (as in the canonical
+//     format), [varint #states + state index + 1][length-prefixed composite key] removes one
+//     (mode 1); then a 0 byte;
+//     keys, applied in order: [varint 1][length-prefixed key][length-prefixed records] or
+//     [varint 2][length-prefixed key] (removed), then 0; records = ([varint state index]
+//     [length-prefixed suffix][length-prefixed value])*, composite key = key + suffix.
 inline constexpr uint32_t kKeyedChangeLogVersion = 1;
 enum class KeyedChangeLogMode : uint8_t { kWhole = 0, kChanges = 1, kPerKey = 2 };
 
@@ -1268,20 +1269,19 @@ class HeapSnapshotShadow {
     pending_.push_back({++pushed_, std::move(changes)});
     return pushed_;
   }
-  // Applies the changes up to `seq`, then calls f(keys), keys[key group - start]: key -> records.
-  // With `changed`, adds the keys these changes touched to (*changed)[key group - start].
-  template <typename F>
-  absl::Status WithStateAt(int64_t seq, F&& f,
-                           std::vector<absl::flat_hash_set<std::string>>* changed = nullptr) {
+  // Applies the changes up to `seq` — calling on_change(key group - start, change) before each —
+  // then calls f(keys), keys[key group - start]: key -> records.
+  template <typename F, typename OnChange>
+  absl::Status WithStateAt(int64_t seq, F&& f, OnChange&& on_change) {
     std::lock_guard<std::mutex> lock(mu_);
     if (applied_ > seq) {
       return absl::InternalError("a later snapshot of this subtask was already written");
     }
-    if (changed != nullptr) changed->resize(keys_.size());
     while (!pending_.empty() && pending_.front().first <= seq) {
       for (Change& c : pending_.front().second) {
-        auto& m = keys_[static_cast<size_t>(c.key_group - range_.start)];
-        if (changed != nullptr) (*changed)[static_cast<size_t>(c.key_group - range_.start)].insert(c.key);
+        const auto g = static_cast<size_t>(c.key_group - range_.start);
+        on_change(g, std::as_const(c));
+        auto& m = keys_[g];
         if (c.records) {
           m.insert_or_assign(std::move(c.key), std::move(*c.records));
         } else {
@@ -1293,6 +1293,10 @@ class HeapSnapshotShadow {
     }
     f(std::as_const(keys_));
     return absl::OkStatus();
+  }
+  template <typename F>
+  absl::Status WithStateAt(int64_t seq, F&& f) {
+    return WithStateAt(seq, std::forward<F>(f), [](size_t, const Change&) {});
   }
 
  private:
@@ -1323,19 +1327,27 @@ class InternalSnapshotShadow {
     pending_.push_back({++pushed_, std::move(changes)});
     return pushed_;
   }
+  // What ApplyThrough reports of the changes it applies (incremental checkpoints): per key group,
+  // their operations in the change-log format (see kKeyedChangeLogVersion: records tagged
+  // `record_tag`, removals `removal_tag`), and whether one of them was a full snapshot.
+  struct Applied {
+    uint64_t record_tag = 0;
+    uint64_t removal_tag = 0;
+    std::vector<std::string> ops;
+    bool full = false;
+  };
+
   // Applies the changes up to `seq`; the records (records()[key group - start]) then stay as they
   // are until the returned lock is released. Fails when the changes do not decode or a later
-  // snapshot was applied already. With `changed`, adds the composite keys these changes wrote or
-  // removed to (*changed)[key group - start] and sets *full when one of them was a full snapshot.
+  // snapshot was applied already.
   absl::Status ApplyThrough(int64_t seq, std::unique_lock<std::mutex>* lock,
-                            std::vector<absl::flat_hash_set<std::string>>* changed = nullptr,
-                            bool* full = nullptr) {
+                            Applied* applied = nullptr) {
     *lock = std::unique_lock<std::mutex>(apply_mu_);
     if (applied_ > seq) {
       return absl::InternalError("a later snapshot of this subtask was already written");
     }
-    changed_ = changed;
-    if (changed != nullptr) changed->resize(records_.size());
+    changed_ = applied;
+    if (applied != nullptr) applied->ops.resize(records_.size());
     std::deque<std::pair<int64_t, Changes>> due;
     {
       std::lock_guard<std::mutex> queue(mu_);
@@ -1345,7 +1357,7 @@ class InternalSnapshotShadow {
       }
     }
     for (auto& [s, changes] : due) {
-      if (full != nullptr && changes.full) *full = true;
+      if (applied != nullptr && changes.full) applied->full = true;
       absl::Status st = Apply(changes);
       if (!st.ok()) {
         changed_ = nullptr;
@@ -1377,11 +1389,16 @@ class InternalSnapshotShadow {
       Records& m = records_[g];
       ByteReader removed(c.removed[g]);
       std::string_view composite, value;
+      std::string* ops = changed_ != nullptr ? &changed_->ops[g] : nullptr;
+      if (ops != nullptr) ops->reserve(ops->size() + c.removed[g].size() + c.records[g].size());
       while (!removed.empty()) {
         if (!removed.ReadLengthPrefixed(&composite)) {
           return absl::InternalError("internal state changes: a removed key does not decode");
         }
-        if (changed_ != nullptr) (*changed_)[g].emplace(composite);
+        if (ops != nullptr) {
+          PutVarint(changed_->removal_tag, ops);
+          PutLengthPrefixed(composite, ops);
+        }
         auto it = m.find(absl::string_view(composite.data(), composite.size()));
         if (it == m.end()) continue;
         bytes_ -= it->first.size() + it->second.size();
@@ -1394,7 +1411,11 @@ class InternalSnapshotShadow {
             !in.ReadLengthPrefixed(&value)) {
           return absl::InternalError("internal state changes: a record does not decode");
         }
-        if (changed_ != nullptr) (*changed_)[g].emplace(composite);
+        if (ops != nullptr) {
+          PutVarint(changed_->record_tag, ops);
+          PutLengthPrefixed(composite, ops);
+          PutLengthPrefixed(value, ops);
+        }
         // Most changes update a record already there: no key string is built for them.
         auto it = m.find(absl::string_view(composite.data(), composite.size()));
         if (it != m.end()) {
@@ -1415,7 +1436,7 @@ class InternalSnapshotShadow {
   std::mutex mu_;        // pending_, pushed_
   std::mutex apply_mu_;  // records_, applied_, bytes_, changed_
   std::vector<Records> records_;
-  std::vector<absl::flat_hash_set<std::string>>* changed_ = nullptr;  // during ApplyThrough
+  Applied* changed_ = nullptr;  // during ApplyThrough
   size_t bytes_ = 0;
   std::deque<std::pair<int64_t, Changes>> pending_;
   int64_t pushed_ = 0;
@@ -1871,21 +1892,23 @@ class KeyedStateBackend final : public KeyedStateStore {
         cursor->state_list.assign(state_list);
         s.position = cursor->position;
       }
-      std::vector<std::vector<absl::flat_hash_set<std::string>>> changed(
-          changes_only ? tracked.size() : 0);
-      std::vector<uint8_t> whole(tracked.size(), 0);
+      // Changes only: the operations of every change applied, in order, per tracked state.
+      std::vector<InternalSnapshotShadow::Applied> applied(changes_only ? tracked.size() : 0);
       std::vector<std::unique_lock<std::mutex>> locks(tracked.size());
       for (size_t j = 0; j < tracked.size(); ++j) {
-        bool full = false;
-        absl::Status st = tracked[j].shadow->ApplyThrough(
-            tracked[j].seq, &locks[j], changes_only ? &changed[j] : nullptr, &full);
+        InternalSnapshotShadow::Applied* a = nullptr;
+        if (changes_only) {
+          a = &applied[j];
+          a->record_tag = tracked[j].index + 1;
+          a->removal_tag = states.size() + tracked[j].index + 1;
+        }
+        absl::Status st = tracked[j].shadow->ApplyThrough(tracked[j].seq, &locks[j], a);
         if (!st.ok()) return absl::InternalError(absl::StrCat("keyed snapshot: ", st.message()));
-        whole[j] = !changes_only || full;
       }
       if (log) {
         s.format = changes_only ? KeyedSnapshot::Format::kChangeLogChanges
                                 : KeyedSnapshot::Format::kChangeLogFull;
-        return WriteChangeLog(s, changes_only, encoded_later, changed, whole);
+        return WriteChangeLog(s, changes_only, encoded_later, applied);
       }
       s.format = KeyedSnapshot::Format::kCanonical;
       s.bytes = std::move(header);
@@ -1957,13 +1980,11 @@ class KeyedStateBackend final : public KeyedStateStore {
     }
 
     // Writes the change-log format (see kKeyedChangeLogVersion): everything, or the changes since
-    // the previous materialized snapshot (`changed`: per tracked state and key group, the
-    // composite keys written or removed; tracked states with `whole` set are written whole).
+    // the previous materialized snapshot (`applied`: per tracked state, the operations of the
+    // changes applied since; a tracked state that was given a full snapshot is written whole).
     absl::Status WriteChangeLog(KeyedSnapshot& s, bool changes_only,
                                 std::vector<std::vector<std::string>>& encoded_later,
-                                const std::vector<std::vector<absl::flat_hash_set<std::string>>>&
-                                    changed,
-                                const std::vector<uint8_t>& whole) {
+                                std::vector<InternalSnapshotShadow::Applied>& applied) {
       std::string& out = s.bytes;
       out.clear();
       out.append("SLKC");
@@ -1971,91 +1992,94 @@ class KeyedStateBackend final : public KeyedStateStore {
       out.append(reinterpret_cast<const char*>(&version), sizeof version);
       out.push_back(changes_only ? 1 : 0);
       out.append(std::string_view(header).substr(8));
+      std::vector<uint8_t> whole(tracked.size(), 1);
       std::vector<KeyedChangeLogMode> modes(states.size(), KeyedChangeLogMode::kWhole);
       for (size_t i = 0; i < first_internal; ++i) modes[i] = KeyedChangeLogMode::kPerKey;
       for (size_t j = 0; j < tracked.size(); ++j) {
+        whole[j] = !changes_only || applied[j].full;
         if (!whole[j]) modes[tracked[j].index] = KeyedChangeLogMode::kChanges;
       }
       for (KeyedChangeLogMode m : modes) out.push_back(static_cast<char>(m));
-      if (!changes_only) {
-        size_t encoded = out.size() + 3 * blobs.size();
-        for (const Tracked& t : tracked) encoded += t.shadow->bytes() * 5 / 4;
-        for (const std::vector<Piece>& pieces : blobs) {
-          for (const Piece& piece : pieces) encoded += piece.bytes.size();
+      size_t encoded = out.size() + 3 * blobs.size();
+      for (size_t j = 0; j < tracked.size(); ++j) {
+        if (whole[j]) {
+          encoded += tracked[j].shadow->bytes() * 5 / 4;
+        } else {
+          for (const std::string& ops : applied[j].ops) encoded += ops.size();
         }
-        out.reserve(encoded);
+      }
+      for (const std::vector<Piece>& pieces : blobs) {
+        for (const Piece& piece : pieces) encoded += piece.bytes.size();
+      }
+      for (const std::vector<std::string>& buckets : encoded_later) {
+        for (const std::string& bucket : buckets) encoded += bucket.size();
       }
       s.key_group_offsets.clear();
       bool corrupt = false;
-      std::vector<absl::flat_hash_set<std::string>> changed_keys;
+      std::string kept, records;
+      // A key's live records in the change-log form: [varint 1][key][records].
+      const auto put_key = [&](const std::string& key, const std::string& stored, std::string* to) {
+        records.clear();
+        ByteReader in(stored);
+        uint64_t index = 0;
+        std::string_view suffix, value, live;
+        while (!in.empty()) {
+          if (!in.ReadVarint(&index) || index >= first_internal ||
+              !in.ReadLengthPrefixed(&suffix) || !in.ReadLengthPrefixed(&value)) {
+            corrupt = true;
+            return;
+          }
+          if (LiveValue(states[index], now, value, &kept, &live)) {
+            PutVarint(index, &records);
+            PutLengthPrefixed(suffix, &records);
+            PutLengthPrefixed(live, &records);
+          }
+        }
+        PutVarint(1, to);
+        PutLengthPrefixed(key, to);
+        PutLengthPrefixed(records, to);
+      };
+      // Changes only: per key group, the keys changed in order, as they were applied.
+      std::vector<std::string> key_ops(changes_only ? blobs.size() : 0);
+      const auto on_change = [&](size_t g, const HeapSnapshotShadow::Change& c) {
+        if (!changes_only) return;
+        if (c.records) {
+          put_key(c.key, *c.records, &key_ops[g]);
+        } else {
+          PutVarint(2, &key_ops[g]);
+          PutLengthPrefixed(c.key, &key_ops[g]);
+        }
+      };
       auto write = [&](const std::vector<absl::flat_hash_map<std::string, std::string>>& keys) {
-        std::string kept, records;
+        if (changes_only) {
+          for (const std::string& k : key_ops) encoded += k.size();
+        }
+        out.reserve(encoded);
         for (size_t g = 0; g < blobs.size(); ++g) {
           s.key_group_offsets.push_back(out.size());
           AppendPieces(g, encoded_later, &out);
           for (size_t j = 0; j < tracked.size(); ++j) {
-            const InternalSnapshotShadow::Records& m = tracked[j].shadow->records()[g];
             if (whole[j]) {
-              for (const auto& [composite, value] : m) {
+              for (const auto& [composite, value] : tracked[j].shadow->records()[g]) {
                 PutSnapshotRecord(tracked[j].index, composite, {}, value, &out);
               }
-              continue;
-            }
-            for (const std::string& composite : changed[j][g]) {
-              auto it = m.find(composite);
-              if (it != m.end()) PutSnapshotRecord(tracked[j].index, composite, {}, it->second, &out);
+            } else {
+              out.append(applied[j].ops[g]);
+              std::string().swap(applied[j].ops[g]);
             }
           }
           out.push_back(0);
-          for (size_t j = 0; j < tracked.size(); ++j) {
-            if (whole[j]) continue;
-            const InternalSnapshotShadow::Records& m = tracked[j].shadow->records()[g];
-            for (const std::string& composite : changed[j][g]) {
-              if (m.contains(composite)) continue;
-              PutVarint(tracked[j].index + 1, &out);
-              PutLengthPrefixed(composite, &out);
-            }
-          }
-          out.push_back(0);
-          const auto put_key = [&](const std::string& key, const std::string& stored) {
-            records.clear();
-            ByteReader in(stored);
-            uint64_t index = 0;
-            std::string_view suffix, value, live;
-            while (!in.empty()) {
-              if (!in.ReadVarint(&index) || index >= first_internal ||
-                  !in.ReadLengthPrefixed(&suffix) || !in.ReadLengthPrefixed(&value)) {
-                corrupt = true;
-                return;
-              }
-              if (LiveValue(states[index], now, value, &kept, &live)) {
-                PutVarint(index, &records);
-                PutLengthPrefixed(suffix, &records);
-                PutLengthPrefixed(live, &records);
-              }
-            }
-            PutVarint(1, &out);
-            PutLengthPrefixed(key, &out);
-            PutLengthPrefixed(records, &out);
-          };
-          if (!changes_only) {
-            for (const auto& [key, stored] : keys[g]) put_key(key, stored);
+          if (changes_only) {
+            out.append(key_ops[g]);
+            std::string().swap(key_ops[g]);
           } else {
-            for (const std::string& key : changed_keys[g]) {
-              auto it = keys[g].find(key);
-              if (it != keys[g].end()) {
-                put_key(key, it->second);
-              } else {
-                PutVarint(2, &out);
-                PutLengthPrefixed(key, &out);
-              }
-            }
+            for (const auto& [key, stored] : keys[g]) put_key(key, stored, &out);
           }
           out.push_back(0);
         }
       };
-      SLUICE_RETURN_IF_ERROR(shadow->WithStateAt(
-          seq, [&](const auto& keys) { write(keys); }, changes_only ? &changed_keys : nullptr));
+      SLUICE_RETURN_IF_ERROR(
+          shadow->WithStateAt(seq, [&](const auto& keys) { write(keys); }, on_change));
       if (corrupt) return absl::InternalError("keyed snapshot: a change record does not decode");
       return absl::OkStatus();
     }
