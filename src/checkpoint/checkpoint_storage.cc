@@ -824,8 +824,8 @@ absl::StatusOr<FileRef> PendingCheckpoint::WriteSharedFile(std::string_view name
   const std::string dest = JoinPath(shared_dir, name);
   SLUICE_ASSIGN_OR_RETURN(std::optional<struct stat> existing, Stat(dest));
   if (existing.has_value()) {
-    return absl::AlreadyExistsError(absl::StrCat("checkpoint storage ", root_, ": shared file ",
-                                                 Av(name), " exists already"));
+    return absl::AlreadyExistsError(
+        absl::StrCat("checkpoint storage ", root_, ": shared file ", Av(name), " exists already"));
   }
   SLUICE_RETURN_IF_ERROR(MakeDir(shared_dir));
   SLUICE_RETURN_IF_ERROR(MakeParentDirsUnder(shared_dir, name));

@@ -195,7 +195,12 @@ void CheckpointCoordinator::Run() {
         continue;
       }
     }
-    absl::Time wake = final_done_ ? absl::InfiniteFuture() : next_trigger_;
+    // Stop() may have been called while Write ran without the lock (its notification is gone;
+    // acknowledgements and declines that came meanwhile were seen above).
+    if (stop_) break;
+    // While a checkpoint is pending the next one waits for it (acknowledgements wake this
+    // thread): only its timeout counts, even once the next trigger time has passed.
+    absl::Time wake = final_done_ || pending_ ? absl::InfiniteFuture() : next_trigger_;
     if (pending_) wake = std::min(wake, pending_->started + options_.timeout);
     if (wake == absl::InfiniteFuture()) {
       cv_.wait(lock);

@@ -4,6 +4,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+
 #include <sluice/internal/keyed_state_backend.h>
 #include <sluice/state/serializer.h>
 
@@ -19,9 +20,8 @@ struct Header {
 };
 
 absl::Status Corrupt(const KeyedChangeLogFile& f, std::string_view what) {
-  return absl::DataLossError(
-      absl::StrCat(f.where, ": keyed state change log is corrupt (",
-                   absl::string_view(what.data(), what.size()), ")"));
+  return absl::DataLossError(absl::StrCat(f.where, ": keyed state change log is corrupt (",
+                                          absl::string_view(what.data(), what.size()), ")"));
 }
 
 absl::StatusOr<Header> ReadHeader(const KeyedChangeLogFile& f, const KeyGroupRange& range) {
@@ -74,10 +74,10 @@ absl::StatusOr<CanonicalKeyedState> ResolveKeyedChangeLog(
   for (size_t i = 0; i < chain.size(); ++i) {
     SLUICE_ASSIGN_OR_RETURN(Header h, ReadHeader(chain[i], range));
     if (h.changes != (i > 0)) {
-      return absl::DataLossError(absl::StrCat(
-          chain[i].where, ": keyed state change log ",
-          i == 0 ? "starts with a file of changes, not a full file"
-                 : absl::StrCat("has a full file after ", chain[i - 1].where)));
+      return absl::DataLossError(
+          absl::StrCat(chain[i].where, ": keyed state change log ",
+                       i == 0 ? "starts with a file of changes, not a full file"
+                              : absl::StrCat("has a full file after ", chain[i - 1].where)));
     }
     if (i > 0 && h.state_list != headers[0].state_list) {
       return absl::DataLossError(absl::StrCat(chain[i].where, ": names other states than ",
@@ -104,8 +104,8 @@ absl::StatusOr<CanonicalKeyedState> ResolveKeyedChangeLog(
       const KeyedChangeLogFile& f = chain[i];
       const Header& h = headers[i];
       const auto bad = [&](std::string_view what) {
-        return Corrupt(f, absl::StrCat(absl::string_view(what.data(), what.size()),
-                                       " in key group ", kg));
+        return Corrupt(
+            f, absl::StrCat(absl::string_view(what.data(), what.size()), " in key group ", kg));
       };
       if (f.offsets[g] > f.bytes.size()) return bad("bad offset");
       for (size_t s = 0; s < num_states; ++s) {
@@ -166,7 +166,8 @@ absl::StatusOr<CanonicalKeyedState> ResolveKeyedChangeLog(
       ByteReader r(key_records);
       uint64_t index = 0;
       std::string_view suffix, value;
-      while (r.ReadVarint(&index) && r.ReadLengthPrefixed(&suffix) && r.ReadLengthPrefixed(&value)) {
+      while (r.ReadVarint(&index) && r.ReadLengthPrefixed(&suffix) &&
+             r.ReadLengthPrefixed(&value)) {
         PutSnapshotRecord(index, key, suffix, value, &out.bytes);
       }
     }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+
 #include <sluice/core/key.h>
 
 namespace sluice::internal {

@@ -524,9 +524,8 @@ TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAny
   size_t corrupt = 0;
   while (corrupt < chains.size() &&
          (chains[chains.size() - 1 - corrupt][0].size() < 2 ||
-          (corrupt + 1 < chains.size() &&
-           chains[chains.size() - 2 - corrupt][0].back() ==
-               chains[chains.size() - 1 - corrupt][0].back()))) {
+          (corrupt + 1 < chains.size() && chains[chains.size() - 2 - corrupt][0].back() ==
+                                              chains[chains.size() - 1 - corrupt][0].back()))) {
     ++corrupt;
   }
   ASSERT_LT(corrupt + 1, chains.size());

@@ -17,8 +17,9 @@
 
 #include <sluice/internal/keyed_state_backend.h>
 #include <sluice/state/keyed_state.h>
-#include "state/keyed_change_log.h"
 #include <sluice/window/window_functions.h>
+
+#include "state/keyed_change_log.h"
 
 namespace sluice::internal {
 namespace {
@@ -829,7 +830,7 @@ TEST(KeyedStateHashMapTest, ChangeLogChainsAreExactAcrossManyCheckpoints) {
     snap->changes_since = written;
     ASSERT_TRUE(MaterializeKeyedSnapshot(*snap).ok());
     const KeyedChangeLogPosition position = snap->position;
-    if (round % 5 == 4) continue;  // written, but its checkpoint did not complete
+    if (round % 5 == 4) continue;                    // written, but its checkpoint did not complete
     const bool full = round == 0 || round % 5 == 0;  // after one that did not complete
     ASSERT_EQ(snap->format, full ? KeyedSnapshot::Format::kChangeLogFull
                                  : KeyedSnapshot::Format::kChangeLogChanges)
@@ -898,7 +899,7 @@ TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
   ValueState<int64_t> rv = raccess.GetState(ValueStateDescriptor<int64_t>("v"));
   for (int64_t i = 0; i < 10000; ++i) {
     r.SetCurrentKey(&keys[static_cast<size_t>(i)]);
-    std::optional<int64_t> want = i == 9 ? std::nullopt
+    std::optional<int64_t> want = i == 9   ? std::nullopt
                                   : i == 3 ? std::optional<int64_t>(-3)
                                            : std::optional<int64_t>(i);
     ASSERT_EQ(rv.Value(), want) << i;
@@ -911,8 +912,9 @@ TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
   };
   EXPECT_EQ(refused({files[1]}),
             "file B: keyed state change log starts with a file of changes, not a full file");
-  EXPECT_EQ(refused({files[0], files[0]}), "file A: keyed state change log has a full file after "
-                                           "file A");
+  EXPECT_EQ(refused({files[0], files[0]}),
+            "file A: keyed state change log has a full file after "
+            "file A");
   std::string truncated = changes->bytes.substr(0, changes->bytes.size() - 1);
   EXPECT_EQ(refused({files[0], {truncated, changes->key_group_offsets, "file C"}}),
             "file C: keyed state change log is corrupt (truncated keys in key group 15)");

@@ -2078,8 +2078,8 @@ class KeyedStateBackend final : public KeyedStateStore {
           out.push_back(0);
         }
       };
-      SLUICE_RETURN_IF_ERROR(
-          shadow->WithStateAt(seq, [&](const auto& keys) { write(keys); }, on_change));
+      SLUICE_RETURN_IF_ERROR(shadow->WithStateAt(
+          seq, [&](const auto& keys) { write(keys); }, on_change));
       if (corrupt) return absl::InternalError("keyed snapshot: a change record does not decode");
       return absl::OkStatus();
     }
