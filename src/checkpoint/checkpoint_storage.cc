@@ -743,23 +743,11 @@ absl::StatusOr<FileRef> PendingCheckpoint::AddFile(std::string_view name,
 
 absl::StatusOr<FileRef> PendingCheckpoint::AddSharedFile(std::string_view name,
                                                          const std::string& source_path) {
-  SLUICE_RETURN_IF_ERROR(ValidateFileName(name, absl::StrCat("checkpoint ", dir_)));
+  // Protect the name from retention before looking at the file, for as long as this checkpoint
+  // is pending.
+  SLUICE_RETURN_IF_ERROR(ProtectSharedName(name, "add", /*must_be_new=*/false));
   const std::string name_str(name);
   StorageState& s = *storage_;
-  {
-    // Protect the name from retention before looking at the file, for as long as this
-    // checkpoint is pending.
-    std::lock_guard<std::mutex> lock(mu_);
-    if (phase_ != Phase::kOpen || !registered_) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", dir_, ": cannot add ", Av(name), ", the checkpoint is ",
-                       phase_ == Phase::kCommitted ? "already committed" : "aborted"));
-    }
-    if (shared_names_.insert(name_str).second) {
-      std::lock_guard<std::mutex> storage_lock(s.mu);
-      ++s.shared_in_use[name_str];
-    }
-  }
   {
     // One AddFile per shared name at a time: concurrent ones would share <name>.tmp.
     std::unique_lock<std::mutex> lock(s.mu);
@@ -797,29 +785,33 @@ absl::StatusOr<FileRef> PendingCheckpoint::AddSharedFile(std::string_view name,
   return ref;
 }
 
+absl::Status PendingCheckpoint::ProtectSharedName(std::string_view name, std::string_view verb,
+                                                  bool must_be_new) {
+  SLUICE_RETURN_IF_ERROR(ValidateFileName(name, absl::StrCat("checkpoint ", dir_)));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (phase_ != Phase::kOpen || !registered_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "checkpoint ", dir_, ": cannot ", Av(verb), " ", Av(name), ", the checkpoint is ",
+        phase_ == Phase::kCommitted ? "already committed" : "aborted"));
+  }
+  const std::string name_str(name);
+  if (!shared_names_.insert(name_str).second) {
+    if (!must_be_new) return absl::OkStatus();
+    return absl::AlreadyExistsError(
+        absl::StrCat("checkpoint ", dir_, ": shared file ", Av(name), " was written already"));
+  }
+  std::lock_guard<std::mutex> storage_lock(storage_->mu);
+  ++storage_->shared_in_use[name_str];
+  return absl::OkStatus();
+}
+
 absl::StatusOr<FileRef> PendingCheckpoint::WriteSharedFile(std::string_view name,
                                                            std::string_view bytes) {
   if (savepoint_) {
     return absl::FailedPreconditionError(
         absl::StrCat("savepoint ", dir_, ": is self-contained, it has no shared files"));
   }
-  SLUICE_RETURN_IF_ERROR(ValidateFileName(name, absl::StrCat("checkpoint ", dir_)));
-  const std::string name_str(name);
-  StorageState& s = *storage_;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (phase_ != Phase::kOpen || !registered_) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("checkpoint ", dir_, ": cannot write ", Av(name), ", the checkpoint is ",
-                       phase_ == Phase::kCommitted ? "already committed" : "aborted"));
-    }
-    if (!shared_names_.insert(name_str).second) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("checkpoint ", dir_, ": shared file ", Av(name), " was written already"));
-    }
-    std::lock_guard<std::mutex> storage_lock(s.mu);
-    ++s.shared_in_use[name_str];
-  }
+  SLUICE_RETURN_IF_ERROR(ProtectSharedName(name, "write", /*must_be_new=*/true));
   const std::string shared_dir = JoinPath(root_, kSharedDirName);
   const std::string dest = JoinPath(shared_dir, name);
   SLUICE_ASSIGN_OR_RETURN(std::optional<struct stat> existing, Stat(dest));

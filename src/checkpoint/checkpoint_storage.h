@@ -122,6 +122,10 @@ class PendingCheckpoint {
   void ReleaseName(const std::string& name);
   absl::StatusOr<checkpoint::FileRef> AddSharedFile(std::string_view name,
                                                     const std::string& source_path);
+  // Validates shared file `name` and protects it from retention while this checkpoint is pending:
+  // FailedPrecondition after Commit or Abort ("cannot <verb> ..."); with `must_be_new`,
+  // AlreadyExists if this checkpoint protected it before.
+  absl::Status ProtectSharedName(std::string_view name, std::string_view verb, bool must_be_new);
   // Drops this checkpoint's registrations in the storage (live id, protected shared files).
   // Requires mu_.
   void Unregister();

@@ -526,6 +526,68 @@ TEST_F(CheckpointStorageTest, RetentionKeepsNewestAndReferencedSharedFiles) {
   EXPECT_EQ(*b_bytes, "sst file b, first copy");
 }
 
+// Incremental HashMap checkpoints: full and change files written into shared/ by one checkpoint
+// and listed (keyed_state, keyed_changes) by the later ones. A file stays while a retained
+// checkpoint lists it; a checkpoint with change files is format version 2; a name is written once.
+TEST_F(CheckpointStorageTest, SharedKeyedFilesLiveAsLongAsACheckpointListsThem) {
+  std::unique_ptr<CheckpointStorage> storage = OpenStorage(1);
+  ASSERT_NE(storage, nullptr);
+  FileRef full;
+  std::vector<FileRef> changes;
+  for (int64_t id = 1; id <= 3; ++id) {
+    absl::StatusOr<std::unique_ptr<PendingCheckpoint>> pending = storage->Begin(id);
+    ASSERT_TRUE(pending.ok()) << pending.status();
+    const std::string name = absl::StrCat("keyed/t-", id, ".slkc");
+    absl::StatusOr<FileRef> ref = (*pending)->WriteSharedFile(name, StateBytes(id));
+    ASSERT_TRUE(ref.ok()) << ref.status();
+    EXPECT_EQ(ref->path(), "shared/" + name);
+    EXPECT_EQ(ref->size(), StateBytes(id).size());
+    EXPECT_EQ(ref->crc32c(), Crc32c(StateBytes(id)));
+    absl::StatusOr<FileRef> again = (*pending)->WriteSharedFile(name, "other");
+    EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists) << again.status();
+    if (id == 1) {
+      full = *ref;
+    } else {
+      changes.push_back(*ref);
+    }
+    CheckpointMetadata metadata = MakeMetadata(full, FileRef());
+    for (const FileRef& c : changes) {
+      *metadata.mutable_operators(0)->mutable_subtasks(0)->add_keyed_changes()->mutable_file() = c;
+    }
+    ASSERT_TRUE((*pending)->Commit(metadata).ok());
+    EXPECT_FALSE(fs::exists(ChkDir(id - 1)));  // retained = 1
+    // Every file of the chain is still there: the newest checkpoint lists them all.
+    for (int64_t i = 1; i <= id; ++i) {
+      EXPECT_EQ(ReadLocalFile(absl::StrCat(root_, "/shared/keyed/t-", i, ".slkc")), StateBytes(i));
+    }
+    absl::StatusOr<RestoredCheckpoint> restored = storage->LoadLatestValid();
+    ASSERT_TRUE(restored.ok()) << restored.status();
+    EXPECT_EQ(restored->metadata.format_version(), id == 1 ? 1u : 2u);
+  }
+  // A corrupt change file fails validation naming it.
+  WriteLocalFile(root_ + "/shared/keyed/t-2.slkc", "corrupt");
+  absl::StatusOr<RestoredCheckpoint> corrupt = storage->LoadLatestValid();
+  EXPECT_EQ(corrupt.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(std::string(corrupt.status().message()), HasSubstr("shared/keyed/t-2.slkc"));
+  // A new full file: the old chain goes once a checkpoint without it commits.
+  absl::StatusOr<std::unique_ptr<PendingCheckpoint>> pending = storage->Begin(4);
+  ASSERT_TRUE(pending.ok());
+  absl::StatusOr<FileRef> ref = (*pending)->WriteSharedFile("keyed/u-1.slkc", StateBytes(4));
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  ASSERT_TRUE((*pending)->Commit(MakeMetadata(*ref, FileRef())).ok());
+  EXPECT_FALSE(fs::exists(root_ + "/shared/keyed/t-1.slkc"));
+  EXPECT_FALSE(fs::exists(root_ + "/shared/keyed/t-3.slkc"));
+  EXPECT_TRUE(fs::exists(root_ + "/shared/keyed/u-1.slkc"));
+  // After Commit, and in a savepoint, no shared file can be written.
+  EXPECT_EQ((*pending)->WriteSharedFile("keyed/u-2.slkc", "x").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  absl::StatusOr<std::unique_ptr<PendingCheckpoint>> savepoint =
+      CheckpointStorage::BeginSavepoint(base_ + "/savepoint", 5);
+  ASSERT_TRUE(savepoint.ok());
+  EXPECT_EQ((*savepoint)->WriteSharedFile("keyed/v.slkc", "x").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(CheckpointStorageTest, RetentionSparesPendingCheckpointsAndUnreadableMetadata) {
   std::unique_ptr<CheckpointStorage> storage = OpenStorage(1);
   ASSERT_NE(storage, nullptr);

@@ -166,6 +166,31 @@ class CheckpointJobTest : public ::testing::TestWithParam<Param> {
         .Name("sum")
         .SinkTo(LatestSink(latest));
   }
+  // A checkpoint taken after record 1000 of 2000 (in `restore_from`), restored at each
+  // (parallelism, backend): the job counts every record exactly once.
+  void ExpectResumes(const std::string& restore_from, const std::shared_ptr<Gate>& gate,
+                     const std::vector<std::pair<int, StateBackendKind>>& configs) {
+    for (auto [parallelism, backend] : configs) {
+      SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
+      RuntimeOptions o = Options(parallelism, backend);
+      o.checkpointing.interval = absl::ZeroDuration();
+      o.restore_from = restore_from;
+      StreamEnvironment env(o);
+      auto resumed = std::make_shared<Latest>();
+      gate->open = 2000;
+      Build(env, gate, resumed);
+      absl::StatusOr<JobHandle> job = env.ExecuteAsync("resumed");
+      ASSERT_TRUE(job.ok()) << job.status();
+      WaitFor([&] {
+        std::lock_guard<std::mutex> l(resumed->mu);
+        return resumed->count == 1000;
+      });
+      job->Cancel();
+      job->Wait().IgnoreError();
+      std::lock_guard<std::mutex> l(resumed->mu);
+      EXPECT_EQ(resumed->sums, ExpectedSums(2000));
+    }
+  }
   static void WaitFor(const std::function<bool()>& cond) {
     const absl::Time deadline = absl::Now() + absl::Seconds(60);
     while (!cond()) {
@@ -352,29 +377,10 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
   EXPECT_GE(sharing, static_cast<int>(ssts.size()) / 2)
       << "consecutive checkpoints rarely share SST files";
 
-  for (auto [parallelism, backend] :
-       std::vector<std::pair<int, StateBackendKind>>{{2, StateBackendKind::kRocksDb},
-                                                     {3, StateBackendKind::kRocksDb},
-                                                     {1, StateBackendKind::kHashMap}}) {
-    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
-    RuntimeOptions o = Options(parallelism, backend);
-    o.checkpointing.interval = absl::ZeroDuration();
-    o.restore_from = absl::StrCat(dir_, "/checkpoints/chk-", ids[0]);
-    StreamEnvironment env(o);
-    auto resumed = std::make_shared<Latest>();
-    gate->open = 2000;
-    Build(env, gate, resumed);
-    absl::StatusOr<JobHandle> job = env.ExecuteAsync("resumed");
-    ASSERT_TRUE(job.ok()) << job.status();
-    WaitFor([&] {
-      std::lock_guard<std::mutex> l(resumed->mu);
-      return resumed->count == 1000;
-    });
-    job->Cancel();
-    job->Wait().IgnoreError();
-    std::lock_guard<std::mutex> l(resumed->mu);
-    EXPECT_EQ(resumed->sums, ExpectedSums(2000));
-  }
+  ExpectResumes(absl::StrCat(dir_, "/checkpoints/chk-", ids[0]), gate,
+                {{2, StateBackendKind::kRocksDb},
+                 {3, StateBackendKind::kRocksDb},
+                 {1, StateBackendKind::kHashMap}});
 
   // A flipped bit in a native file of the newest checkpoint (its MANIFEST; the SST files of the
   // two are the same here, since nothing changed between them): restoring that checkpoint fails
@@ -496,29 +502,10 @@ TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAny
   }
   EXPECT_GE(extended, static_cast<int>(chains.size()));  // most of the 2 * (n - 1) steps
 
-  for (auto [parallelism, backend] :
-       std::vector<std::pair<int, StateBackendKind>>{{2, StateBackendKind::kHashMap},
-                                                     {3, StateBackendKind::kHashMap},
-                                                     {1, StateBackendKind::kRocksDb}}) {
-    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism, ", ", StateBackendName(backend)));
-    RuntimeOptions o = Options(parallelism, backend);
-    o.checkpointing.interval = absl::ZeroDuration();
-    o.restore_from = absl::StrCat(dir_, "/checkpoints/chk-", ids[0]);
-    StreamEnvironment env(o);
-    auto resumed = std::make_shared<Latest>();
-    gate->open = 2000;
-    Build(env, gate, resumed);
-    absl::StatusOr<JobHandle> job = env.ExecuteAsync("resumed");
-    ASSERT_TRUE(job.ok()) << job.status();
-    WaitFor([&] {
-      std::lock_guard<std::mutex> l(resumed->mu);
-      return resumed->count == 1000;
-    });
-    job->Cancel();
-    job->Wait().IgnoreError();
-    std::lock_guard<std::mutex> l(resumed->mu);
-    EXPECT_EQ(resumed->sums, ExpectedSums(2000));
-  }
+  ExpectResumes(absl::StrCat(dir_, "/checkpoints/chk-", ids[0]), gate,
+                {{2, StateBackendKind::kHashMap},
+                 {3, StateBackendKind::kHashMap},
+                 {1, StateBackendKind::kRocksDb}});
 
   // The newest checkpoint whose last file of changes is its own: flip a bit in that file.
   size_t corrupt = 0;

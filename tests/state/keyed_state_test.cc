@@ -644,6 +644,89 @@ struct ModelStates {
   int64_t namespaces[3] = {10, 20, 30};
 };
 
+// `ops` random operations (updates, clears, adds, removals, reads) on `st`, the states of `b`, at
+// random keys of `keys` (`key_ptr(i)`: a stable pointer to keys[i]), mirrored in `model`.
+template <typename KeyPtr>
+void MutateModel(KeyedStateBackend<std::string>& b, ModelStates& st, Model& model,
+                 std::mt19937& rng, const std::vector<std::string>& keys, const KeyPtr& key_ptr,
+                 int ops) {
+  for (int op = 0; op < ops; ++op) {
+    const size_t i = rng() % keys.size();
+    const std::string& k = keys[i];
+    b.SetCurrentKey(key_ptr(i));
+    const int64_t x = static_cast<int64_t>(rng() % 1000);
+    switch (rng() % 9) {
+      case 0:
+        st.value.Update(x);
+        model.values[k] = x;
+        break;
+      case 1:
+        st.value.Clear();
+        model.values.erase(k);
+        break;
+      case 2:
+        st.list.Add(x);
+        model.lists[k].push_back(x);
+        break;
+      case 3:
+        st.list.Clear();
+        model.lists.erase(k);
+        break;
+      case 4:
+        st.map.Put(x % 5, x);
+        model.maps[k][x % 5] = x;
+        break;
+      case 5:
+        st.map.Remove(x % 5);
+        if (auto it = model.maps.find(k); it != model.maps.end()) {
+          it->second.erase(x % 5);
+          if (it->second.empty()) model.maps.erase(it);
+        }
+        break;
+      case 6: {
+        const int64_t n = st.namespaces[x % 3];
+        st.ns.current = &n;
+        st.per_ns.Update(x);
+        model.per_ns[k][n] = x;
+        break;
+      }
+      case 7: {
+        const int64_t n = st.namespaces[x % 3];
+        st.ns.current = &n;
+        st.per_ns.Clear();
+        if (auto it = model.per_ns.find(k); it != model.per_ns.end()) {
+          it->second.erase(n);
+          if (it->second.empty()) model.per_ns.erase(it);
+        }
+        break;
+      }
+      default:
+        static_cast<void>(st.value.Value());
+        break;  // a read only
+    }
+  }
+}
+
+// What backend `r` holds for `keys`, as a Model.
+template <typename KeyPtr>
+Model ReadModel(KeyedStateBackend<std::string>& r, const std::vector<std::string>& keys,
+                const KeyPtr& key_ptr) {
+  ModelStates rs(&r);
+  Model got;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    r.SetCurrentKey(key_ptr(i));
+    const std::string& k = keys[i];
+    if (auto v = rs.value.Value()) got.values[k] = *v;
+    if (auto l = rs.list.Get(); !l.empty()) got.lists[k] = l;
+    for (const auto& [mk, mv] : rs.map.Entries()) got.maps[k][mk] = mv;
+    for (const int64_t& n : rs.namespaces) {
+      rs.ns.current = &n;
+      if (auto v = rs.per_ns.Value()) got.per_ns[k][n] = *v;
+    }
+  }
+  return got;
+}
+
 // Checkpoints of the HashMap backend copy only the keys accessed since the previous one and
 // merge them into the state kept from earlier snapshots, off the task thread; snapshots that are
 // never written (an aborted checkpoint) still count. Every materialized snapshot must restore to
@@ -658,80 +741,11 @@ TEST_P(KeyedStateTest, DeferredSnapshotsAreExactAcrossManyCheckpoints) {
   for (const std::string& k : keys) keys_.push_back(std::make_unique<std::string>(k));
   auto key_ptr = [&](size_t i) { return keys_[keys_.size() - keys.size() + i].get(); };
 
-  auto mutate = [&](int ops) {
-    for (int op = 0; op < ops; ++op) {
-      const size_t i = rng() % keys.size();
-      const std::string& k = keys[i];
-      b->SetCurrentKey(key_ptr(i));
-      const int64_t x = static_cast<int64_t>(rng() % 1000);
-      switch (rng() % 9) {
-        case 0:
-          st.value.Update(x);
-          model.values[k] = x;
-          break;
-        case 1:
-          st.value.Clear();
-          model.values.erase(k);
-          break;
-        case 2:
-          st.list.Add(x);
-          model.lists[k].push_back(x);
-          break;
-        case 3:
-          st.list.Clear();
-          model.lists.erase(k);
-          break;
-        case 4:
-          st.map.Put(x % 5, x);
-          model.maps[k][x % 5] = x;
-          break;
-        case 5:
-          st.map.Remove(x % 5);
-          if (auto it = model.maps.find(k); it != model.maps.end()) {
-            it->second.erase(x % 5);
-            if (it->second.empty()) model.maps.erase(it);
-          }
-          break;
-        case 6: {
-          const int64_t n = st.namespaces[x % 3];
-          st.ns.current = &n;
-          st.per_ns.Update(x);
-          model.per_ns[k][n] = x;
-          break;
-        }
-        case 7: {
-          const int64_t n = st.namespaces[x % 3];
-          st.ns.current = &n;
-          st.per_ns.Clear();
-          if (auto it = model.per_ns.find(k); it != model.per_ns.end()) {
-            it->second.erase(n);
-            if (it->second.empty()) model.per_ns.erase(it);
-          }
-          break;
-        }
-        default:
-          static_cast<void>(st.value.Value());
-          break;  // a read only
-      }
-    }
-  };
+  auto mutate = [&](int ops) { MutateModel(*b, st, model, rng, keys, key_ptr, ops); };
   auto read_back = [&](const KeyedSnapshot& snap, StateBackendKind kind) {
     auto* r = Make(0, 1, kind);
     EXPECT_TRUE(r->Restore(snap.bytes, snap.key_groups, snap.key_group_offsets, "snap").ok());
-    ModelStates rs(r);
-    Model got;
-    for (size_t i = 0; i < keys.size(); ++i) {
-      r->SetCurrentKey(key_ptr(i));
-      const std::string& k = keys[i];
-      if (auto v = rs.value.Value()) got.values[k] = *v;
-      if (auto l = rs.list.Get(); !l.empty()) got.lists[k] = l;
-      for (const auto& [mk, mv] : rs.map.Entries()) got.maps[k][mk] = mv;
-      for (const int64_t& n : rs.namespaces) {
-        rs.ns.current = &n;
-        if (auto v = rs.per_ns.Value()) got.per_ns[k][n] = *v;
-      }
-    }
-    return got;
+    return ReadModel(*r, keys, key_ptr);
   };
 
   for (int round = 0; round < 12; ++round) {
@@ -764,56 +778,13 @@ TEST(KeyedStateHashMapTest, ChangeLogChainsAreExactAcrossManyCheckpoints) {
   std::mt19937 rng(11);
   std::vector<std::string> keys;
   for (int i = 0; i < 300; ++i) keys.push_back("key" + std::to_string(i));
-  auto mutate = [&](int ops) {
-    for (int op = 0; op < ops; ++op) {
-      const size_t i = rng() % keys.size();
-      const std::string& k = keys[i];
-      b.SetCurrentKey(&keys[i]);
-      const int64_t x = static_cast<int64_t>(rng() % 1000);
-      switch (rng() % 6) {
-        case 0:
-          st.value.Update(x);
-          model.values[k] = x;
-          break;
-        case 1:
-          st.value.Clear();
-          model.values.erase(k);
-          break;
-        case 2:
-          st.list.Add(x);
-          model.lists[k].push_back(x);
-          break;
-        case 3:
-          st.list.Clear();
-          model.lists.erase(k);
-          break;
-        case 4:
-          st.map.Put(x % 5, x);
-          model.maps[k][x % 5] = x;
-          break;
-        default:
-          st.map.Remove(x % 5);
-          if (auto it = model.maps.find(k); it != model.maps.end()) {
-            it->second.erase(x % 5);
-            if (it->second.empty()) model.maps.erase(it);
-          }
-          break;
-      }
-    }
-  };
+  const auto key_ptr = [&](size_t i) { return &keys[i]; };
+  auto mutate = [&](int ops) { MutateModel(b, st, model, rng, keys, key_ptr, ops); };
   auto read_back = [&](const CanonicalKeyedState& canonical) {
     KeyedStateBackend<std::string> r(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 7}, 8,
                                      &clock);
     EXPECT_TRUE(r.Restore(canonical.bytes, KeyGroupRange{0, 7}, canonical.offsets, "chain").ok());
-    ModelStates rs(&r);
-    Model got;
-    for (const std::string& k : keys) {
-      r.SetCurrentKey(&k);
-      if (auto v = rs.value.Value()) got.values[k] = *v;
-      if (auto l = rs.list.Get(); !l.empty()) got.lists[k] = l;
-      for (const auto& [mk, mv] : rs.map.Entries()) got.maps[k][mk] = mv;
-    }
-    return got;
+    return ReadModel(r, keys, key_ptr);
   };
 
   std::vector<KeyedSnapshot> chain;  // since the last full file
@@ -856,19 +827,30 @@ TEST(KeyedStateHashMapTest, ChangeLogChainsAreExactAcrossManyCheckpoints) {
   EXPECT_EQ(fulls, 3);
 }
 
+// A HashMap backend whose ValueState "v" holds i for each key i in [0, 10000).
+struct TenThousandValues {
+  TenThousandValues() {
+    for (int64_t i = 0; i < 10000; ++i) {
+      keys[static_cast<size_t>(i)] = i;
+      b.SetCurrentKey(&keys[static_cast<size_t>(i)]);
+      v.Update(i);
+    }
+  }
+  ManualClock clock{0};
+  KeyedStateBackend<int64_t> b{StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock};
+  StateAccess<VoidNamespace> access{&b, &kNoNamespace, nullptr};
+  ValueState<int64_t> v = access.GetState(ValueStateDescriptor<int64_t>("v"));
+  std::vector<int64_t> keys = std::vector<int64_t>(10000);
+};
+
 // A change-log file of one changed and one removed key among 10000 holds those two only, and a
 // corrupt or misordered chain is refused naming the file.
 TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
-  ManualClock clock(0);
-  KeyedStateBackend<int64_t> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock);
-  StateAccess<VoidNamespace> access(&b, &kNoNamespace, nullptr);
-  ValueState<int64_t> v = access.GetState(ValueStateDescriptor<int64_t>("v"));
-  std::vector<int64_t> keys(10000);
-  for (int64_t i = 0; i < 10000; ++i) {
-    keys[static_cast<size_t>(i)] = i;
-    b.SetCurrentKey(&keys[static_cast<size_t>(i)]);
-    v.Update(i);
-  }
+  TenThousandValues t;
+  ManualClock& clock = t.clock;
+  KeyedStateBackend<int64_t>& b = t.b;
+  ValueState<int64_t>& v = t.v;
+  std::vector<int64_t>& keys = t.keys;
   absl::StatusOr<KeyedSnapshot> full = b.Snapshot(/*deferred=*/true);
   ASSERT_TRUE(full.ok());
   full->change_log = true;
@@ -925,16 +907,11 @@ TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
 }
 
 TEST(KeyedStateHashMapTest, ASnapshotCopiesOnlyTheKeysAccessedSinceThePreviousOne) {
-  ManualClock clock(0);
-  KeyedStateBackend<int64_t> b(StateBackendKind::kHashMap, "op", KeyGroupRange{0, 15}, 16, &clock);
-  StateAccess<VoidNamespace> access(&b, &kNoNamespace, nullptr);
-  ValueState<int64_t> v = access.GetState(ValueStateDescriptor<int64_t>("v"));
-  std::vector<int64_t> keys(10000);
-  for (int64_t i = 0; i < 10000; ++i) {
-    keys[static_cast<size_t>(i)] = i;
-    b.SetCurrentKey(&keys[static_cast<size_t>(i)]);
-    v.Update(i);
-  }
+  TenThousandValues t;
+  ManualClock& clock = t.clock;
+  KeyedStateBackend<int64_t>& b = t.b;
+  ValueState<int64_t>& v = t.v;
+  std::vector<int64_t>& keys = t.keys;
   ASSERT_TRUE(b.Snapshot().ok());
   EXPECT_EQ(b.last_snapshot_changed_keys(), 10000u);  // the first snapshot copies everything
   for (int64_t i : {3, 4, 5}) {
