@@ -99,6 +99,45 @@ TEST(WatermarkTest, PunctuatedWatermarksFlowInBandAfterTheirRecord) {
           {"a", kMinWatermark}, {"b", 1000}, {"a", 3000}, {"c", 3000}, {"b", 7000}, {"a", 7000}}));
 }
 
+// A generator that says it never emits on events gets each batch whole (OnEvents): were it to
+// emit there anyway, the watermark goes out after the batch, so no record of it is made late.
+class BatchWatermarks : public WatermarkGenerator<Event> {
+ public:
+  bool EmitsOnEvent() const override { return false; }
+  void OnEvent(const Event&, Timestamp ts, WatermarkOutput& out) override { out.EmitWatermark(ts); }
+  void OnPeriodicEmit(WatermarkOutput&) override {}
+};
+
+TEST(WatermarkTest, AGeneratorThatDoesNotEmitOnEventsSeesWholeBatches) {
+  StreamEnvironment env({.parallelism = 1, .execution_mode = ExecutionMode::kStreaming});
+  CollectSink<Seen> sink;
+  CollectSink<Seen> second;
+  DataStream<Event> events =
+      env.FromSource(CollectionSource<Event>(Events()),
+                     WatermarkStrategy<Event>::ForGenerator([] {
+                       return std::make_unique<BatchWatermarks>();
+                     }).WithTimestampAssigner([](const Event& e) { return e.time; }));
+  // Two consumers of the same output: each gets the whole batch with its timestamps.
+  events.Rebalance()
+      .Process([](const Event& e, ProcessContext& ctx, Collector<Seen>& out) {
+        out.Collect(Seen(e.key, ctx.CurrentWatermark()));
+      })
+      .SetParallelism(1)
+      .SinkTo(sink);
+  events.Map([](const Event& e) { return e; })
+      .Process([](const Event& e, ProcessContext& ctx, Collector<Seen>& out) {
+        out.Collect(Seen(e.key, ctx.timestamp()));
+      })
+      .SinkTo(second);
+  ASSERT_TRUE(env.Execute("batch-watermarks").ok());
+  std::vector<Seen> expected;
+  for (const Event& e : Events()) expected.push_back({e.key, kMinWatermark});
+  EXPECT_THAT(sink.values(), ElementsAreArray(expected));
+  std::vector<Seen> stamped;
+  for (const Event& e : Events()) stamped.push_back({e.key, e.time});
+  EXPECT_THAT(second.values(), ElementsAreArray(stamped));
+}
+
 TEST(WatermarkTest, BatchModeEmitsOnlyTheFinalWatermark) {
   StreamEnvironment env({.parallelism = 1, .execution_mode = ExecutionMode::kBatch});
   CollectSink<Seen> sink;

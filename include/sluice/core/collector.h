@@ -82,6 +82,26 @@ class Collector final : public internal::CollectorBase {
     if (buffer_.size() >= batch_size_) Flush();
   }
 
+  // Emits a whole batch with its timestamps. With nothing buffered it goes to the consumer as it
+  // is (no copy; the consumer may move from the records): the caller clears both vectors after.
+  void CollectBatch(std::vector<T>& records, std::vector<Timestamp>& timestamps) {
+    if (consumers_.empty() || records.empty()) return;
+    if (!buffer_.empty()) {
+      for (size_t i = 0; i < records.size(); ++i) {
+        CollectWithTimestamp(std::move(records[i]), timestamps[i]);
+      }
+      return;
+    }
+    for (size_t i = 0; i + 1 < consumers_.size(); ++i) {
+      scratch_.assign(records.begin(), records.end());
+      scratch_timestamps_.assign(timestamps.begin(), timestamps.end());
+      consumers_[i]->Consume(scratch_, scratch_timestamps_);
+      scratch_.clear();
+      scratch_timestamps_.clear();
+    }
+    consumers_.back()->Consume(records, timestamps);
+  }
+
   // Sources only: the output for the records of split `split_id` (a partition, a shard, a
   // file). With FromSource(source, strategy) each split gets its own watermark generator (and
   // idleness), and the subtask's watermark is the minimum over its active splits; otherwise, and

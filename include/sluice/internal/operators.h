@@ -873,9 +873,17 @@ class TimestampsAndWatermarksOperator final : public OneInputOperator<T>,
         strategy_.assigner()(records.data(), timestamps.data(), records.size());
       }
       if (in.generator == nullptr) {
-        for (size_t i = 0; i < records.size(); ++i) {
-          out_.CollectWithTimestamp(std::move(records[i]), timestamps[i]);
-        }
+        out_.CollectBatch(records, timestamps);
+        return;
+      }
+      if (!in.generator->EmitsOnEvent()) {
+        // A periodic generator: it sees the batch first and the batch goes on whole; were it to
+        // emit anyway, the watermark would follow the batch.
+        deferred_ = true;
+        in.generator->OnEvents(records.data(), timestamps.data(), records.size(), in);
+        deferred_ = false;
+        out_.CollectBatch(records, timestamps);
+        SyncOutput();
         return;
       }
       // The generator sees each event after it was emitted, so a punctuated watermark follows

@@ -43,7 +43,12 @@ class WatermarkGenerator {
   virtual ~WatermarkGenerator() = default;
   virtual void OnEvent(const T& event, Timestamp timestamp, WatermarkOutput& output) = 0;
   virtual void OnPeriodicEmit(WatermarkOutput& output) = 0;
-  // The runtime calls this once per batch; built-in generators override it with a tight loop.
+  // Whether OnEvent may emit (a punctuated generator). When false the runtime calls OnEvents
+  // once per batch and hands the batch downstream without copying it; a watermark emitted there
+  // anyway goes out after the batch. The default keeps Flink's per-record order.
+  virtual bool EmitsOnEvent() const { return true; }
+  // With EmitsOnEvent() false, the runtime calls this once per batch; built-in generators
+  // override it with a tight loop.
   virtual void OnEvents(const T* events, const Timestamp* timestamps, size_t n,
                         WatermarkOutput& output) {
     for (size_t i = 0; i < n; ++i) OnEvent(events[i], timestamps[i], output);
@@ -61,6 +66,7 @@ class BoundedOutOfOrdernessWatermarks final : public WatermarkGenerator<T> {
   void OnEvent(const T&, Timestamp timestamp, WatermarkOutput&) override {
     max_timestamp_ = std::max(max_timestamp_, timestamp);
   }
+  bool EmitsOnEvent() const override { return false; }
   void OnEvents(const T*, const Timestamp* timestamps, size_t n, WatermarkOutput&) override {
     Timestamp m = max_timestamp_;
     for (size_t i = 0; i < n; ++i) m = std::max(m, timestamps[i]);
@@ -92,6 +98,7 @@ class WatermarksWithIdleness final : public WatermarkGenerator<T> {
     Activity(output);
     inner_->OnEvent(event, timestamp, output);
   }
+  bool EmitsOnEvent() const override { return inner_->EmitsOnEvent(); }
   void OnEvents(const T* events, const Timestamp* timestamps, size_t n,
                 WatermarkOutput& output) override {
     if (n == 0) return;
