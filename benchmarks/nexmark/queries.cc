@@ -520,6 +520,35 @@ class MaxBidsAgg final
   }
 };
 
+// --- q8: people who created an auction in the window they registered ------------------------
+
+struct NewSeller {
+  FixedString<31> name;  // of the person, when one registered in the window
+  bool person = false;
+  bool auction = false;  // whether the key (as seller) created an auction in the window
+};
+
+class NewSellerAgg final : public sluice::AggregateFunction<Event, NewSeller, NewSeller> {
+ public:
+  NewSeller CreateAccumulator() override { return {}; }
+  void Add(const Event& e, NewSeller& acc) override {
+    if (const Person* p = std::get_if<Person>(&e)) {
+      acc.name = p->name;
+      acc.person = true;
+    } else {
+      acc.auction = true;
+    }
+  }
+  NewSeller GetResult(const NewSeller& acc) override { return acc; }
+  void Merge(const NewSeller& from, NewSeller& into) override {
+    if (from.person) {
+      into.name = from.name;
+      into.person = true;
+    }
+    into.auction = into.auction || from.auction;
+  }
+};
+
 // --- q15/q16: daily statistics with distinct counts ------------------------------------------
 
 inline int Rank(int64_t price) { return price < 10'000 ? 1 : price < 1'000'000 ? 2 : 3; }
@@ -708,23 +737,20 @@ absl::Status Build(const std::string& q, const Builder& b) {
                })
                .Name("Highest bids"));
   } else if (q == "q8") {
+    // Flink's plan: per (id, window) the person and per (seller, window) whether it sold, both
+    // window aggregates, then joined — here one aggregate per (person id = seller, window).
     b.Sink(b.events.Filter([](const Event& e) { return e.index() != 2; })
                .KeyBy([](const Event& e) {
                  return e.index() == 0 ? std::get<0>(e).id : std::get<1>(e).seller;
                })
                .Window(sluice::TumblingEventTimeWindows::Of(Seconds(10)))
-               .Process([](const int64_t&, WindowContext<TimeWindow>& ctx,
-                           std::span<const Event> es, Collector<Q8Out>& out) {
-                 const Person* person = nullptr;
-                 bool auction = false;
-                 for (const Event& e : es) {
-                   if (e.index() == 0) person = &std::get<0>(e);
-                   if (e.index() == 1) auction = true;
-                 }
-                 if (person != nullptr && auction) {
-                   out.Collect(Q8Out{ctx.window().start, person->id, person->name});
-                 }
-               })
+               .Aggregate(NewSellerAgg(),
+                          [](const int64_t& id, WindowContext<TimeWindow>& ctx,
+                             std::span<const NewSeller> seen, Collector<Q8Out>& out) {
+                            if (seen[0].person && seen[0].auction) {
+                              out.Collect(Q8Out{ctx.window().start, id, seen[0].name});
+                            }
+                          })
                .Name("New sellers"));
   } else if (q == "q11" || q == "q12") {
     auto keyed = b.Bids().KeyBy([](const Bid& x) { return x.bidder; });

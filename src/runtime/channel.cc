@@ -43,4 +43,19 @@ bool Channel::Pop(ChannelMessage* message) {
   return true;
 }
 
+std::unique_ptr<AnyBatch> Channel::TakeFreeBatch() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (free_.empty()) return nullptr;
+  std::unique_ptr<AnyBatch> batch = std::move(free_.back());
+  free_.pop_back();
+  return batch;
+}
+
+void Channel::Recycle(std::unique_ptr<AnyBatch> batch) {
+  batch->Clear();  // the records' destructors run on the consumer's thread, outside the lock
+  std::lock_guard<std::mutex> lock(mu_);
+  // Enough for a full queue plus the batches in the producer's and consumer's hands.
+  if (free_.size() < capacity_ + 2) free_.push_back(std::move(batch));
+}
+
 }  // namespace sluice::internal

@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include <sluice/internal/batch.h>
 #include <sluice/internal/graph.h>
@@ -44,9 +45,13 @@ class Channel final : public OutputChannel {
     Push(std::move(m));
   }
   bool HasCapacity() override;
+  std::unique_ptr<AnyBatch> TakeFreeBatch() override;
 
   // Takes the oldest message; false when the channel is empty.
   bool Pop(ChannelMessage* message);
+  // The consumer is done with `batch`: emptied, it goes back to the producer (a few are kept; a
+  // batch's memory is then reused rather than freed in one thread and allocated in another).
+  void Recycle(std::unique_ptr<AnyBatch> batch);
 
   // The most messages this channel has held at once (for tests and metrics).
   size_t high_watermark() const {
@@ -62,6 +67,7 @@ class Channel final : public OutputChannel {
   Task* const consumer_;
   mutable std::mutex mu_;
   std::deque<ChannelMessage> queue_;
+  std::vector<std::unique_ptr<AnyBatch>> free_;  // emptied batches for the producer
   bool producer_waiting_ = false;
   size_t high_watermark_ = 0;
 };

@@ -226,6 +226,7 @@ Task::Outcome Task::Step() {
     if (!input.channel->Pop(&message)) continue;
     if (message.kind == ChannelMessage::Kind::kData) {
       operators_.front()->ProcessBatch(input.gate, *message.batch);
+      input.channel->Recycle(std::move(message.batch));
       return Outcome::kYield;
     }
     Gate& gate = gates_[static_cast<size_t>(input.gate)];

@@ -14,12 +14,18 @@ namespace sluice::internal {
 class AnyBatch {
  public:
   virtual ~AnyBatch() = default;
+  // Empties the batch and keeps its capacity (a consumed batch goes back to its producer).
+  virtual void Clear() = 0;
 };
 
 // Records and their event timestamps (kNoTimestamp when none), index by index.
 template <typename T>
 class Batch final : public AnyBatch {
  public:
+  void Clear() override {
+    records.clear();
+    timestamps.clear();
+  }
   std::vector<T> records;
   std::vector<Timestamp> timestamps;
 };

@@ -26,7 +26,7 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
         consumer_name_(setup.consumer_name) {
     SLUICE_CHECK(!channels_.empty());
     buffers_.resize(channels_.size());
-    for (auto& b : buffers_) b = NewBatch();
+    for (size_t c = 0; c < buffers_.size(); ++c) buffers_[c] = NewBatch(c);
   }
 
   BatchConsumerBase* consumer() override { return this; }
@@ -41,6 +41,15 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
       for (size_t i = 0; i < count; ++i) Append(n - 1, std::move(records[i]), timestamps[i]);
     } else {
       if (n == 1) {
+        // One channel: a batch at least half full goes on as it is (the vectors are swapped, so
+        // the caller keeps reserved, empty ones), smaller ones are gathered.
+        Batch<T>& b = *buffers_[0];
+        if (b.records.empty() && 2 * count >= batch_size_) {
+          b.records.swap(records);
+          b.timestamps.swap(timestamps);
+          Ship(0);
+          return;
+        }
         for (size_t i = 0; i < count; ++i) Append(0, std::move(records[i]), timestamps[i]);
         return;
       }
@@ -95,7 +104,11 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   }
 
  private:
-  std::unique_ptr<Batch<T>> NewBatch() {
+  std::unique_ptr<Batch<T>> NewBatch(size_t c) {
+    // A batch the channel's consumer is done with, else a new one.
+    if (std::unique_ptr<AnyBatch> free = channels_[c]->TakeFreeBatch()) {
+      return std::unique_ptr<Batch<T>>(static_cast<Batch<T>*>(free.release()));
+    }
     auto b = std::make_unique<Batch<T>>();
     b->records.reserve(batch_size_);
     b->timestamps.reserve(batch_size_);
@@ -109,7 +122,7 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   }
   void Ship(size_t c) {
     channels_[c]->PushBatch(std::move(buffers_[c]));
-    buffers_[c] = NewBatch();
+    buffers_[c] = NewBatch(c);
   }
 
   std::vector<OutputChannel*> channels_;

@@ -56,6 +56,9 @@ class OutputChannel {
   virtual void PushBarrier(int64_t id) = 0;
   // True when the channel has room; when it has none, the producing task is woken once it has.
   virtual bool HasCapacity() = 0;
+  // An empty batch the consumer is done with (same record type, capacity kept), or nullptr: the
+  // producer fills it again instead of allocating.
+  virtual std::unique_ptr<AnyBatch> TakeFreeBatch() { return nullptr; }
 };
 
 // Distributes one stream over the channels of an edge. Buffers a batch per channel.

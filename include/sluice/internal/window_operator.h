@@ -410,7 +410,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   using State = typename Acc::State;
   static constexpr bool kEventTime = kEventTimeAssigner<Assigner>;
   static constexpr bool kMerging = Assigner::kMerging;
-  static constexpr int kTriggerSlots = 8;
+  static constexpr int kTriggerSlots = TriggerStateSlots<Trig>();
   static constexpr Timestamp kNoTimer = kMinWatermark;
   static constexpr bool kCheckpointable =
       FullySerializable<K> && FullySerializable<W> && ContentsCodec<Acc>::kSerializable;
@@ -968,6 +968,12 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       throw std::logic_error(
           "the end of an event-time session window became earlier than the watermark by merging");
     }
+    if constexpr (!kRocks && kEventTime && std::is_same_v<Trig, EventTimeTrigger>) {
+      if (members.size() == 1) {
+        MergeOneWithoutTriggerState(cover, members[0]);
+        return;
+      }
+    }
     // Contents in window order, so a process function sees the session's elements grouped by the
     // part they arrived in.
     std::vector<W> sorted;
@@ -1017,6 +1023,28 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       }
       if (target->Empty()) EraseEntry(EntryKey(*key_, cover));
     }
+  }
+
+  // A session that grows (one window merged into its cover) under EventTimeTrigger, which keeps
+  // no trigger state: what the general path does — the member's timers deleted, the cover's
+  // registered (OnMerge), the contents moved — with one lookup of each entry.
+  void MergeOneWithoutTriggerState(const W& cover, const W& member) {
+    std::optional<State> moved;
+    if (auto it = entries_.find(EntryKey(*key_, member)); it != entries_.end()) {
+      moved = std::move(it->second.contents);
+      changes_.MarkErased(it->first);
+      entries_.erase(it);
+    }
+    event_timers_.Delete(member.max_timestamp(), *key_, member);  // EventTimeTrigger::Clear
+    if (const Timestamp cleanup = CleanupTime(member);
+        cleanup != member.max_timestamp() && cleanup != kMaxWatermark) {
+      event_timers_.Delete(cleanup, *key_, member);
+    }
+    Entry& target = Touch(*key_, cover);
+    trigger_ctx_.Set(&*key_, cover, &target);
+    trigger_.OnMerge(cover, trigger_ctx_);
+    if (moved) acc_.Merge(target.contents, *moved);
+    if (target.Empty()) EraseEntry(EntryKey(*key_, cover));
   }
 
   void RetireWindow(const W& window) {
@@ -1092,14 +1120,18 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       if (slot) PutFixed64(*slot, out);
     }
   }
+  // Slots beyond the trigger's (written by another trigger before a restore) are read and
+  // dropped: this trigger never reads them.
   static bool ReadSlots(ByteReader& in, Slots* slots) {
     uint8_t mask = 0;
     if (!in.ReadRaw(&mask, 1)) return false;
-    for (int i = 0; i < kTriggerSlots; ++i) {
+    for (int i = 0; i < kMaxTriggerStateSlots; ++i) {
       if ((mask & (1u << i)) == 0) continue;
       int64_t v = 0;
       if (!in.ReadRaw(&v, sizeof v)) return false;
-      (*slots)[static_cast<size_t>(i)] = v;
+      if constexpr (kTriggerSlots > 0) {
+        if (i < kTriggerSlots) (*slots)[static_cast<size_t>(i)] = v;
+      }
     }
     return true;
   }

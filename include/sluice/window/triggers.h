@@ -56,6 +56,20 @@ class OnMergeContext : public TriggerContext {
   virtual void MergeState(int slot, int64_t (*fn)(int64_t, int64_t)) = 0;
 };
 
+// How many State() slots a trigger may use per window: TriggerContext::State(0..7), or fewer when
+// the trigger declares `static constexpr int kStateSlots` (the stateless built-ins say 0, so a
+// window keeps no room for trigger state).
+inline constexpr int kMaxTriggerStateSlots = 8;
+template <typename Trig>
+constexpr int TriggerStateSlots() {
+  if constexpr (requires { Trig::kStateSlots; }) {
+    static_assert(Trig::kStateSlots >= 0 && Trig::kStateSlots <= kMaxTriggerStateSlots);
+    return Trig::kStateSlots;
+  } else {
+    return kMaxTriggerStateSlots;
+  }
+}
+
 // Base class for user triggers (optional: any type with these methods works).
 template <typename T, typename W>
 class Trigger {
@@ -74,6 +88,7 @@ class Trigger {
 // late element within the allowed lateness fires the window again at once.
 class EventTimeTrigger {
  public:
+  static constexpr int kStateSlots = 0;  // keeps no per-window state
   static EventTimeTrigger Create() { return {}; }
   template <typename T, typename W>
   TriggerResult OnElement(const T&, Timestamp, const W& w, TriggerContext& ctx) {
@@ -105,6 +120,7 @@ class EventTimeTrigger {
 // Fires when processing time passes the window's end (the default of processing-time assigners).
 class ProcessingTimeTrigger {
  public:
+  static constexpr int kStateSlots = 0;  // keeps no per-window state
   static ProcessingTimeTrigger Create() { return {}; }
   template <typename T, typename W>
   TriggerResult OnElement(const T&, Timestamp, const W& w, TriggerContext& ctx) {
@@ -135,6 +151,7 @@ class ProcessingTimeTrigger {
 // Never fires: the default of GlobalWindows.
 class NeverTrigger {
  public:
+  static constexpr int kStateSlots = 0;  // keeps no per-window state
   template <typename T, typename W>
   TriggerResult OnElement(const T&, Timestamp, const W&, TriggerContext&) {
     return TriggerResult::kContinue;
@@ -197,6 +214,7 @@ class CountTrigger {
 template <typename Inner>
 class PurgingTrigger {
  public:
+  static constexpr int kStateSlots = TriggerStateSlots<Inner>();
   explicit PurgingTrigger(Inner inner) : inner_(std::move(inner)) {}
   static PurgingTrigger Of(Inner inner) { return PurgingTrigger(std::move(inner)); }
   template <typename T, typename W>
