@@ -495,6 +495,27 @@ class AveragePerCategory : public sluice::KeyedProcessFunction<int64_t, Q9Out, Q
   sluice::ValueState<std::pair<int64_t, int64_t>> sum_count_;
 };
 
+// --- q5: the auctions with the most bids of each window -------------------------------------
+
+// The counts of a window that equal its highest count (all of them: ties are kept).
+class HottestAgg final
+    : public sluice::AggregateFunction<Q5Out, std::vector<Q5Out>, std::vector<Q5Out>> {
+ public:
+  std::vector<Q5Out> CreateAccumulator() override { return {}; }
+  void Add(const Q5Out& r, std::vector<Q5Out>& acc) override { Push(r, acc); }
+  std::vector<Q5Out> GetResult(const std::vector<Q5Out>& acc) override { return acc; }
+  void Merge(const std::vector<Q5Out>& from, std::vector<Q5Out>& into) override {
+    for (const Q5Out& r : from) Push(r, into);
+  }
+
+ private:
+  static void Push(const Q5Out& r, std::vector<Q5Out>& acc) {
+    if (!acc.empty() && r.count < acc.front().count) return;
+    if (!acc.empty() && r.count > acc.front().count) acc.clear();
+    acc.push_back(r);
+  }
+};
+
 // --- q7: the highest bids of each window -----------------------------------------------------
 
 // q7's first phase keys bids by auction % kQ7Buckets.
@@ -701,14 +722,11 @@ absl::Status Build(const std::string& q, const Builder& b) {
     // holds exactly one hopping window's counts.
     b.Sink(counts.KeyBy([](const Q5Out& r) { return r.end; })
                .Window(sluice::TumblingEventTimeWindows::Of(Seconds(2)))
-               .Process([](const int64_t&, WindowContext<TimeWindow>&, std::span<const Q5Out> rs,
-                           Collector<Q5Out>& out) {
-                 int64_t max = 0;
-                 for (const Q5Out& r : rs) max = std::max(max, r.count);
-                 for (const Q5Out& r : rs) {
-                   if (r.count == max) out.Collect(r);
-                 }
-               })
+               .Aggregate(HottestAgg(),
+                          [](const int64_t&, WindowContext<TimeWindow>&,
+                             std::span<const std::vector<Q5Out>> top, Collector<Q5Out>& out) {
+                            for (const Q5Out& r : top[0]) out.Collect(r);
+                          })
                .Name("Hottest auctions"));
   } else if (q == "q7") {
     // Two phases, as Flink's planner runs a global window aggregate: the highest bids per

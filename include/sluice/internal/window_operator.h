@@ -1635,6 +1635,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       changes_.Mark(it->first, it->second.changed);
       acc_.Add(it->second.contents, value, timestamp);
       inserted = fresh;
+      if (fresh) NoteSlice(slice);
     }
     if (inserted) {
       // A new slice: the key has contents in its live windows (their firing, unless the window
@@ -1677,6 +1678,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
             if constexpr (kRocks) {
               slices_rocks_.Delete(slices_rocks_.column().KeyFor(s));
             } else {
+              if (s < first_slice_ || s > last_slice_) continue;
               if (slices_.erase(SliceKey(*key_, s)) > 0) changes_.MarkErased(SliceKey(*key_, s));
             }
           }
@@ -1701,6 +1703,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         }
         acc_.Merge(combined, *slice_scratch_);
       } else {
+        if (s < first_slice_ || s > last_slice_) continue;  // no key has such a slice
         auto it = slices_.find(SliceKey(*key_, s));
         if (it == slices_.end() || !it->second.contents) continue;
         State copy = *it->second.contents;
@@ -1893,6 +1896,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
             return false;
           }
           slices_.insert_or_assign(SliceKey(std::move(key), start), Slice{std::move(contents)});
+          NoteSlice(start);
           return true;
         });
   }
@@ -1974,6 +1978,15 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   };
   absl::flat_hash_map<SliceKey, Slice> slices_;
   ChangedKeys<SliceKey> changes_;  // of slices_, for snapshots
+  // The earliest and latest slice start slices_ ever held: a window firing or cleaned up looks
+  // up no slice outside them (at the edges of the data most of a window's slices exist for no
+  // key).
+  Timestamp first_slice_ = kMaxWatermark;
+  Timestamp last_slice_ = kMinWatermark;
+  void NoteSlice(Timestamp start) {
+    first_slice_ = std::min(first_slice_, start);
+    last_slice_ = std::max(last_slice_, start);
+  }
   // The flat copy of the last snapshot's slices, handed back by the checkpoint writer.
   std::shared_ptr<CopyPool<SlicesCopy>> slices_copies_ = std::make_shared<CopyPool<SlicesCopy>>();
   // Per window start: the keys whose firing (at the max timestamp) and cleanup are pending.
