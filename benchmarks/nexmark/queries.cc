@@ -353,10 +353,11 @@ struct Only {
   }
 };
 
-class CountAgg final : public sluice::AggregateFunction<Bid, int64_t, int64_t> {
+template <typename In>
+class CountAgg final : public sluice::AggregateFunction<In, int64_t, int64_t> {
  public:
   int64_t CreateAccumulator() override { return 0; }
-  void Add(const Bid&, int64_t& acc) override { ++acc; }
+  void Add(const In&, int64_t& acc) override { ++acc; }
   int64_t GetResult(const int64_t& acc) override { return acc; }
   void Merge(const int64_t& from, int64_t& into) override { into += from; }
 };
@@ -497,49 +498,38 @@ class AveragePerCategory : public sluice::KeyedProcessFunction<int64_t, Q9Out, Q
 
 // --- q5: the auctions with the most bids of each window -------------------------------------
 
-// The counts of a window that equal its highest count (all of them: ties are kept).
-class HottestAgg final
-    : public sluice::AggregateFunction<Q5Out, std::vector<Q5Out>, std::vector<Q5Out>> {
+// The elements of a window whose `kValue` is the highest (all of them: ties are kept), each made
+// from an input by `kMake`.
+template <typename In, typename T, T (*kMake)(const In&), int64_t T::*kValue>
+class TopWithTiesAgg final : public sluice::AggregateFunction<In, std::vector<T>, std::vector<T>> {
  public:
-  std::vector<Q5Out> CreateAccumulator() override { return {}; }
-  void Add(const Q5Out& r, std::vector<Q5Out>& acc) override { Push(r, acc); }
-  std::vector<Q5Out> GetResult(const std::vector<Q5Out>& acc) override { return acc; }
-  void Merge(const std::vector<Q5Out>& from, std::vector<Q5Out>& into) override {
-    for (const Q5Out& r : from) Push(r, into);
+  std::vector<T> CreateAccumulator() override { return {}; }
+  void Add(const In& in, std::vector<T>& acc) override { Push(kMake(in), acc); }
+  std::vector<T> GetResult(const std::vector<T>& acc) override { return acc; }
+  void Merge(const std::vector<T>& from, std::vector<T>& into) override {
+    for (const T& x : from) Push(x, into);
   }
 
  private:
-  static void Push(const Q5Out& r, std::vector<Q5Out>& acc) {
-    if (!acc.empty() && r.count < acc.front().count) return;
-    if (!acc.empty() && r.count > acc.front().count) acc.clear();
-    acc.push_back(r);
+  static void Push(const T& x, std::vector<T>& acc) {
+    if (!acc.empty() && x.*kValue < acc.front().*kValue) return;
+    if (!acc.empty() && x.*kValue > acc.front().*kValue) acc.clear();
+    acc.push_back(x);
   }
 };
+
+Q5Out SameCount(const Q5Out& r) { return r; }
+// The counts of a window that equal its highest count.
+using HottestAgg = TopWithTiesAgg<Q5Out, Q5Out, &SameCount, &Q5Out::count>;
 
 // --- q7: the highest bids of each window -----------------------------------------------------
 
 // q7's first phase keys bids by auction % kQ7Buckets.
 constexpr int64_t kQ7Buckets = 1024;
 
-class MaxBidsAgg final
-    : public sluice::AggregateFunction<Bid, std::vector<Q7Bid>, std::vector<Q7Bid>> {
- public:
-  std::vector<Q7Bid> CreateAccumulator() override { return {}; }
-  void Add(const Bid& b, std::vector<Q7Bid>& acc) override {
-    Push(Q7Bid{b.auction, b.bidder, b.price, b.date_time}, acc);
-  }
-  std::vector<Q7Bid> GetResult(const std::vector<Q7Bid>& acc) override { return acc; }
-  void Merge(const std::vector<Q7Bid>& from, std::vector<Q7Bid>& into) override {
-    for (const Q7Bid& b : from) Push(b, into);
-  }
-
- private:
-  static void Push(const Q7Bid& b, std::vector<Q7Bid>& acc) {
-    if (!acc.empty() && b.price < acc.front().price) return;
-    if (!acc.empty() && b.price > acc.front().price) acc.clear();
-    acc.push_back(b);
-  }
-};
+Q7Bid ToQ7Bid(const Bid& b) { return Q7Bid{b.auction, b.bidder, b.price, b.date_time}; }
+Q7Bid SameBid(const Q7Bid& b) { return b; }
+using MaxBidsAgg = TopWithTiesAgg<Q7Bid, Q7Bid, &SameBid, &Q7Bid::price>;
 
 // --- q8: people who created an auction in the window they registered ------------------------
 
@@ -660,6 +650,16 @@ struct Builder {
   bool latency;
 
   sluice::DataStream<Bid> Bids() const { return events.FlatMap<Bid>(Only<Bid>{}).Name("Bids"); }
+  // Only the fields a query uses, taken from the bids as they leave the source (the projection
+  // Flink's planner pushes into the scan): smaller records to copy, exchange and keep.
+  template <typename P, typename F>
+  sluice::DataStream<P> BidFields(F project) const {
+    return events
+        .FlatMap<P>([project](const Event& e, Collector<P>& out) {
+          if (const Bid* x = std::get_if<Bid>(&e)) out.Collect(project(*x));
+        })
+        .Name("Bids");
+  }
   sluice::DataStream<Auction> Auctions() const {
     return events.FlatMap<Auction>(Only<Auction>{}).Name("Auctions");
   }
@@ -709,10 +709,10 @@ absl::Status Build(const std::string& q, const Builder& b) {
     }
   } else if (q == "q5") {
     auto counts =
-        b.Bids()
-            .KeyBy([](const Bid& x) { return x.auction; })
+        b.BidFields<int64_t>([](const Bid& x) { return x.auction; })
+            .KeyBy([](const int64_t& auction) { return auction; })
             .Window(sluice::SlidingEventTimeWindows::Of(Seconds(10), Seconds(2)))
-            .Aggregate(CountAgg(),
+            .Aggregate(CountAgg<int64_t>(),
                        [](const int64_t& auction, WindowContext<TimeWindow>& ctx,
                           std::span<const int64_t> n, Collector<Q5Out>& out) {
                          out.Collect(Q5Out{ctx.window().start, ctx.window().end, auction, n[0]});
@@ -732,8 +732,8 @@ absl::Status Build(const std::string& q, const Builder& b) {
     // Two phases, as Flink's planner runs a global window aggregate: the highest bids per
     // bucket of auctions (a few accumulators per subtask, not one per auction), then per window.
     auto partial =
-        b.Bids()
-            .KeyBy([](const Bid& x) { return x.auction % kQ7Buckets; })
+        b.BidFields<Q7Bid>(ToQ7Bid)
+            .KeyBy([](const Q7Bid& x) { return x.auction % kQ7Buckets; })
             .Window(sluice::TumblingEventTimeWindows::Of(Seconds(10)))
             .Aggregate(MaxBidsAgg(),
                        [](const int64_t&, WindowContext<TimeWindow>& ctx,
@@ -771,18 +771,20 @@ absl::Status Build(const std::string& q, const Builder& b) {
                           })
                .Name("New sellers"));
   } else if (q == "q11" || q == "q12") {
-    auto keyed = b.Bids().KeyBy([](const Bid& x) { return x.bidder; });
+    auto keyed = b.BidFields<int64_t>([](const Bid& x) {
+                    return x.bidder;
+                  }).KeyBy([](const int64_t& bidder) { return bidder; });
     auto emit = [](const int64_t& bidder, WindowContext<TimeWindow>& ctx,
                    std::span<const int64_t> n, Collector<SessionOut>& out) {
       out.Collect(SessionOut{bidder, n[0], ctx.window().start, ctx.window().end});
     };
     if (q == "q11") {
       b.Sink(keyed.Window(sluice::EventTimeSessionWindows::WithGap(Seconds(10)))
-                 .Aggregate(CountAgg(), emit)
+                 .Aggregate(CountAgg<int64_t>(), emit)
                  .Name("Bid sessions"));
     } else {
       b.Sink(keyed.Window(sluice::TumblingProcessingTimeWindows::Of(Seconds(10)))
-                 .Aggregate(CountAgg(), emit)
+                 .Aggregate(CountAgg<int64_t>(), emit)
                  .Name("Bids per bidder (processing time)"));
     }
   } else if (q == "q13") {

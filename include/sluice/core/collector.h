@@ -92,14 +92,7 @@ class Collector final : public internal::CollectorBase {
       }
       return;
     }
-    for (size_t i = 0; i + 1 < consumers_.size(); ++i) {
-      scratch_.assign(records.begin(), records.end());
-      scratch_timestamps_.assign(timestamps.begin(), timestamps.end());
-      consumers_[i]->Consume(scratch_, scratch_timestamps_);
-      scratch_.clear();
-      scratch_timestamps_.clear();
-    }
-    consumers_.back()->Consume(records, timestamps);
+    Deliver(records, timestamps);
   }
 
   // Sources only: the output for the records of split `split_id` (a partition, a shard, a
@@ -133,14 +126,7 @@ class Collector final : public internal::CollectorBase {
   // Pushes the buffered records to every consumer (copies for all but the last).
   void Flush() override {
     if (buffer_.empty()) return;
-    for (size_t i = 0; i + 1 < consumers_.size(); ++i) {
-      scratch_.assign(buffer_.begin(), buffer_.end());
-      scratch_timestamps_.assign(timestamps_.begin(), timestamps_.end());
-      consumers_[i]->Consume(scratch_, scratch_timestamps_);
-      scratch_.clear();
-      scratch_timestamps_.clear();
-    }
-    consumers_.back()->Consume(buffer_, timestamps_);
+    Deliver(buffer_, timestamps_);
     buffer_.clear();
     timestamps_.clear();
   }
@@ -167,6 +153,18 @@ class Collector final : public internal::CollectorBase {
   }
 
  private:
+  // Hands a batch to every consumer: copies to all but the last, the batch itself to the last.
+  void Deliver(std::vector<T>& records, std::vector<Timestamp>& timestamps) {
+    for (size_t i = 0; i + 1 < consumers_.size(); ++i) {
+      scratch_.assign(records.begin(), records.end());
+      scratch_timestamps_.assign(timestamps.begin(), timestamps.end());
+      consumers_[i]->Consume(scratch_, scratch_timestamps_);
+      scratch_.clear();
+      scratch_timestamps_.clear();
+    }
+    consumers_.back()->Consume(records, timestamps);
+  }
+
   size_t batch_size_;
   std::vector<T> buffer_;
   std::vector<Timestamp> timestamps_;
