@@ -79,7 +79,7 @@ struct WriterSetup {
   int batch_size;
   int max_parallelism;
   int producer_subtask;
-  std::string consumer_name;             // the operator the edge feeds, for error messages
+  std::string consumer_name;  // the operator the edge feeds, for error messages
 };
 
 using WriterFactory = std::function<std::unique_ptr<ExchangeWriterBase>(const WriterSetup&)>;
@@ -88,7 +88,7 @@ using CollectorFactory = std::function<std::unique_ptr<CollectorBase>(size_t bat
 // One output of an operator instance: the main output (tag "") or a side output.
 struct OutputSetup {
   std::string tag;
-  CollectorFactory make_collector;          // side outputs only
+  CollectorFactory make_collector;  // side outputs only
   std::vector<BatchConsumerBase*> consumers;
 };
 
@@ -121,7 +121,8 @@ struct OperatorSetup {
   }
 };
 
-using OperatorFactory = std::function<absl::StatusOr<std::unique_ptr<OperatorBase>>(OperatorSetup&)>;
+using OperatorFactory =
+    std::function<absl::StatusOr<std::unique_ptr<OperatorBase>>(OperatorSetup&)>;
 
 struct StreamNode {
   int id = 0;
@@ -145,7 +146,7 @@ struct StreamEdge {
   int from = 0;
   std::string tag;  // "" = main output of `from`
   int to = 0;
-  int gate = 0;     // input gate of `to` (0 for one-input operators)
+  int gate = 0;  // input gate of `to` (0 for one-input operators)
   Partitioning partitioning = Partitioning::kDefault;
   WriterFactory make_writer;
 };

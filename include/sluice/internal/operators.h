@@ -7,8 +7,8 @@
 #include <algorithm>
 #include <exception>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -64,12 +64,14 @@ std::unique_ptr<KeyedStateBackend<K>> MakeKeyedStateBackend(const OperatorSetup&
   const RuntimeContext& rc = setup.runtime;
   const KeyGroupRange range =
       KeyGroupRange::ForSubtask(rc.max_parallelism, rc.parallelism, rc.subtask_index);
-  const StateBackendKind kind = setup.state != nullptr ? setup.state->kind : StateBackendKind::kHashMap;
+  const StateBackendKind kind =
+      setup.state != nullptr ? setup.state->kind : StateBackendKind::kHashMap;
   auto backend = std::make_unique<KeyedStateBackend<K>>(kind, rc.operator_name, range,
                                                         rc.max_parallelism, setup.clock);
   if (kind == StateBackendKind::kRocksDb) {
     const StateBackendSetup* st = setup.state;
-    std::string path = absl::StrCat(st->rocksdb_job_dir, "/op", setup.node_id, "-", rc.subtask_index);
+    std::string path =
+        absl::StrCat(st->rocksdb_job_dir, "/op", setup.node_id, "-", rc.subtask_index);
     backend->set_rocksdb_opener([st, path, clock = setup.clock] {
       return RocksDbStore::Open(st->rocksdb, st->rocksdb_resources, path, clock);
     });
@@ -211,7 +213,8 @@ class OneInputOperator : public OperatorBase, public BatchConsumer<In> {
 
 // Wires a collector to the consumers of output `tag` of an operator instance.
 template <typename T>
-void WireCollector(Collector<T>& collector, const OperatorSetup& setup, const std::string& tag = "") {
+void WireCollector(Collector<T>& collector, const OperatorSetup& setup,
+                   const std::string& tag = "") {
   for (BatchConsumerBase* c : setup.ConsumersOf(tag)) collector.AddConsumer(c);
 }
 
@@ -288,8 +291,8 @@ class UserFunctionOperator : public OneInputOperator<In> {
       return absl::FailedPreconditionError(
           absl::StrCat("operator '", this->name(), "' cannot restore keyed state"));
     }
-    return op_state_.Restore(in.operator_states, this->ctx_.subtask_index,
-                             this->ctx_.parallelism, this->name());
+    return op_state_.Restore(in.operator_states, this->ctx_.subtask_index, this->ctx_.parallelism,
+                             this->name());
   }
 
  protected:
@@ -406,14 +409,12 @@ class KeyedProcessOperator final : public UserFunctionOperator<In, Out, F> {
     this->ctx_.keyed_state = state_.get();
     if constexpr (FullySerializable<K>) {
       const int maxp = this->ctx_.max_parallelism;
-      internal_.push_back(RegisterInternalState(*state_, kEventTimers, maxp,
-                                                [this](InternalStateBuckets& b) {
-                                                  AddTimers(b, timers_.event);
-                                                }));
-      internal_.push_back(RegisterInternalState(*state_, kProcessingTimers, maxp,
-                                                [this](InternalStateBuckets& b) {
-                                                  AddTimers(b, timers_.processing);
-                                                }));
+      internal_.push_back(
+          RegisterInternalState(*state_, kEventTimers, maxp,
+                                [this](InternalStateBuckets& b) { AddTimers(b, timers_.event); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kProcessingTimers, maxp,
+          [this](InternalStateBuckets& b) { AddTimers(b, timers_.processing); }));
     }
   }
   KeyedStateBackend<K>& state() { return *state_; }
@@ -557,9 +558,10 @@ class KeyedUserFunctionOperator final : public UserFunctionOperator<In, Out, F> 
     this->ctx_.restored = true;
     for (const std::string& s : in.operator_states) {
       if (!s.empty()) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "operator '", this->name(), "' cannot restore the operator state it was "
-            "checkpointed with"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("operator '", this->name(),
+                         "' cannot restore the operator state it was "
+                         "checkpointed with"));
       }
     }
     return RestoreKeyedBackend(*state_, in);
@@ -677,7 +679,9 @@ template <typename In1, typename In2, typename Out, typename F1, typename F2, bo
 class CoOperator final : public OperatorBase {
  public:
   CoOperator(const OperatorSetup& setup, F1 fn1, F2 fn2)
-      : OperatorBase(setup.runtime), fn1_(std::move(fn1)), fn2_(std::move(fn2)),
+      : OperatorBase(setup.runtime),
+        fn1_(std::move(fn1)),
+        fn2_(std::move(fn2)),
         out_(setup.batch_size) {
     WireCollector(out_, setup);
     gates_[0] = combiner_.AddInput();
@@ -1022,7 +1026,8 @@ class SinkOperator final : public OneInputOperator<T> {
     std::vector<std::string> mine;
     const int p = this->ctx_.parallelism;
     for (size_t j = 0; j < in.operator_states.size(); ++j) {
-      if (static_cast<int>(j) % p == this->ctx_.subtask_index) mine.push_back(in.operator_states[j]);
+      if (static_cast<int>(j) % p == this->ctx_.subtask_index)
+        mine.push_back(in.operator_states[j]);
     }
     absl::Status status;
     try {
