@@ -36,6 +36,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -881,6 +882,87 @@ DataStream<std::string> SlidingTopTwo(StreamEnvironment& env) {
                     std::span<const std::vector<int64_t>> best, Collector<std::string>& out) {
                    out.Collect(Describe(key, ctx.window(), best[0]));
                  });
+}
+
+// Session sums with a 20 ms allowed lateness, in the session operator (HashMap backend) or, with
+// `general`, in the general window operator.
+DataStream<std::string> LateSessionSums(StreamEnvironment& env, bool general) {
+  auto windowed = env.FromCollection(std::vector<IntEv>{})
+                      .KeyBy(IntKey)
+                      .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+                      .AllowedLateness(absl::Milliseconds(20));
+  auto emit = [](const int64_t& key, WindowContext<TimeWindow>& ctx, std::span<const int64_t> sum,
+                 Collector<std::string>& out) {
+    out.Collect(Describe(key, ctx.window(), sum[0]));
+  };
+  return general ? windowed.WithoutSliceSharing().Aggregate(IntSum{}, emit)
+                 : windowed.Aggregate(IntSum{}, emit);
+}
+
+// The session operator writes WindowOperator's records (the same contents, merging sets and
+// timers; only WindowOperator's registered-timer hints and the timers' sequence numbers differ),
+// and each operator resumes exactly from the other's snapshot: fired sessions within the lateness
+// stay fired, pending ones fire, late records bridge restored sessions.
+TEST_P(OperatorSnapshotTest, SessionOperatorAndWindowOperatorRestoreEachOther) {
+  auto special = FactoryOf(env_, LateSessionSums(env_, false));
+  auto general = FactoryOf(env_, LateSessionSums(env_, true));
+  auto a = [](Harness<std::string>& r) {
+    r.Send(int64_t{1}, IntEv{1, 1}, 0);    // [0,10)
+    r.Send(int64_t{1}, IntEv{1, 2}, 20);   // [20,30)
+    r.Send(int64_t{2}, IntEv{2, 3}, 5);    // [5,15)
+    r.Send(int64_t{3}, IntEv{3, 4}, 40);   // [40,50)
+    r.Send(int64_t{1}, IntEv{1, 5}, 2);    // [0,12)
+    r.Watermark(12);                       // key 1's [0,12) fires, stays until 31
+  };
+  auto b = [](Harness<std::string>& r) {
+    r.Watermark(12);
+    r.Send(int64_t{1}, IntEv{1, 6}, 8);    // [0,18): pending again
+    r.Send(int64_t{1}, IntEv{1, 7}, 10);   // bridges [0,18) and [20,30): [0,30)
+    r.Send(int64_t{2}, IntEv{2, 8}, 3);    // [3,15)
+    r.Send(int64_t{3}, IntEv{3, 9}, 44);   // [40,54)
+    r.Watermark(16);                       // key 2 fires
+    r.Send(int64_t{2}, IntEv{2, 10}, 1);   // late within the lateness: [1,15) fires at once
+    r.Watermark(40);                       // key 1 fires; key 2's session is cleaned up at 34
+    r.Send(int64_t{2}, IntEv{2, 11}, 0);   // late: dropped
+    r.Send(int64_t{4}, IntEv{4, 12}, 41);  // [41,51)
+    r.Watermark(kMaxWatermark);
+  };
+  restored_ties_unordered_ = true;
+  for (int parallelism : {1, 2}) {
+    SCOPED_TRACE(absl::StrCat("parallelism ", parallelism));
+    const std::vector<std::vector<std::string>> expected =
+        Uninterrupted<std::string>(general, parallelism, {a}, b, nullptr);
+    EXPECT_EQ(Union(expected),
+              Union(Uninterrupted<std::string>(special, parallelism, {a}, b, nullptr)));
+    std::vector<std::vector<std::string>> records[2];
+    std::vector<OperatorStateSnapshot> snapshots[2];
+    int i = 0;
+    for (const OperatorFactory* make : {&special, &general}) {
+      Harness<std::string> run(*make, parallelism, backend_, kStartTime);
+      run.Open();
+      a(run);
+      snapshots[i] = run.Snapshot();
+      for (const OperatorStateSnapshot& s : snapshots[i]) {
+        std::vector<std::string> lines;
+        for (std::string line : RecordsOf(*s.keyed)) {
+          if (absl::StartsWith(line, "_window_contents ")) line.resize(line.size() - 32);
+          if (absl::StartsWith(line, "_event_timers ")) line.resize(line.rfind(' '));
+          lines.push_back(line);
+        }
+        std::sort(lines.begin(), lines.end());
+        records[i].push_back(lines);
+      }
+      ++i;
+    }
+    if (GetParam() == StateBackendKind::kHashMap) {  // RocksDB runs WindowOperator for both
+      EXPECT_EQ(records[0], records[1]);
+      size_t n = 0;
+      for (const auto& lines : records[0]) n += lines.size();
+      EXPECT_EQ(n, 14u);  // 4 sessions (contents), 3 merging sets, 7 timers
+    }
+    CheckResumes<std::string>(general, snapshots[0], kStartTime, b, expected, parallelism, {3});
+    CheckResumes<std::string>(special, snapshots[1], kStartTime, b, expected, parallelism, {1});
+  }
 }
 
 TEST_P(OperatorSnapshotTest, SessionWindowsOfFlatStateMergeAcrossTheSnapshot) {

@@ -1,8 +1,10 @@
-// Event-time windows on shared slices (Reduce/Aggregate over sliding and tumbling windows, with
-// allowed lateness and late re-firings) stopped with a savepoint in the middle of the input and
-// resumed at another parallelism, on both backends: what the first run emitted plus what the
-// resumed run emitted is exactly what one uninterrupted run emits — no firing lost (pending
-// windows restored), none repeated (windows that fired stay fired and are only cleaned up).
+// Event-time windows with an incremental function — on shared slices (sliding and tumbling) and
+// session windows (the session operator on HashMap, the general window operator on RocksDB), with
+// allowed lateness and late re-firings — stopped with a savepoint in the middle of the input and
+// resumed at another parallelism, on both backends and into the other backend: what the first run
+// emitted plus what the resumed run emitted is exactly what one uninterrupted run emits — no
+// firing lost (pending windows restored), none repeated (windows that fired stay fired and are
+// only cleaned up).
 #include <sluice/sluice.h>
 
 #include <algorithm>
@@ -90,22 +92,24 @@ std::vector<Event> MakeEvents(uint32_t seed, size_t cut) {
 
 struct WindowSpec {
   int64_t size_ms, slide_ms, lateness_ms;
+  int64_t session_gap_ms = 0;  // > 0: session windows instead
 };
 
 struct Param {
   StateBackendKind backend;
   int first_parallelism;
   int resumed_parallelism;
+  StateBackendKind resumed_backend;
 };
 
 class WindowSavepointTest : public state_test::TempDirTest,
                             public ::testing::WithParamInterface<Param> {
  protected:
-  RuntimeOptions Options(int parallelism) const {
+  RuntimeOptions Options(int parallelism, bool resumed = false) const {
     RuntimeOptions o;
     o.parallelism = parallelism;
     o.execution_mode = ExecutionMode::kStreaming;
-    o.state_backend = GetParam().backend;
+    o.state_backend = resumed ? GetParam().resumed_backend : GetParam().backend;
     o.rocksdb.local_dir = dir_ + "/rocksdb";
     o.checkpointing.interval = absl::ZeroDuration();
     o.checkpointing.directory = dir_ + "/checkpoints";
@@ -120,24 +124,34 @@ class WindowSavepointTest : public state_test::TempDirTest,
     // The records are counted where their timestamps are assigned (in the source task): the
     // window operator reads the source's channels directly, so every record meets the watermark
     // it met in the uninterrupted run.
-    auto windowed = env.FromSource(GatedSource<Event>(std::move(feed)),
-                                   WatermarkStrategy<Event>::ForGenerator([] {
-                                     return std::make_unique<Punctuated>();
-                                   }).WithTimestampAssigner([seen](const Event& e) {
-                                     seen->fetch_add(1);
-                                     return e.time;
-                                   }))
-                        .KeyBy([](const Event& e) { return e.key; })
-                        .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(spec.size_ms),
-                                                            absl::Milliseconds(spec.slide_ms)))
-                        .AllowedLateness(absl::Milliseconds(spec.lateness_ms));
+    auto keyed = env.FromSource(GatedSource<Event>(std::move(feed)),
+                                WatermarkStrategy<Event>::ForGenerator([] {
+                                  return std::make_unique<Punctuated>();
+                                }).WithTimestampAssigner([seen](const Event& e) {
+                                  seen->fetch_add(1);
+                                  return e.time;
+                                }))
+                     .KeyBy([](const Event& e) { return e.key; });
     auto emit = [](const int64_t& key, WindowContext<TimeWindow>& ctx,
                    std::span<const KV> sum_count, Collector<Firing>& out) {
       for (const auto& [sum, count] : sum_count) {
         out.Collect(Firing(key, ctx.window().start, ctx.window().end, sum, count));
       }
     };
-    windowed.Aggregate(SumCount(), emit).SinkTo(sink);
+    const absl::Duration lateness = absl::Milliseconds(spec.lateness_ms);
+    if (spec.session_gap_ms > 0) {
+      keyed.Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(spec.session_gap_ms)))
+          .AllowedLateness(lateness)
+          .Aggregate(SumCount(), emit)
+          .SinkTo(sink);
+    } else {
+      keyed
+          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(spec.size_ms),
+                                              absl::Milliseconds(spec.slide_ms)))
+          .AllowedLateness(lateness)
+          .Aggregate(SumCount(), emit)
+          .SinkTo(sink);
+    }
   }
 
   // With `second_savepoint`, the resumed job is stopped with another savepoint before any record
@@ -145,7 +159,8 @@ class WindowSavepointTest : public state_test::TempDirTest,
   // the rest runs from that one.
   void RunCase(uint32_t seed, const WindowSpec& spec, bool second_savepoint = false) {
     SCOPED_TRACE(testing::Message() << "seed " << seed << " size " << spec.size_ms << " slide "
-                                    << spec.slide_ms << " lateness " << spec.lateness_ms);
+                                    << spec.slide_ms << " lateness " << spec.lateness_ms
+                                    << " session gap " << spec.session_gap_ms);
     const size_t cut = 300;
     const std::vector<Event> events = MakeEvents(seed, cut);
 
@@ -165,7 +180,8 @@ class WindowSavepointTest : public state_test::TempDirTest,
     // The first `cut` events, a savepoint, then the rest at another parallelism.
     const std::string savepoint = dir_ + "/savepoint-" + std::to_string(seed) + "-" +
                                   std::to_string(spec.size_ms) + "-" +
-                                  std::to_string(spec.slide_ms);
+                                  std::to_string(spec.slide_ms) + "-" +
+                                  std::to_string(spec.session_gap_ms);
     auto feed = std::make_shared<Feed<Event>>(events, /*finish_at_end=*/true);
     std::vector<Firing> before, after;
     {
@@ -184,7 +200,7 @@ class WindowSavepointTest : public state_test::TempDirTest,
     }
     std::string resume_from = savepoint;
     if (second_savepoint) {
-      RuntimeOptions o = Options(GetParam().resumed_parallelism);
+      RuntimeOptions o = Options(GetParam().resumed_parallelism, /*resumed=*/true);
       o.restore_from = savepoint;
       StreamEnvironment env(o);
       CollectSink<Firing> sink;
@@ -198,7 +214,7 @@ class WindowSavepointTest : public state_test::TempDirTest,
       EXPECT_THAT(sink.values(), ::testing::IsEmpty());
     }
     {
-      RuntimeOptions o = Options(GetParam().resumed_parallelism);
+      RuntimeOptions o = Options(GetParam().resumed_parallelism, /*resumed=*/true);
       o.restore_from = resume_from;
       StreamEnvironment env(o);
       CollectSink<Firing> sink;
@@ -241,16 +257,30 @@ TEST_P(WindowSavepointTest, TumblingWindowsResumeExactly) {
   RunCase(4, WindowSpec{3000, 3000, 0});
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, WindowSavepointTest,
-                         ::testing::Values(Param{StateBackendKind::kHashMap, 2, 3},
-                                           Param{StateBackendKind::kHashMap, 3, 1},
-                                           Param{StateBackendKind::kRocksDb, 2, 3},
-                                           Param{StateBackendKind::kRocksDb, 1, 2}),
-                         [](const ::testing::TestParamInfo<Param>& info) {
-                           return std::string(StateBackendName(info.param.backend)) + "_" +
-                                  std::to_string(info.param.first_parallelism) + "_to_" +
-                                  std::to_string(info.param.resumed_parallelism);
-                         });
+// Session windows: on HashMap the session operator, on RocksDB the general window operator; a
+// savepoint of either restores into the other.
+TEST_P(WindowSavepointTest, SessionWindowsResumeExactly) {
+  for (uint32_t seed : {1u, 2u}) RunCase(seed, WindowSpec{0, 0, 5000, 700});
+  RunCase(3, WindowSpec{0, 0, 0, 1500});
+  RunCase(4, WindowSpec{0, 0, 3000, 1200}, /*second_savepoint=*/true);
+}
+
+constexpr StateBackendKind kHashMap = StateBackendKind::kHashMap;
+constexpr StateBackendKind kRocksDb = StateBackendKind::kRocksDb;
+INSTANTIATE_TEST_SUITE_P(
+    Backends, WindowSavepointTest,
+    ::testing::Values(Param{kHashMap, 2, 3, kHashMap}, Param{kHashMap, 3, 1, kHashMap},
+                      Param{kRocksDb, 2, 3, kRocksDb}, Param{kRocksDb, 1, 2, kRocksDb},
+                      Param{kHashMap, 2, 1, kRocksDb}, Param{kRocksDb, 2, 3, kHashMap}),
+    [](const ::testing::TestParamInfo<Param>& info) {
+      std::string name = std::string(StateBackendName(info.param.backend)) + "_" +
+                         std::to_string(info.param.first_parallelism) + "_to_" +
+                         std::to_string(info.param.resumed_parallelism);
+      if (info.param.resumed_backend != info.param.backend) {
+        name += std::string("_") + StateBackendName(info.param.resumed_backend);
+      }
+      return name;
+    });
 
 }  // namespace
 }  // namespace sluice

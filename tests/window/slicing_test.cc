@@ -1,7 +1,9 @@
 // Sliding and tumbling windows with Reduce/Aggregate run on shared slices
-// (internal::SlicingWindowOperator); the same windows with a Process function keep every element
-// per window (internal::WindowOperator). Both must give exactly the same firings, re-firings,
-// late records and dropped counts, on random inputs with lateness.
+// (internal::SlicingWindowOperator), event-time session windows with Reduce/Aggregate on per-key
+// session vectors (internal::SessionWindowOperator, HashMap backend); the same windows with a
+// Process function keep every element per window (internal::WindowOperator). They must give
+// exactly the same firings, re-firings, late records and dropped counts, on random inputs with
+// lateness.
 #include <sluice/sluice.h>
 
 #include <cstdint>
@@ -205,6 +207,79 @@ TEST_P(SlicingTest, SharedSlicesEqualPerWindowContentsOnRandomInput) {
   EXPECT_GT(refirings, 50u);
   std::cout << firings << " firings, " << refirings << " re-firings, " << late_records
             << " late records\n";
+}
+
+TEST_P(SlicingTest, SessionOperatorEqualsTheGeneralWindowOperatorOnRandomInput) {
+  // (gap, lateness): sessions that break often and ones that span most of the input; merges of
+  // two or more sessions come from records up to 15 s out of order.
+  const std::vector<std::pair<int64_t, int64_t>> specs = {
+      {300, 0}, {300, 5000}, {1000, 0}, {1000, 2500}, {4000, 20000}};
+  size_t late_records = 0, refirings = 0, firings = 0, bridged = 0;
+  for (uint32_t seed = 1; seed <= 6; ++seed) {
+    std::vector<Event> events = RandomEvents(seed, 600);
+    for (const auto& [gap, lateness] : specs) {
+      SCOPED_TRACE(testing::Message()
+                   << "seed " << seed << " gap " << gap << " lateness " << lateness);
+      auto assigner = EventTimeSessionWindows::WithGap(absl::Milliseconds(gap));
+      Result reference = RunWindows(events, assigner, lateness, Function::kProcess, 1);
+      ASSERT_FALSE(reference.firings.empty());
+      late_records += reference.late.size();
+      firings += reference.firings.size();
+      std::map<std::tuple<int64_t, Timestamp>, int> per_window;
+      std::map<int64_t, std::vector<std::pair<Timestamp, Timestamp>>> fired;  // per key
+      for (const Firing& f : reference.firings) {
+        if (++per_window[{std::get<0>(f), std::get<1>(f)}] > 1) ++refirings;
+        auto& windows = fired[std::get<0>(f)];
+        // A firing that covers two windows fired before: sessions bridged by a late record.
+        int covered = 0;
+        for (const auto& [start, end] : windows) {
+          if (start >= std::get<1>(f) && end <= std::get<2>(f)) ++covered;
+        }
+        if (covered >= 2) ++bridged;
+        windows.emplace_back(std::get<1>(f), std::get<2>(f));
+      }
+      for (Function fn : {Function::kReduceProcess, Function::kAggregateProcess}) {
+        Result sessions = RunWindows(events, assigner, lateness, fn, GetParam());
+        EXPECT_THAT(sessions.firings, UnorderedElementsAreArray(reference.firings));
+        EXPECT_THAT(LateKeys(sessions.late), UnorderedElementsAreArray(LateKeys(reference.late)));
+        EXPECT_EQ(sessions.dropped, 0);
+      }
+      for (const Firing& f : reference.firings) EXPECT_EQ(std::get<5>(f), std::get<2>(f) - 1);
+    }
+  }
+  EXPECT_GT(late_records, 50u);
+  EXPECT_GT(refirings, 50u);
+  EXPECT_GT(bridged, 5u);
+  std::cout << firings << " session firings, " << refirings << " re-firings, " << bridged
+            << " bridging re-firings, " << late_records << " late records\n";
+}
+
+// WindowAll sessions run in the session operator too (one subtask, one key).
+TEST_P(SlicingTest, AllWindowSessionsMergeAndFire) {
+  std::vector<Event> events = {{7, 0, 1}, {8, 5, 2}, {9, 30, 4}, {7, 14, 8, 1, 45}, {8, 50, 16}};
+  StreamEnvironment env(window_test::WithTestBackend(
+      {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
+  CollectSink<Firing> sink;
+  env.FromSource(CollectionSource<Event>(events),
+                 WatermarkStrategy<Event>::ForGenerator([] {
+                   return std::make_unique<Punctuated>();
+                 }).WithTimestampAssigner([](const Event& e) { return e.time; }))
+      .WindowAll(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
+      .Reduce(
+          [](const Event& a, const Event& b) {
+            return Event{a.key, a.time, a.value + b.value, a.count + b.count};
+          },
+          [](WindowContext<TimeWindow>& ctx, std::span<const Event> in, Collector<Firing>& out) {
+            out.Collect(Firing(0, ctx.window().start, ctx.window().end, in[0].value, in[0].count,
+                               0));
+          })
+      .SinkTo(sink);
+  ASSERT_TRUE(env.Execute("all sessions").ok());
+  // [0,15) and [14,24) merge into [0,24) before the watermark 45 fires it and [30,40) (with
+  // several source subtasks the watermark waits for the others to end).
+  EXPECT_THAT(sink.values(), ::testing::UnorderedElementsAre(Firing(0, 0, 24, 11, 3, 0),
+                                                    Firing(0, 30, 40, 4, 1, 0),
+                                                    Firing(0, 50, 60, 16, 1, 0)));
 }
 
 TEST_P(SlicingTest, LateRecordsAreCountedWhenNoSideOutputIsSet) {

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 
 #include <sluice/api/data_stream.h>
+#include <sluice/internal/session_window_operator.h>
 #include <sluice/internal/window_operator.h>
 #include <sluice/window/triggers.h>
 #include <sluice/window/window_functions.h>
@@ -134,6 +135,9 @@ class WindowedStream {
   // reduce function that is associative and commutative and an AggregateFunction::Merge. This
   // turns it off: one value per window, records folded in arrival order, Merge never called for
   // non-merging windows — Flink's exact behaviour, at the cost of size/slide folds per record.
+  // It also runs event-time session windows (static gap, default trigger, Reduce or Aggregate) in
+  // the general window operator instead of the session operator (SessionWindowOperator): the
+  // results are the same, the per-record work is not.
   WindowedStream WithoutSliceSharing() const {
     WindowedStream result = *this;
     result.settings_.share_slices = false;
@@ -248,6 +252,14 @@ class WindowedStream {
         if (!settings.share_slices) return make(acc);
         return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
             std::make_unique<internal::SlicingWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc,
+                                                             WinFn>>(s, ks, assigner, acc, fn,
+                                                                     settings));
+      } else if constexpr (std::is_same_v<Ev, NoEvictor> &&
+                           internal::kSessionSpecialisable<Assigner, Trig, Acc>) {
+        const bool rocks = s.state != nullptr && s.state->kind == StateBackendKind::kRocksDb;
+        if (!settings.share_slices || rocks) return make(acc);
+        return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
+            std::make_unique<internal::SessionWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc,
                                                              WinFn>>(s, ks, assigner, acc, fn,
                                                                      settings));
       } else if constexpr (std::is_same_v<Ev, NoEvictor>) {

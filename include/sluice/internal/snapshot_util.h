@@ -265,6 +265,25 @@ class ChangedKeys {
     keys_ = {};
     return true;
   }
+  // Take for a caller whose values are not one map's (it resolves the keys itself): false the
+  // first time and after tracking stopped (tracking starts; the caller adds every record and
+  // clears every flag); else true with the keys marked since the previous snapshot in `marked`
+  // (duplicates possible; a key erased since may be among them) and the erased ones in `removed`.
+  bool TakeNoted(InternalStateBuckets& b, std::vector<Key>* marked, std::vector<Key>* removed) {
+    if (!tracking_) {
+      tracking_ = true;
+      keys_ = {};
+      erased_ = {};
+      b.TrackChanges(/*full=*/true);
+      return false;
+    }
+    b.TrackChanges(/*full=*/false);
+    *marked = std::move(keys_);
+    *removed = std::move(erased_);
+    keys_ = {};
+    erased_ = {};
+    return true;
+  }
 
  private:
   void Stop() {

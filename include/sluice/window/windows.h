@@ -176,6 +176,8 @@ class SessionWindows {
     }
     out.push_back({timestamp, timestamp + gap});
   }
+  // The static gap in ms (0 with a gap extractor).
+  int64_t gap() const { return gap_; }
   absl::Status Validate() const {
     if constexpr (std::is_same_v<GapFn, std::nullptr_t>) {
       if (gap_ <= 0) {
