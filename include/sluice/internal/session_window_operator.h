@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -125,12 +126,13 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     // its timers in snapshots (the same state gives the same records).
     uint64_t seq = 0;
     bool pending = false;  // the end-of-window firing is due (EventTimeTrigger's timer)
-    bool changed = false;  // since the previous snapshot (ChangedKeys)
+    bool written = false;  // its record is in the previous snapshot (and not removed since)
   };
   struct KeySessions {
     absl::InlinedVector<Session, 1> sessions;  // by start; they never overlap or touch
     Timestamp queued = kNone;                  // the time of the key's live queue entry
     uint64_t queued_seq = 0;
+    bool changed = false;  // a session changed since the previous snapshot (ChangedKeys)
   };
   struct Queued {
     Timestamp time;
@@ -164,11 +166,13 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     std::push_heap(queue_.begin(), queue_.end(), Later{});
   }
 
-  void Mark(const K& key, Session& s) { changes_.Mark(EntryKey(key, s.window), s.changed); }
-  // The session's window is gone (merged into another or cleaned up).
+  // The session's window is gone (merged into another or cleaned up): if the previous snapshot
+  // holds its record, the next one removes it (at most once per session and snapshot).
   void Retire(const K& key, Session& s) {
-    changes_.MarkErased(EntryKey(key, s.window));
-    s.changed = false;
+    if (s.written) [[unlikely]] {
+      removed_.emplace_back(key, s.window);
+      s.written = false;
+    }
   }
 
   void ProcessElement(const In& value, Timestamp timestamp) {
@@ -232,7 +236,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         target->pending = false;
       }
     }
-    Mark(*key_, *target);
+    changes_.Mark(it->first, ks.changed);
     acc_.Add(target->contents, value, timestamp);
     const W w = target->window;
     if (w.max_timestamp() <= wm) {
@@ -297,38 +301,32 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
 
   // An entry: composite [key][window]; value [contents (optional)][u8 mask of trigger slots: 0]
   // [2 x 8 bytes: WindowOperator's registered-timer hints, none]. After the first snapshot only
-  // the sessions changed since the previous one, and the windows gone since named.
+  // the sessions of the keys changed since the previous one, and the windows gone since named.
   void AddEntries(InternalStateBuckets& b) {
-    std::vector<EntryKey> marked, removed;
-    std::vector<std::pair<const K*, const Session*>> changed;
-    if (kRocksKeyable<K> && changes_.TakeNoted(b, &marked, &removed)) {
+    std::vector<K> marked, erased_keys;
+    std::vector<std::pair<const K*, Session*>> changed;
+    auto add_key = [&](const K& key, KeySessions& ks) {
+      ks.changed = false;
+      for (Session& s : ks.sessions) changed.emplace_back(&key, &s);
+    };
+    std::vector<EntryKey> removed = std::move(removed_);
+    removed_ = {};
+    if (kRocksKeyable<K> && changes_.TakeNoted(b, &marked, &erased_keys)) {
       if (marked.size() >= keys_.size() / 8) {
         for (auto& [key, ks] : keys_) {
-          for (Session& s : ks.sessions) {
-            if (!s.changed) continue;
-            s.changed = false;
-            changed.emplace_back(&key, &s);
-          }
+          if (ks.changed) add_key(key, ks);
         }
       } else {
-        for (const EntryKey& ek : marked) {
-          auto it = keys_.find(ek.first);
-          if (it == keys_.end()) continue;
-          for (Session& s : it->second.sessions) {
-            if (s.window != ek.second || !s.changed) continue;
-            s.changed = false;
-            changed.emplace_back(&it->first, &s);
-          }
+        for (const K& key : marked) {
+          auto it = keys_.find(key);
+          if (it != keys_.end() && it->second.changed) add_key(it->first, it->second);
         }
       }
     } else {
-      for (auto& [key, ks] : keys_) {
-        for (Session& s : ks.sessions) {
-          s.changed = false;
-          changed.emplace_back(&key, &s);
-        }
-      }
+      removed.clear();  // a full snapshot replaces everything
+      for (auto& [key, ks] : keys_) add_key(key, ks);
     }
+    for (auto& [key, s] : changed) s->written = true;
     if constexpr (std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat) {
       auto copy = std::make_shared<EntriesCopy>();
       copy->entries.reserve(changed.size());
@@ -343,19 +341,19 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       b.Defer([copy](InternalStateBuckets& out) {
         std::string composite, value;
         std::optional<State> scratch;
+        for (const EntryKey& ek : copy->removed) RemoveEntry(ek, &composite, out);
         for (size_t i = 0; i < copy->entries.size(); ++i) {
           EncodeEntry(copy->entries[i],
                       copy->contents.Get(static_cast<uint32_t>(i), &scratch), &composite, &value,
                       out);
         }
-        for (const EntryKey& ek : copy->removed) RemoveEntry(ek, &composite, out);
       });
     } else {
       std::string composite, value;
+      for (const EntryKey& ek : removed) RemoveEntry(ek, &composite, b);
       for (const auto& [key, s] : changed) {
         EncodeEntry(EntryKey(*key, s->window), s->contents, &composite, &value, b);
       }
-      for (const EntryKey& ek : removed) RemoveEntry(ek, &composite, b);
     }
   }
   struct EntriesCopy {
@@ -386,16 +384,48 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   }
 
   // A merging set: composite [key]; value [varint count][the key's windows, in start order].
+  // Copied flat (keys with their session counts, then every window) and encoded on the
+  // checkpoint writer's thread when the key owns no heap buffer.
   void AddMergingSets(InternalStateBuckets& b) const {
-    std::string composite, value;
-    for (const auto& [key, ks] : keys_) {
-      composite.clear();
-      Serializer<K>::Write(key, &composite);
-      value.clear();
-      PutVarint(ks.sessions.size(), &value);
-      for (const Session& s : ks.sessions) Serializer<W>::Write(s.window, &value);
-      b.Add(key, composite, value);
+    if constexpr (std::is_trivially_copyable_v<K>) {
+      struct Copy {
+        std::vector<std::pair<K, uint32_t>> keys;  // key, number of windows
+        std::vector<W> windows;
+      };
+      auto copy = std::make_shared<Copy>();
+      copy->keys.reserve(keys_.size());
+      copy->windows.reserve(keys_.size());
+      for (const auto& [key, ks] : keys_) {
+        copy->keys.emplace_back(key, static_cast<uint32_t>(ks.sessions.size()));
+        for (const Session& s : ks.sessions) copy->windows.push_back(s.window);
+      }
+      b.Defer([copy](InternalStateBuckets& out) {
+        std::string composite, value;
+        size_t next = 0;
+        for (const auto& [key, n] : copy->keys) {
+          EncodeMergingSet(key, std::span<const W>(copy->windows.data() + next, n), &composite,
+                           &value, out);
+          next += n;
+        }
+      });
+    } else {
+      std::string composite, value;
+      std::vector<W> windows;
+      for (const auto& [key, ks] : keys_) {
+        windows.clear();
+        for (const Session& s : ks.sessions) windows.push_back(s.window);
+        EncodeMergingSet(key, windows, &composite, &value, b);
+      }
     }
+  }
+  static void EncodeMergingSet(const K& key, std::span<const W> windows, std::string* composite,
+                               std::string* value, InternalStateBuckets& b) {
+    composite->clear();
+    Serializer<K>::Write(key, composite);
+    value->clear();
+    PutVarint(windows.size(), value);
+    for (const W& w : windows) Serializer<W>::Write(w, value);
+    b.Add(key, *composite, *value);
   }
 
   // The timers WindowOperator would hold: the end-of-window timer of a pending session (or one
@@ -512,7 +542,8 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   std::vector<Queued> queue_;  // a min-heap by (time, seq) under Later; stale entries skipped
   uint64_t seq_ = 0;
   uint64_t session_seq_ = 0;
-  ChangedKeys<EntryKey> changes_;  // of the sessions, for snapshots
+  ChangedKeys<K> changes_;          // keys whose sessions changed, for snapshots
+  std::vector<EntryKey> removed_;   // written sessions gone since the previous snapshot
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
 };
