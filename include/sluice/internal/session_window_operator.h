@@ -63,13 +63,12 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       const int maxp = this->ctx_.max_parallelism;
       internal_.push_back(RegisterInternalState(
           *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
-      internal_.push_back(
-          RegisterInternalState(*state_, kEventTimers, maxp, [this](InternalStateBuckets& b) {
-            AddTimers(b, TimerView{this});
-          }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kEventTimers, maxp,
+          [this](InternalStateBuckets& b) { AddTimers(b, TimerView{this}); }));
       // Kept for WindowOperator's layout: the event-time trigger registers no processing timers.
-      internal_.push_back(RegisterInternalState(*state_, kProcessingTimers, maxp,
-                                                [](InternalStateBuckets&) {}));
+      internal_.push_back(
+          RegisterInternalState(*state_, kProcessingTimers, maxp, [](InternalStateBuckets&) {}));
       internal_.push_back(RegisterInternalState(
           *state_, kMergingSets, maxp, [this](InternalStateBuckets& b) { AddMergingSets(b); }));
     }
@@ -209,9 +208,9 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         }
         return;
       }
-      auto pos = std::lower_bound(
-          sessions.begin(), sessions.end(), window,
-          [](const Session& s, const W& w) { return s.window.start < w.start; });
+      auto pos =
+          std::lower_bound(sessions.begin(), sessions.end(), window,
+                           [](const Session& s, const W& w) { return s.window.start < w.start; });
       target = &*sessions.insert(pos, Session{window, std::nullopt, session_seq_++, false, false});
     } else {
       W cover = window;
@@ -330,9 +329,8 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     if constexpr (std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat) {
       auto copy = std::make_shared<EntriesCopy>();
       copy->entries.reserve(changed.size());
-      copy->contents.ReserveFor(changed, [](const auto& x) -> const auto& {
-        return x.second->contents;
-      });
+      copy->contents.ReserveFor(
+          changed, [](const auto& x) -> const auto& { return x.second->contents; });
       for (const auto& [key, s] : changed) {
         copy->entries.emplace_back(*key, s->window);
         copy->contents.Add(s->contents);
@@ -343,9 +341,8 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         std::optional<State> scratch;
         for (const EntryKey& ek : copy->removed) RemoveEntry(ek, &composite, out);
         for (size_t i = 0; i < copy->entries.size(); ++i) {
-          EncodeEntry(copy->entries[i],
-                      copy->contents.Get(static_cast<uint32_t>(i), &scratch), &composite, &value,
-                      out);
+          EncodeEntry(copy->entries[i], copy->contents.Get(static_cast<uint32_t>(i), &scratch),
+                      &composite, &value, out);
         }
       });
     } else {
@@ -517,10 +514,10 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         }));
     if (!contents.empty()) {
       const auto& [ek, c] = *contents.begin();
-      return absl::DataLossError(absl::StrCat(
-          "operator '", this->name(), "': restored internal state '", kEntries,
-          "' holds contents of a window that is not in its key's merging set ('", kMergingSets,
-          "'): ", ek.second.start, "..", ek.second.end));
+      return absl::DataLossError(
+          absl::StrCat("operator '", this->name(), "': restored internal state '", kEntries,
+                       "' holds contents of a window that is not in its key's merging set ('",
+                       kMergingSets, "'): ", ek.second.start, "..", ek.second.end));
     }
     for (auto& [key, ks] : keys_) Schedule(key, ks, NextDue(ks));
     return absl::OkStatus();
@@ -542,8 +539,8 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   std::vector<Queued> queue_;  // a min-heap by (time, seq) under Later; stale entries skipped
   uint64_t seq_ = 0;
   uint64_t session_seq_ = 0;
-  ChangedKeys<K> changes_;          // keys whose sessions changed, for snapshots
-  std::vector<EntryKey> removed_;   // written sessions gone since the previous snapshot
+  ChangedKeys<K> changes_;         // keys whose sessions changed, for snapshots
+  std::vector<EntryKey> removed_;  // written sessions gone since the previous snapshot
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
 };
