@@ -1,9 +1,12 @@
 // ExchangeWriter on one channel: whole batches pass without a copy, small ones are gathered, the
 // order of records and timestamps is kept, and batches the consumer hands back are filled again.
+// On several channels: each gets its records in order in batches of the batch size, whether they
+// are written in place (trivially copyable records) or appended (others).
 #include <sluice/internal/exchange.h>
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -17,11 +20,11 @@ using ::testing::ElementsAre;
 using ::testing::ElementsAreArray;
 
 // A channel that keeps what it is given; TakeFreeBatch hands out the batches put in `free`.
-class RecordingChannel final : public OutputChannel {
+template <typename T>
+class BasicRecordingChannel final : public OutputChannel {
  public:
   void PushBatch(std::unique_ptr<AnyBatch> batch) override {
-    shipped.push_back(
-        std::unique_ptr<Batch<int64_t>>(static_cast<Batch<int64_t>*>(batch.release())));
+    shipped.push_back(std::unique_ptr<Batch<T>>(static_cast<Batch<T>*>(batch.release())));
   }
   void PushEndOfInput() override {}
   void PushWatermark(Timestamp) override {}
@@ -35,9 +38,10 @@ class RecordingChannel final : public OutputChannel {
     return b;
   }
 
-  std::vector<std::unique_ptr<Batch<int64_t>>> shipped;
+  std::vector<std::unique_ptr<Batch<T>>> shipped;
   std::vector<std::unique_ptr<AnyBatch>> free;
 };
+using RecordingChannel = BasicRecordingChannel<int64_t>;
 
 WriterSetup OneChannel(RecordingChannel* channel, int batch_size) {
   return WriterSetup{.partitioning = Partitioning::kForward,
@@ -123,6 +127,53 @@ TEST(ExchangeWriterTest, FillsTheBatchesItsChannelHandsBack) {
   EXPECT_THAT(channel.shipped[0]->records, ElementsAre(1));
   EXPECT_THAT(channel.shipped[1]->records, ElementsAre(2, 3));
   EXPECT_THAT(channel.shipped[1]->timestamps, ElementsAre(20, 30));
+}
+
+// Records 0..7 round robin over two channels in batches of 3, then a flush: the same batches
+// whether the records are written in place (int64_t) or appended (std::string).
+template <typename T>
+void CheckTwoChannels(T (*make)(int64_t)) {
+  BasicRecordingChannel<T> a, b;
+  ExchangeWriter<T, RebalanceSelector> writer(
+      WriterSetup{.partitioning = Partitioning::kRebalance,
+                  .channels = {&a, &b},
+                  .batch_size = 3,
+                  .max_parallelism = 128,
+                  .producer_subtask = 0,
+                  .consumer_name = "sink"},
+      RebalanceSelector{0});
+  std::vector<T> records;
+  std::vector<Timestamp> timestamps;
+  for (int64_t r = 0; r < 8; ++r) {
+    records.push_back(make(r));
+    timestamps.push_back(10 * r);
+    if (r == 4 || r == 7) {  // two input batches: 0..4 and 5..7
+      writer.Consume(records, timestamps);
+      records.clear();
+      timestamps.clear();
+    }
+  }
+  ASSERT_EQ(a.shipped.size(), 1u);  // 0 2 4
+  ASSERT_EQ(b.shipped.size(), 1u);  // 1 3 5
+  writer.FlushBuffers();
+  ASSERT_EQ(a.shipped.size(), 2u);
+  ASSERT_EQ(b.shipped.size(), 2u);
+  EXPECT_THAT(a.shipped[0]->records, ElementsAre(make(0), make(2), make(4)));
+  EXPECT_THAT(a.shipped[0]->timestamps, ElementsAre(0, 20, 40));
+  EXPECT_THAT(a.shipped[1]->records, ElementsAre(make(6)));
+  EXPECT_THAT(a.shipped[1]->timestamps, ElementsAre(60));
+  EXPECT_THAT(b.shipped[0]->records, ElementsAre(make(1), make(3), make(5)));
+  EXPECT_THAT(b.shipped[0]->timestamps, ElementsAre(10, 30, 50));
+  EXPECT_THAT(b.shipped[1]->records, ElementsAre(make(7)));
+  EXPECT_THAT(b.shipped[1]->timestamps, ElementsAre(70));
+  writer.FlushBuffers();  // nothing buffered: nothing shipped
+  EXPECT_EQ(a.shipped.size(), 2u);
+  EXPECT_EQ(b.shipped.size(), 2u);
+}
+
+TEST(ExchangeWriterTest, SeveralChannelsGetTheirRecordsInOrderInBatches) {
+  CheckTwoChannels<int64_t>([](int64_t r) { return r; });
+  CheckTwoChannels<std::string>([](int64_t r) { return "record " + std::to_string(r); });
 }
 
 }  // namespace

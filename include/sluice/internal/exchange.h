@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -26,6 +27,7 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
         consumer_name_(setup.consumer_name) {
     SLUICE_CHECK(!channels_.empty());
     buffers_.resize(channels_.size());
+    fill_.assign(channels_.size(), 0);
     for (size_t c = 0; c < buffers_.size(); ++c) buffers_[c] = NewBatch(c);
   }
 
@@ -44,9 +46,12 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
         // One channel: a batch at least half full goes on as it is (the vectors are swapped, so
         // the caller keeps reserved, empty ones), smaller ones are gathered.
         Batch<T>& b = *buffers_[0];
-        if (b.records.empty() && 2 * count >= batch_size_) {
+        if (Buffered(0) == 0 && 2 * count >= batch_size_) {
           b.records.swap(records);
           b.timestamps.swap(timestamps);
+          records.clear();  // (kInPlace: the writer's batch was sized to the batch size)
+          timestamps.clear();
+          if constexpr (kInPlace) fill_[0] = b.records.size();
           Ship(0);
           return;
         }
@@ -93,7 +98,7 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
 
   void FlushBuffers() override {
     for (size_t c = 0; c < channels_.size(); ++c) {
-      if (!buffers_[c]->records.empty()) Ship(c);
+      if (Buffered(c) > 0) Ship(c);
     }
   }
 
@@ -104,29 +109,62 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   }
 
  private:
+  // Trivially copyable records are written in place: a channel's batch is sized to the batch size
+  // while it fills (fill_ counts its records) and cut to size when shipped, so a record costs two
+  // stores instead of two push_backs (the keyed exchange's per-record path).
+  static constexpr bool kInPlace =
+      std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
+      std::is_copy_assignable_v<T>;
+
   std::unique_ptr<Batch<T>> NewBatch(size_t c) {
     // A batch the channel's consumer is done with, else a new one.
+    std::unique_ptr<Batch<T>> b;
     if (std::unique_ptr<AnyBatch> free = channels_[c]->TakeFreeBatch()) {
-      return std::unique_ptr<Batch<T>>(static_cast<Batch<T>*>(free.release()));
+      b.reset(static_cast<Batch<T>*>(free.release()));
+    } else {
+      b = std::make_unique<Batch<T>>();
+      b->records.reserve(batch_size_);
+      b->timestamps.reserve(batch_size_);
     }
-    auto b = std::make_unique<Batch<T>>();
-    b->records.reserve(batch_size_);
-    b->timestamps.reserve(batch_size_);
+    if constexpr (kInPlace) {
+      b->records.resize(batch_size_);
+      b->timestamps.resize(batch_size_);
+    }
     return b;
+  }
+  size_t Buffered(size_t c) const {
+    if constexpr (kInPlace) {
+      return fill_[c];
+    } else {
+      return buffers_[c]->records.size();
+    }
   }
   void Append(size_t c, T&& r, Timestamp timestamp) {
     Batch<T>& b = *buffers_[c];
-    b.records.push_back(std::move(r));
-    b.timestamps.push_back(timestamp);
-    if (b.records.size() >= batch_size_) Ship(c);
+    if constexpr (kInPlace) {
+      size_t& k = fill_[c];
+      b.records[k] = r;
+      b.timestamps[k] = timestamp;
+      if (++k >= batch_size_) Ship(c);
+    } else {
+      b.records.push_back(std::move(r));
+      b.timestamps.push_back(timestamp);
+      if (b.records.size() >= batch_size_) Ship(c);
+    }
   }
   void Ship(size_t c) {
+    if constexpr (kInPlace) {
+      buffers_[c]->records.resize(fill_[c]);
+      buffers_[c]->timestamps.resize(fill_[c]);
+      fill_[c] = 0;
+    }
     channels_[c]->PushBatch(std::move(buffers_[c]));
     buffers_[c] = NewBatch(c);
   }
 
   std::vector<OutputChannel*> channels_;
   std::vector<std::unique_ptr<Batch<T>>> buffers_;
+  std::vector<size_t> fill_;  // kInPlace: the records in each channel's batch
   size_t batch_size_;
   Selector selector_;
   std::string consumer_name_;
