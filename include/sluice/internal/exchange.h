@@ -112,9 +112,9 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
   // Trivially copyable records are written in place: a channel's batch is sized to the batch size
   // while it fills (fill_ counts its records) and cut to size when shipped, so a record costs two
   // stores instead of two push_backs (the keyed exchange's per-record path).
-  static constexpr bool kInPlace =
-      std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
-      std::is_copy_assignable_v<T>;
+  static constexpr bool kInPlace = std::is_trivially_copyable_v<T> &&
+                                   std::is_default_constructible_v<T> &&
+                                   std::is_copy_assignable_v<T>;
 
   std::unique_ptr<Batch<T>> NewBatch(size_t c) {
     // A batch the channel's consumer is done with, else a new one.
