@@ -52,7 +52,7 @@ std::unique_ptr<AnyBatch> Channel::TakeFreeBatch() {
 }
 
 void Channel::Recycle(std::unique_ptr<AnyBatch> batch) {
-  batch->Clear();  // the records' destructors run on the consumer's thread, outside the lock
+  batch->Recycle();  // the records' destructors run on the consumer's thread, outside the lock
   std::lock_guard<std::mutex> lock(mu_);
   // Enough for a full queue plus the batches in the producer's and consumer's hands.
   if (free_.size() < capacity_ + 2) free_.push_back(std::move(batch));

@@ -115,7 +115,7 @@ TEST(ExchangeWriterTest, FillsTheBatchesItsChannelHandsBack) {
   std::unique_ptr<Batch<int64_t>> used = std::move(channel.shipped[0]);
   channel.shipped.clear();
   Batch<int64_t>* used_ptr = used.get();
-  used->Clear();
+  used->Recycle();
   channel.free.push_back(std::move(used));
   Feed(writer, records, timestamps, 1, 2);
   writer.FlushBuffers();  // ships the batch taken before; takes the free one

@@ -3,6 +3,7 @@
 
 #include <memory>
 #include <string_view>
+#include <type_traits>
 #include <typeinfo>
 #include <vector>
 
@@ -10,21 +11,33 @@
 
 namespace sluice::internal {
 
+// Records an exchange writer writes in place, by index into a batch sized to the batch size
+// (ExchangeWriter), instead of appending them.
+template <typename T>
+inline constexpr bool kWrittenInPlace = std::is_trivially_copyable_v<T> &&
+                                        std::is_default_constructible_v<T> &&
+                                        std::is_copy_assignable_v<T>;
+
 // A batch of records of one type, type-erased so that channels between tasks are not templates.
 class AnyBatch {
  public:
   virtual ~AnyBatch() = default;
-  // Empties the batch and keeps its capacity (a consumed batch goes back to its producer).
-  virtual void Clear() = 0;
+  // Readies a consumed batch for its producer to fill again, keeping its capacity: records with
+  // destructors are destroyed (on the caller's thread); records written in place are left as
+  // they are, so the writer does not fill the batch with default values again before it
+  // overwrites them.
+  virtual void Recycle() = 0;
 };
 
 // Records and their event timestamps (kNoTimestamp when none), index by index.
 template <typename T>
 class Batch final : public AnyBatch {
  public:
-  void Clear() override {
-    records.clear();
-    timestamps.clear();
+  void Recycle() override {
+    if constexpr (!kWrittenInPlace<T>) {
+      records.clear();
+      timestamps.clear();
+    }
   }
   std::vector<T> records;
   std::vector<Timestamp> timestamps;

@@ -111,10 +111,9 @@ class ExchangeWriter final : public ExchangeWriterBase, public BatchConsumer<T> 
  private:
   // Trivially copyable records are written in place: a channel's batch is sized to the batch size
   // while it fills (fill_ counts its records) and cut to size when shipped, so a record costs two
-  // stores instead of two push_backs (the keyed exchange's per-record path).
-  static constexpr bool kInPlace = std::is_trivially_copyable_v<T> &&
-                                   std::is_default_constructible_v<T> &&
-                                   std::is_copy_assignable_v<T>;
+  // stores instead of two push_backs (the keyed exchange's per-record path). A recycled batch
+  // keeps its size (AnyBatch::Recycle): a full one is not filled with default values again.
+  static constexpr bool kInPlace = kWrittenInPlace<T>;
 
   std::unique_ptr<Batch<T>> NewBatch(size_t c) {
     // A batch the channel's consumer is done with, else a new one.
@@ -214,17 +213,35 @@ struct BroadcastSelector {
   }
 };
 
+// Key -> key group -> channel, without a division per record when the maximum parallelism is a
+// power of two (the default 128): the group is the hash's low bits and the channel comes from a
+// table of the groups' subtasks (OperatorIndexForKeyGroup).
 template <typename KeySelector>
 struct HashSelector {
   static constexpr bool kBroadcast = false;
   static constexpr bool kRunsUserCode = true;
+  HashSelector(KeySelector ks, int max_parallelism, size_t channels)
+      : key_selector(std::move(ks)),
+        max_parallelism(max_parallelism),
+        mask((max_parallelism & (max_parallelism - 1)) == 0
+                 ? static_cast<uint64_t>(max_parallelism) - 1
+                 : 0) {
+    channel_of_group.resize(static_cast<size_t>(max_parallelism));
+    for (int g = 0; g < max_parallelism; ++g) {
+      channel_of_group[static_cast<size_t>(g)] = static_cast<uint32_t>(
+          OperatorIndexForKeyGroup(g, max_parallelism, static_cast<int>(channels)));
+    }
+  }
   KeySelector key_selector;
   int max_parallelism;
+  uint64_t mask;  // max_parallelism - 1 when it is a power of two, else 0
+  std::vector<uint32_t> channel_of_group;
   template <typename T>
-  size_t Select(const T& r, size_t n) {
-    int group = KeyGroupFor(key_selector(r), max_parallelism);
-    return static_cast<size_t>(
-        OperatorIndexForKeyGroup(group, max_parallelism, static_cast<int>(n)));
+  size_t Select(const T& r, size_t) {
+    const uint64_t hash = StableHash(key_selector(r));
+    const uint64_t group =
+        mask != 0 ? hash & mask : static_cast<uint64_t>(KeyGroupForHash(hash, max_parallelism));
+    return channel_of_group[group];
   }
 };
 
@@ -251,7 +268,8 @@ std::unique_ptr<ExchangeWriterBase> MakeWriter(const WriterSetup& setup) {
 template <typename T, typename KeySelector>
 std::unique_ptr<ExchangeWriterBase> MakeHashWriter(const WriterSetup& setup, KeySelector ks) {
   return std::make_unique<ExchangeWriter<T, HashSelector<KeySelector>>>(
-      setup, HashSelector<KeySelector>{std::move(ks), setup.max_parallelism});
+      setup,
+      HashSelector<KeySelector>(std::move(ks), setup.max_parallelism, setup.channels.size()));
 }
 
 }  // namespace sluice::internal

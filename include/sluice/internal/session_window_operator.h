@@ -519,7 +519,18 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
                        "' holds contents of a window that is not in its key's merging set ('",
                        kMergingSets, "'): ", ek.second.start, "..", ek.second.end));
     }
-    for (auto& [key, ks] : keys_) Schedule(key, ks, NextDue(ks));
+    // Queued in the order of the restored timers (their sequence numbers), not of the hash map:
+    // keys due at the same time fire in the order they did before the snapshot.
+    std::vector<std::pair<uint64_t, std::pair<const K, KeySessions>*>> order;
+    order.reserve(keys_.size());
+    for (auto& kv : keys_) {
+      uint64_t first = ~uint64_t{0};
+      for (const Session& s : kv.second.sessions) first = std::min(first, s.seq);
+      order.emplace_back(first, &kv);
+    }
+    std::sort(order.begin(), order.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (auto& [seq, kv] : order) Schedule(kv->first, kv->second, NextDue(kv->second));
     return absl::OkStatus();
   }
 
