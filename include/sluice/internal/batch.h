@@ -14,9 +14,8 @@ namespace sluice::internal {
 // Records an exchange writer writes in place, by index into a batch sized to the batch size
 // (ExchangeWriter), instead of appending them.
 template <typename T>
-inline constexpr bool kWrittenInPlace = std::is_trivially_copyable_v<T> &&
-                                        std::is_default_constructible_v<T> &&
-                                        std::is_copy_assignable_v<T>;
+inline constexpr bool kWrittenInPlace = std::is_trivially_copyable_v<T>&&
+    std::is_default_constructible_v<T>&& std::is_copy_assignable_v<T>;
 
 // A batch of records of one type, type-erased so that channels between tasks are not templates.
 class AnyBatch {
