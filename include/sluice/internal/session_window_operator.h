@@ -25,7 +25,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -380,49 +379,14 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     b.Remove(ek.first, *composite);
   }
 
-  // A merging set: composite [key]; value [varint count][the key's windows, in start order].
-  // Copied flat (keys with their session counts, then every window) and encoded on the
-  // checkpoint writer's thread when the key owns no heap buffer.
+  // A merging set: composite [key]; value [varint count][the key's windows, in start order]
+  // (internal::AddMergingSets).
   void AddMergingSets(InternalStateBuckets& b) const {
-    if constexpr (std::is_trivially_copyable_v<K>) {
-      struct Copy {
-        std::vector<std::pair<K, uint32_t>> keys;  // key, number of windows
-        std::vector<W> windows;
-      };
-      auto copy = std::make_shared<Copy>();
-      copy->keys.reserve(keys_.size());
-      copy->windows.reserve(keys_.size());
-      for (const auto& [key, ks] : keys_) {
-        copy->keys.emplace_back(key, static_cast<uint32_t>(ks.sessions.size()));
-        for (const Session& s : ks.sessions) copy->windows.push_back(s.window);
-      }
-      b.Defer([copy](InternalStateBuckets& out) {
-        std::string composite, value;
-        size_t next = 0;
-        for (const auto& [key, n] : copy->keys) {
-          EncodeMergingSet(key, std::span<const W>(copy->windows.data() + next, n), &composite,
-                           &value, out);
-          next += n;
-        }
-      });
-    } else {
-      std::string composite, value;
-      std::vector<W> windows;
-      for (const auto& [key, ks] : keys_) {
-        windows.clear();
-        for (const Session& s : ks.sessions) windows.push_back(s.window);
-        EncodeMergingSet(key, windows, &composite, &value, b);
-      }
-    }
-  }
-  static void EncodeMergingSet(const K& key, std::span<const W> windows, std::string* composite,
-                               std::string* value, InternalStateBuckets& b) {
-    composite->clear();
-    Serializer<K>::Write(key, composite);
-    value->clear();
-    PutVarint(windows.size(), value);
-    for (const W& w : windows) Serializer<W>::Write(w, value);
-    b.Add(key, *composite, *value);
+    internal::AddMergingSets<K, W>(
+        b, keys_, [](const auto&) { return nullptr; },
+        [](const KeySessions& ks, std::vector<W>& out) {
+          for (const Session& s : ks.sessions) out.push_back(s.window);
+        });
   }
 
   // The timers WindowOperator would hold: the end-of-window timer of a pending session (or one

@@ -402,6 +402,56 @@ class LateRecords {
   int64_t dropped_ = 0;
 };
 
+// Merging-window sets in snapshots (WindowOperator, SessionWindowOperator): per key, composite
+// [key]; value [varint count][the key's windows, in order]. `append(value, out)` appends the
+// windows of a map value to `out`; `heap(element)` is what to prefetch of a map element (see
+// ForEachPrefetched). Copied flat (keys with their window counts, then every window) and encoded
+// on the checkpoint writer's thread when keys and windows own no heap buffers.
+template <typename K, typename W>
+void EncodeMergingSet(const K& key, std::span<const W> windows, std::string* composite,
+                      std::string* value, InternalStateBuckets& b) {
+  composite->clear();
+  Serializer<K>::Write(key, composite);
+  value->clear();
+  PutVarint(windows.size(), value);
+  for (const W& w : windows) Serializer<W>::Write(w, value);
+  b.Add(key, *composite, *value);
+}
+template <typename K, typename W, typename Map, typename Heap, typename Append>
+void AddMergingSets(InternalStateBuckets& b, const Map& map, Heap&& heap, Append&& append) {
+  if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W>) {
+    struct Copy {
+      std::vector<std::pair<K, uint32_t>> keys;  // key, number of windows
+      std::vector<W> windows;
+    };
+    auto copy = std::make_shared<Copy>();
+    copy->keys.reserve(map.size());
+    copy->windows.reserve(map.size());
+    ForEachPrefetched(map, heap, [&](const auto& kv) {
+      const size_t before = copy->windows.size();
+      append(kv.second, copy->windows);
+      copy->keys.emplace_back(kv.first, static_cast<uint32_t>(copy->windows.size() - before));
+    });
+    b.Defer([copy](InternalStateBuckets& out) {
+      std::string composite, value;
+      size_t next = 0;
+      for (const auto& [key, n] : copy->keys) {
+        EncodeMergingSet(key, std::span<const W>(copy->windows.data() + next, n), &composite,
+                         &value, out);
+        next += n;
+      }
+    });
+  } else {
+    std::string composite, value;
+    std::vector<W> windows;
+    ForEachPrefetched(map, heap, [&](const auto& kv) {
+      windows.clear();
+      append(kv.second, windows);
+      EncodeMergingSet(kv.first, std::span<const W>(windows), &composite, &value, b);
+    });
+  }
+}
+
 template <typename K, typename In, typename Out, typename KS, typename Assigner, typename Trig,
           typename Acc, typename WinFn>
 class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
@@ -1340,49 +1390,13 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
       return absl::OkStatus();
     }
   }
-  // A merging set: composite [key]; value [the key's windows, in order]. Copied flat (keys with
-  // their window counts, then every window) and encoded on the checkpoint writer's thread when
-  // keys and windows own no heap buffers.
+  // A merging set: composite [key]; value [the key's windows, in order] (AddMergingSets above).
   void AddMergingSets(InternalStateBuckets& b) const {
-    if constexpr (std::is_trivially_copyable_v<K> && std::is_trivially_copyable_v<W>) {
-      struct Copy {
-        std::vector<std::pair<K, uint32_t>> keys;  // key, number of windows
-        std::vector<W> windows;
-      };
-      auto copy = std::make_shared<Copy>();
-      copy->keys.reserve(merging_.size());
-      ForEachPrefetched(
-          merging_, [](const auto& kv) { return HeapDataOf(kv.second); },
-          [&](const auto& kv) {
-            copy->keys.emplace_back(kv.first, static_cast<uint32_t>(kv.second.size()));
-            copy->windows.insert(copy->windows.end(), kv.second.begin(), kv.second.end());
-          });
-      b.Defer([copy](InternalStateBuckets& out) {
-        std::string composite, value;
-        size_t next = 0;
-        for (const auto& [key, n] : copy->keys) {
-          EncodeMergingSet(key, std::span<const W>(copy->windows.data() + next, n), &composite,
-                           &value, out);
-          next += n;
-        }
-      });
-    } else {
-      std::string composite, value;
-      ForEachPrefetched(
-          merging_, [](const auto& kv) { return HeapDataOf(kv.second); },
-          [&](const auto& kv) {
-            EncodeMergingSet(kv.first, std::span<const W>(kv.second), &composite, &value, b);
-          });
-    }
-  }
-  static void EncodeMergingSet(const K& key, std::span<const W> windows, std::string* composite,
-                               std::string* value, InternalStateBuckets& b) {
-    composite->clear();
-    Serializer<K>::Write(key, composite);
-    value->clear();
-    PutVarint(windows.size(), value);
-    for (const W& w : windows) Serializer<W>::Write(w, value);
-    b.Add(key, *composite, *value);
+    internal::AddMergingSets<K, W>(
+        b, merging_, [](const auto& kv) { return HeapDataOf(kv.second); },
+        [](const std::vector<W>& set, std::vector<W>& out) {
+          out.insert(out.end(), set.begin(), set.end());
+        });
   }
   absl::Status RestoreMergingSets() {
     return RestoreInternal<K>(*state_, kMergingSets, this->ctx_,
