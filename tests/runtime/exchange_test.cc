@@ -134,14 +134,13 @@ TEST(ExchangeWriterTest, FillsTheBatchesItsChannelHandsBack) {
 template <typename T>
 void CheckTwoChannels(T (*make)(int64_t)) {
   BasicRecordingChannel<T> a, b;
-  ExchangeWriter<T, RebalanceSelector> writer(
-      WriterSetup{.partitioning = Partitioning::kRebalance,
-                  .channels = {&a, &b},
-                  .batch_size = 3,
-                  .max_parallelism = 128,
-                  .producer_subtask = 0,
-                  .consumer_name = "sink"},
-      RebalanceSelector{0});
+  ExchangeWriter<T, RebalanceSelector> writer(WriterSetup{.partitioning = Partitioning::kRebalance,
+                                                          .channels = {&a, &b},
+                                                          .batch_size = 3,
+                                                          .max_parallelism = 128,
+                                                          .producer_subtask = 0,
+                                                          .consumer_name = "sink"},
+                                              RebalanceSelector{0});
   std::vector<T> records;
   std::vector<Timestamp> timestamps;
   for (int64_t r = 0; r < 8; ++r) {

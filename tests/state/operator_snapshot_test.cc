@@ -892,9 +892,7 @@ DataStream<std::string> LateSessionSums(StreamEnvironment& env, bool general) {
                       .Window(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
                       .AllowedLateness(absl::Milliseconds(20));
   auto emit = [](const int64_t& key, WindowContext<TimeWindow>& ctx, std::span<const int64_t> sum,
-                 Collector<std::string>& out) {
-    out.Collect(Describe(key, ctx.window(), sum[0]));
-  };
+                 Collector<std::string>& out) { out.Collect(Describe(key, ctx.window(), sum[0])); };
   return general ? windowed.WithoutSliceSharing().Aggregate(IntSum{}, emit)
                  : windowed.Aggregate(IntSum{}, emit);
 }
@@ -907,12 +905,12 @@ TEST_P(OperatorSnapshotTest, SessionOperatorAndWindowOperatorRestoreEachOther) {
   auto special = FactoryOf(env_, LateSessionSums(env_, false));
   auto general = FactoryOf(env_, LateSessionSums(env_, true));
   auto a = [](Harness<std::string>& r) {
-    r.Send(int64_t{1}, IntEv{1, 1}, 0);    // [0,10)
-    r.Send(int64_t{1}, IntEv{1, 2}, 20);   // [20,30)
-    r.Send(int64_t{2}, IntEv{2, 3}, 5);    // [5,15)
-    r.Send(int64_t{3}, IntEv{3, 4}, 40);   // [40,50)
-    r.Send(int64_t{1}, IntEv{1, 5}, 2);    // [0,12)
-    r.Watermark(12);                       // key 1's [0,12) fires, stays until 31
+    r.Send(int64_t{1}, IntEv{1, 1}, 0);   // [0,10)
+    r.Send(int64_t{1}, IntEv{1, 2}, 20);  // [20,30)
+    r.Send(int64_t{2}, IntEv{2, 3}, 5);   // [5,15)
+    r.Send(int64_t{3}, IntEv{3, 4}, 40);  // [40,50)
+    r.Send(int64_t{1}, IntEv{1, 5}, 2);   // [0,12)
+    r.Watermark(12);                      // key 1's [0,12) fires, stays until 31
   };
   auto b = [](Harness<std::string>& r) {
     r.Watermark(12);

@@ -158,9 +158,9 @@ class WindowSavepointTest : public state_test::TempDirTest,
   // or watermark reaches it (its windows must stay fired through the first one's watermark), and
   // the rest runs from that one.
   void RunCase(uint32_t seed, const WindowSpec& spec, bool second_savepoint = false) {
-    SCOPED_TRACE(testing::Message() << "seed " << seed << " size " << spec.size_ms << " slide "
-                                    << spec.slide_ms << " lateness " << spec.lateness_ms
-                                    << " session gap " << spec.session_gap_ms);
+    SCOPED_TRACE(testing::Message()
+                 << "seed " << seed << " size " << spec.size_ms << " slide " << spec.slide_ms
+                 << " lateness " << spec.lateness_ms << " session gap " << spec.session_gap_ms);
     const size_t cut = 300;
     const std::vector<Event> events = MakeEvents(seed, cut);
 
@@ -178,10 +178,9 @@ class WindowSavepointTest : public state_test::TempDirTest,
     }
 
     // The first `cut` events, a savepoint, then the rest at another parallelism.
-    const std::string savepoint = dir_ + "/savepoint-" + std::to_string(seed) + "-" +
-                                  std::to_string(spec.size_ms) + "-" +
-                                  std::to_string(spec.slide_ms) + "-" +
-                                  std::to_string(spec.session_gap_ms);
+    const std::string savepoint =
+        dir_ + "/savepoint-" + std::to_string(seed) + "-" + std::to_string(spec.size_ms) + "-" +
+        std::to_string(spec.slide_ms) + "-" + std::to_string(spec.session_gap_ms);
     auto feed = std::make_shared<Feed<Event>>(events, /*finish_at_end=*/true);
     std::vector<Firing> before, after;
     {

@@ -270,16 +270,16 @@ TEST_P(SlicingTest, AllWindowSessionsMergeAndFire) {
             return Event{a.key, a.time, a.value + b.value, a.count + b.count};
           },
           [](WindowContext<TimeWindow>& ctx, std::span<const Event> in, Collector<Firing>& out) {
-            out.Collect(Firing(0, ctx.window().start, ctx.window().end, in[0].value, in[0].count,
-                               0));
+            out.Collect(
+                Firing(0, ctx.window().start, ctx.window().end, in[0].value, in[0].count, 0));
           })
       .SinkTo(sink);
   ASSERT_TRUE(env.Execute("all sessions").ok());
   // [0,15) and [14,24) merge into [0,24) before the watermark 45 fires it and [30,40) (with
   // several source subtasks the watermark waits for the others to end).
   EXPECT_THAT(sink.values(), ::testing::UnorderedElementsAre(Firing(0, 0, 24, 11, 3, 0),
-                                                    Firing(0, 30, 40, 4, 1, 0),
-                                                    Firing(0, 50, 60, 16, 1, 0)));
+                                                             Firing(0, 30, 40, 4, 1, 0),
+                                                             Firing(0, 50, 60, 16, 1, 0)));
 }
 
 TEST_P(SlicingTest, LateRecordsAreCountedWhenNoSideOutputIsSet) {
