@@ -1153,6 +1153,47 @@ TEST_P(OperatorSnapshotTest, ChangeTrackedSessionWindowsHoldExactlyTheState) {
   CheckChangeTrackingAll<std::string>(FactoryOf(env_, sums), flat_phases, flat_b);
 }
 
+// The session operator's timers and merging sets are change-tracked as its sessions are: with
+// an allowed lateness a fired session keeps its cleanup timer only (its end-of-window timer is
+// named for removal), a cleaned-up key's merging set is named for removal, and a snapshot that
+// changed more than the state holds (every session gone) is full again.
+TEST_P(OperatorSnapshotTest, ChangeTrackedSessionTimersAndMergingSetsHoldExactlyTheState) {
+  auto send = [](Harness<std::string>& r, int64_t key, int64_t value, Timestamp ts) {
+    r.Send(key, IntEv{key, value}, ts);
+  };
+  std::vector<std::function<void(Harness<std::string>&)>> phases = {
+      [&](Harness<std::string>& r) {
+        for (int i = 0; i < 10; ++i) send(r, i, i, 5 * i);  // [5i, 5i+10) per key
+        send(r, 1, 20, 30);                                 // key 1: [5,15) and [30,40)
+      },
+      [&](Harness<std::string>& r) {
+        r.Watermark(16);  // keys 0 and 1's first sessions fire, kept until 35
+      },
+      [&](Harness<std::string>& r) {
+        send(r, 1, 21, 12);  // late within the lateness: [5,22) fires at once
+        send(r, 1, 22, 25);  // bridges [5,22) and [30,40): [5,40), pending again
+        send(r, 9, 23, 47);  // [45,57)
+      },
+      [&](Harness<std::string>& r) {
+        r.Watermark(40);  // keys 0, 2, 3 fire; 0 is cleaned up (at 29): its merging set goes
+      },
+      [&](Harness<std::string>& r) {
+        send(r, 11, 24, 60);  // a new key
+        r.Watermark(44);      // key 1's [5,40) fires
+      },
+  };
+  auto b = [&](Harness<std::string>& r) {
+    r.Watermark(44);
+    send(r, 1, 30, 39);  // late within the lateness of [5,40): fires again
+    send(r, 5, 31, 30);  // extends key 5's [25,35) to [25,40)
+    r.Watermark(90);     // every session fires; all but the latest are cleaned up
+    send(r, 11, 32, 62);
+    r.Watermark(kMaxWatermark);
+  };
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, LateSessionSums(env_, false)), phases, b);
+  CheckChangeTrackingAll<std::string>(FactoryOf(env_, LateSessionSums(env_, true)), phases, b);
+}
+
 TEST_P(OperatorSnapshotTest, ChangeTrackedSlicesHoldExactlyTheState) {
   restored_ties_unordered_ = true;
   auto sums = SlidingSums(env_);
@@ -1792,6 +1833,64 @@ TEST(InternalStateBucketsTest, ChangedKeysGiveWhatChangedSinceTheLastSnapshot) {
   EXPECT_TRUE(t.tracked);
   EXPECT_EQ(t.changed, (std::vector<P>{{12, 7}}));
   EXPECT_TRUE(t.removed.empty());
+}
+
+// When more was noted than the map holds (most of it erased), the snapshot is full again: fewer
+// records than the changes. MarkErased with the map's size stops noting as soon as that is so.
+TEST(InternalStateBucketsTest, ChangedKeysTakeAFullSnapshotWhenMoreChangedThanThereIs) {
+  struct Value {
+    int64_t v = 0;
+    bool changed = false;
+  };
+  using Map = absl::flat_hash_map<int64_t, Value>;
+  for (bool sized : {false, true}) {
+    SCOPED_TRACE(sized ? "MarkErased with the map's size" : "MarkErased");
+    Map map;
+    internal::ChangedKeys<int64_t> changes;
+    internal::InternalStateBuckets b(KeyGroupRange{0, kMaxParallelism - 1}, kMaxParallelism,
+                                     nullptr);
+    auto flag = [](Value& v) -> bool& { return v.changed; };
+    auto set = [&](int64_t k, int64_t v) {
+      auto it = map.try_emplace(k).first;
+      changes.Mark(it->first, it->second.changed);
+      it->second.v = v;
+    };
+    auto erase = [&](int64_t k) {
+      if (map.erase(k) == 0) return;
+      if (sized) {
+        changes.MarkErased(k, map.size());
+      } else {
+        changes.MarkErased(k);
+      }
+    };
+    auto take = [&](std::vector<int64_t>* changed, std::vector<int64_t>* removed) {
+      std::vector<const Map::value_type*> c;
+      removed->clear();
+      const bool tracked = changes.Take(b, map, flag, &c, removed);
+      changed->clear();
+      for (const auto* kv : c) changed->push_back(kv->first);
+      std::sort(changed->begin(), changed->end());
+      std::sort(removed->begin(), removed->end());
+      return tracked;
+    };
+    std::vector<int64_t> changed, removed;
+    for (int64_t k = 0; k < 10; ++k) set(k, k);
+    EXPECT_FALSE(take(&changed, &removed));  // the first: full
+    for (int64_t k = 0; k < 4; ++k) erase(k);
+    set(4, 40);  // 5 noted, 6 held: the changes
+    EXPECT_TRUE(take(&changed, &removed));
+    EXPECT_EQ(changed, (std::vector<int64_t>{4}));
+    EXPECT_EQ(removed, (std::vector<int64_t>{0, 1, 2, 3}));
+    for (int64_t k = 4; k < 9; ++k) erase(k);  // 5 noted, 1 held: full (every record: key 9)
+    EXPECT_FALSE(take(&changed, &removed));
+    EXPECT_TRUE(removed.empty());
+    set(9, 90);
+    set(20, 2);  // 2 noted, 2 held: the changes again
+    EXPECT_TRUE(take(&changed, &removed));
+    EXPECT_EQ(changed, (std::vector<int64_t>{9, 20}));
+    EXPECT_TRUE(removed.empty());
+    for (auto& [k, v] : map) EXPECT_FALSE(v.changed) << k;
+  }
 }
 
 TEST(InternalStateBucketsTest, FlatCopiesGiveBackEveryValue) {

@@ -63,8 +63,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       internal_.push_back(RegisterInternalState(
           *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
       internal_.push_back(RegisterInternalState(
-          *state_, kEventTimers, maxp,
-          [this](InternalStateBuckets& b) { AddTimers(b, TimerView{this}); }));
+          *state_, kEventTimers, maxp, [this](InternalStateBuckets& b) { AddSessionTimers(b); }));
       // Kept for WindowOperator's layout: the event-time trigger registers no processing timers.
       internal_.push_back(
           RegisterInternalState(*state_, kProcessingTimers, maxp, [](InternalStateBuckets&) {}));
@@ -80,6 +79,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     } else if constexpr (!ContentsCodec<Acc>::kSerializable) {
       ThrowNotCheckpointable(this->name(), Acc::kStateRole);
     } else {
+      taken_ = Taken{};  // a snapshot that failed midway left none behind
       SnapshotKeyedBackend(*state_, this->name(), out);
     }
   }
@@ -263,6 +263,8 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       }
       key_ = std::move(q.key);
       state_->SetCurrentKey(&*key_);
+      // Its timers (a firing) or sessions (a cleanup) change: noted for the next snapshot.
+      changes_.Mark(it->first, ks.changed);
       auto& sessions = ks.sessions;
       for (size_t i = 0; i < sessions.size();) {
         Session& s = sessions[i];
@@ -282,6 +284,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       }
       if (sessions.empty()) {
         keys_.erase(it);
+        changes_.MarkErased(*key_);  // its merging set goes
       } else {
         Schedule(*key_, ks, NextDue(ks));
       }
@@ -297,34 +300,70 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
 
   // --- Checkpoints: WindowOperator's records ------------------------------------------------------
 
-  // An entry: composite [key][window]; value [contents (optional)][u8 mask of trigger slots: 0]
-  // [2 x 8 bytes: WindowOperator's registered-timer hints, none]. After the first snapshot only
-  // the sessions of the keys changed since the previous one, and the windows gone since named.
-  void AddEntries(InternalStateBuckets& b) {
-    std::vector<K> marked, erased_keys;
-    std::vector<std::pair<const K*, Session*>> changed;
-    auto add_key = [&](const K& key, KeySessions& ks) {
-      ks.changed = false;
-      for (Session& s : ks.sessions) changed.emplace_back(&key, &s);
-    };
-    std::vector<EntryKey> removed = std::move(removed_);
+  // What a snapshot writes of the sessions, for its three change-tracked states: taken by the
+  // first state the backend fills and dropped by the last (it fills them in registration order:
+  // entries, timers, processing timers, merging sets). After the first snapshot: the keys whose
+  // sessions changed since the previous one (grown, merged, fired, cleaned up), the keys gone
+  // since, and the written sessions gone since. A full snapshot (the first, after tracking
+  // stopped, or when more changed than there is) holds every key.
+  struct Taken {
+    bool ready = false;
+    bool tracked = false;  // the records are change-tracked (canonical encodings)
+    bool full = true;
+    std::vector<const std::pair<const K, KeySessions>*> keys;
+    std::vector<K> gone;
+    std::shared_ptr<const std::vector<EntryKey>> removed;
+  };
+  void TakeChanges() {
+    taken_ = Taken{};
+    taken_.ready = true;
+    taken_.tracked = kRocksKeyable<K>;
+    auto removed = std::make_shared<std::vector<EntryKey>>(std::move(removed_));
     removed_ = {};
-    if (kRocksKeyable<K> && changes_.TakeNoted(b, &marked, &erased_keys)) {
+    std::vector<K> marked, erased_keys;
+    taken_.full = !(kRocksKeyable<K> &&
+                    changes_.TakeNoted(&marked, &erased_keys, keys_.size(), removed->size()));
+    auto add_key = [&](std::pair<const K, KeySessions>& kv) {
+      kv.second.changed = false;
+      for (Session& s : kv.second.sessions) s.written = true;
+      taken_.keys.push_back(&kv);
+    };
+    if (taken_.full) {
+      removed->clear();  // a full snapshot replaces everything
+      taken_.keys.reserve(keys_.size());
+      for (auto& kv : keys_) add_key(kv);
+    } else {
       if (marked.size() >= keys_.size() / 8) {
-        for (auto& [key, ks] : keys_) {
-          if (ks.changed) add_key(key, ks);
+        for (auto& kv : keys_) {
+          if (kv.second.changed) add_key(kv);
         }
       } else {
         for (const K& key : marked) {
           auto it = keys_.find(key);
-          if (it != keys_.end() && it->second.changed) add_key(it->first, it->second);
+          if (it != keys_.end() && it->second.changed) add_key(*it);
         }
       }
-    } else {
-      removed.clear();  // a full snapshot replaces everything
-      for (auto& [key, ks] : keys_) add_key(key, ks);
+      for (K& key : erased_keys) {
+        if (!keys_.contains(key)) taken_.gone.push_back(std::move(key));
+      }
     }
-    for (auto& [key, s] : changed) s->written = true;
+    taken_.removed = std::move(removed);
+  }
+  // Before a state's records: tells its buckets whether they are all of them or the changes.
+  void Track(InternalStateBuckets& b) const {
+    if (taken_.tracked) b.TrackChanges(/*full=*/taken_.full);
+  }
+
+  // An entry: composite [key][window]; value [contents (optional)][u8 mask of trigger slots: 0]
+  // [2 x 8 bytes: WindowOperator's registered-timer hints, none]. After the first snapshot only
+  // the sessions of the keys changed since the previous one, and the windows gone since named.
+  void AddEntries(InternalStateBuckets& b) {
+    if (!taken_.ready) TakeChanges();
+    Track(b);
+    std::vector<std::pair<const K*, const Session*>> changed;
+    for (const auto* kv : taken_.keys) {
+      for (const Session& s : kv->second.sessions) changed.emplace_back(&kv->first, &s);
+    }
     if constexpr (std::is_trivially_copyable_v<K> && FlatCopy<State>::kFlat) {
       auto copy = std::make_shared<EntriesCopy>();
       copy->entries.reserve(changed.size());
@@ -334,11 +373,10 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
         copy->entries.emplace_back(*key, s->window);
         copy->contents.Add(s->contents);
       }
-      copy->removed = std::move(removed);
-      b.Defer([copy](InternalStateBuckets& out) {
+      b.Defer([copy, removed = taken_.removed](InternalStateBuckets& out) {
         std::string composite, value;
         std::optional<State> scratch;
-        for (const EntryKey& ek : copy->removed) RemoveEntry(ek, &composite, out);
+        for (const EntryKey& ek : *removed) RemoveEntry(ek, &composite, out);
         for (size_t i = 0; i < copy->entries.size(); ++i) {
           EncodeEntry(copy->entries[i], copy->contents.Get(static_cast<uint32_t>(i), &scratch),
                       &composite, &value, out);
@@ -346,7 +384,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
       });
     } else {
       std::string composite, value;
-      for (const EntryKey& ek : removed) RemoveEntry(ek, &composite, b);
+      for (const EntryKey& ek : *taken_.removed) RemoveEntry(ek, &composite, b);
       for (const auto& [key, s] : changed) {
         EncodeEntry(EntryKey(*key, s->window), s->contents, &composite, &value, b);
       }
@@ -355,7 +393,6 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   struct EntriesCopy {
     std::vector<EntryKey> entries;
     FlatCopy<State> contents;  // by index of `entries`
-    std::vector<EntryKey> removed;
   };
   static void EncodeEntry(const EntryKey& ek, const std::optional<State>& contents,
                           std::string* composite, std::string* value, InternalStateBuckets& b) {
@@ -380,33 +417,76 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   }
 
   // A merging set: composite [key]; value [varint count][the key's windows, in start order]
-  // (internal::AddMergingSets).
-  void AddMergingSets(InternalStateBuckets& b) const {
+  // (internal::AddMergingSets): of the changed keys, and the gone keys' named. The last of the
+  // snapshot's states: the changes taken for it are dropped.
+  void AddMergingSets(InternalStateBuckets& b) {
+    if (!taken_.ready) TakeChanges();
+    Track(b);
+    std::string composite;
+    for (const K& key : taken_.gone) {
+      composite.clear();
+      Serializer<K>::Write(key, &composite);
+      b.Remove(key, composite);
+    }
     internal::AddMergingSets<K, W>(
-        b, keys_, [](const auto&) { return nullptr; },
+        b, taken_.keys, [](const auto&) { return nullptr; },
         [](const KeySessions& ks, std::vector<W>& out) {
           for (const Session& s : ks.sessions) out.push_back(s.window);
         });
+    taken_ = Taken{};
   }
 
-  // The timers WindowOperator would hold: the end-of-window timer of a pending session (or one
-  // whose cleanup is its end), the cleanup timer when it differs.
-  struct TimerView {
-    using Key = K;
-    using Namespace = W;
-    const SessionWindowOperator* op;
-    size_t size() const { return op->num_sessions(); }
-    template <typename F>
-    void ForEachWithSequence(F&& f) const {
-      for (const auto& [key, ks] : op->keys_) {
-        for (const Session& s : ks.sessions) {
-          const Timestamp end = s.window.max_timestamp(), cleanup = op->CleanupTime(s.window);
-          if (s.pending || cleanup == end) f(end, 2 * s.seq, key, s.window);
-          if (cleanup != end && cleanup != kMaxWatermark) f(cleanup, 2 * s.seq + 1, key, s.window);
+  // The timers WindowOperator would hold (the end-of-window timer of a pending session, or of one
+  // whose cleanup is its end; the cleanup timer when it differs) of the changed keys' sessions;
+  // those of the
+  // sessions gone since the previous snapshot named, and a fired session's end-of-window timer
+  // when its cleanup comes later.
+  void AddSessionTimers(InternalStateBuckets& b) {
+    if (!taken_.ready) TakeChanges();
+    Track(b);
+    struct Op {
+      Timestamp time;
+      uint64_t seq;  // kRemove: named for removal
+      K key;
+      W window;
+    };
+    static constexpr uint64_t kRemove = ~uint64_t{0};
+    auto ops = std::make_shared<std::vector<Op>>();
+    ops->reserve(taken_.removed->size() * 2 + taken_.keys.size() * 2);
+    for (const auto& [key, w] : *taken_.removed) {
+      const Timestamp end = w.max_timestamp(), cleanup = CleanupTime(w);
+      ops->push_back(Op{end, kRemove, key, w});
+      if (cleanup != end && cleanup != kMaxWatermark) ops->push_back(Op{cleanup, kRemove, key, w});
+    }
+    for (const auto* kv : taken_.keys) {
+      for (const Session& s : kv->second.sessions) {
+        const Timestamp end = s.window.max_timestamp(), cleanup = CleanupTime(s.window);
+        const bool end_timer = s.pending || cleanup == end;
+        if (end_timer || !taken_.full) {
+          ops->push_back(Op{end, end_timer ? 2 * s.seq : kRemove, kv->first, s.window});
+        }
+        if (cleanup != end && cleanup != kMaxWatermark) {
+          ops->push_back(Op{cleanup, 2 * s.seq + 1, kv->first, s.window});
         }
       }
     }
-  };
+    auto encode = [ops](InternalStateBuckets& out) {
+      std::string composite, value;
+      for (const Op& op : *ops) {
+        if (op.seq == kRemove) {
+          RemoveTimer(op.time, op.key, op.window, &composite, out);
+        } else {
+          EncodeTimer(op.time, op.seq, op.key, op.window, &composite, &value, out);
+        }
+      }
+    };
+    if constexpr (std::is_trivially_copyable_v<K>) {
+      b.Defer(std::move(encode));
+    } else {
+      encode(b);
+    }
+  }
+
   // Collects restored timers: a session's end-of-window timer means its firing is pending; the
   // session's sequence number is half its timers' smallest.
   struct RestoredTimers {
@@ -516,6 +596,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   uint64_t session_seq_ = 0;
   ChangedKeys<K> changes_;         // keys whose sessions changed, for snapshots
   std::vector<EntryKey> removed_;  // written sessions gone since the previous snapshot
+  Taken taken_;                    // during a snapshot
   LateRecords<In> late_;
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
 };

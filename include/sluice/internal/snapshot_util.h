@@ -224,17 +224,31 @@ class ChangedKeys {
         Stop();
     }
   }
+  // MarkErased for a map that holds `live` records after the erase. Once more was noted than
+  // the map holds, the next snapshot is full (Take: noting more only adds to the difference), so
+  // tracking stops at once: erasing most of a map (every window firing at the end of the input)
+  // notes none of it.
+  void MarkErased(const Key& key, size_t live) {
+    if (tracking_) {
+      erased_.push_back(key);
+      if (erased_.size() > max_noted_ || FullIsSmaller(live, 0)) [[unlikely]]
+        Stop();
+    }
+  }
   // In a snapshot's `fill`: the first time, starts tracking and returns false (the caller adds
   // every record). Then returns true after putting in `changed` the map's elements marked since
   // the previous snapshot (their flags cleared) and in `removed` the keys erased since (some may
   // be in the map again, and in `changed`: the backend applies removals first); `flag(value)` is
   // the value's changed flag.
+  // When more was noted than the map holds (most of it erased, as at the end of the input when
+  // every window fired), the snapshot is full again: fewer records to copy and write, and the
+  // checkpoint writer replaces its copy of the state instead of erasing record by record.
   template <typename Map, typename Flag>
   bool Take(InternalStateBuckets& b, Map& map, Flag&& flag,
             std::vector<const typename Map::value_type*>* changed, std::vector<Key>* removed) {
-    if (!tracking_) {
+    if (!tracking_ || FullIsSmaller(map.size(), 0)) {
       tracking_ = true;
-      keys_ = {};
+      keys_.clear();
       erased_ = {};
       for (auto& kv : map) flag(kv.second) = false;  // set before tracking stopped (Stop)
       b.TrackChanges(/*full=*/true);
@@ -262,22 +276,24 @@ class ChangedKeys {
         changed->push_back(&*it);
       }
     }
-    keys_ = {};
+    keys_.clear();  // its capacity serves the next interval (no pages faulted in again)
     return true;
   }
   // Take for a caller whose values are not one map's (it resolves the keys itself): false the
-  // first time and after tracking stopped (tracking starts; the caller adds every record and
-  // clears every flag); else true with the keys marked since the previous snapshot in `marked`
-  // (duplicates possible; a key erased since may be among them) and the erased ones in `removed`.
-  bool TakeNoted(InternalStateBuckets& b, std::vector<Key>* marked, std::vector<Key>* removed) {
-    if (!tracking_) {
+  // first time, after tracking stopped, and when more was noted (plus `other_removals`, removals
+  // the caller names itself) than the `live` records a full snapshot holds (tracking starts; the
+  // caller adds every record and clears every flag); else true with the keys marked since the
+  // previous snapshot in `marked` (duplicates possible; a key erased since may be among them)
+  // and the erased ones in `removed`.
+  // The caller tells each of its states' buckets (InternalStateBuckets::TrackChanges).
+  bool TakeNoted(std::vector<Key>* marked, std::vector<Key>* removed, size_t live,
+                 size_t other_removals) {
+    if (!tracking_ || FullIsSmaller(live, other_removals)) {
       tracking_ = true;
       keys_ = {};
       erased_ = {};
-      b.TrackChanges(/*full=*/true);
       return false;
     }
-    b.TrackChanges(/*full=*/false);
     *marked = std::move(keys_);
     *removed = std::move(erased_);
     keys_ = {};
@@ -286,6 +302,9 @@ class ChangedKeys {
   }
 
  private:
+  bool FullIsSmaller(size_t live, size_t other_removals) const {
+    return live < keys_.size() + erased_.size() + other_removals;
+  }
   void Stop() {
     tracking_ = false;
     keys_ = {};
@@ -532,6 +551,16 @@ void EncodeTimer(Timestamp time, uint64_t seq, const K& key, const N& ns, std::s
   value->clear();
   PutVarint(seq, value);
   b.Add(key, *composite, *value);
+}
+// Names the record of EncodeTimer's timer (time, key, ns) for removal (change-tracked timers).
+template <typename K, typename N>
+void RemoveTimer(Timestamp time, const K& key, const N& ns, std::string* composite,
+                 InternalStateBuckets& b) {
+  composite->clear();
+  Serializer<K>::Write(key, composite);
+  Serializer<N>::Write(ns, composite);
+  PutFixed64(time, composite);
+  b.Remove(key, *composite);
 }
 template <typename Timers>
 void AddTimers(InternalStateBuckets& b, const Timers& timers) {

@@ -403,9 +403,9 @@ class LateRecords {
 };
 
 // Merging-window sets in snapshots (WindowOperator, SessionWindowOperator): per key, composite
-// [key]; value [varint count][the key's windows, in order]. `append(value, out)` appends the
-// windows of a map value to `out`; `heap(element)` is what to prefetch of a map element (see
-// ForEachPrefetched). Copied flat (keys with their window counts, then every window) and encoded
+// [key]; value [varint count][the key's windows, in order]. `map` is a map or a range of
+// pointers to map elements (the changed ones); `append(value, out)` appends the windows of a map
+// value to `out`; `heap(element)` is what to prefetch of an element (see ForEachPrefetched). Copied flat (keys with their window counts, then every window) and encoded
 // on the checkpoint writer's thread when keys and windows own no heap buffers.
 template <typename K, typename W>
 void EncodeMergingSet(const K& key, std::span<const W> windows, std::string* composite,
@@ -427,7 +427,8 @@ void AddMergingSets(InternalStateBuckets& b, const Map& map, Heap&& heap, Append
     auto copy = std::make_shared<Copy>();
     copy->keys.reserve(map.size());
     copy->windows.reserve(map.size());
-    ForEachPrefetched(map, heap, [&](const auto& kv) {
+    ForEachPrefetched(map, heap, [&](const auto& e) {
+      const auto& kv = SnapshotElement(e);
       const size_t before = copy->windows.size();
       append(kv.second, copy->windows);
       copy->keys.emplace_back(kv.first, static_cast<uint32_t>(copy->windows.size() - before));
@@ -444,7 +445,8 @@ void AddMergingSets(InternalStateBuckets& b, const Map& map, Heap&& heap, Append
   } else {
     std::string composite, value;
     std::vector<W> windows;
-    ForEachPrefetched(map, heap, [&](const auto& kv) {
+    ForEachPrefetched(map, heap, [&](const auto& e) {
+      const auto& kv = SnapshotElement(e);
       windows.clear();
       append(kv.second, windows);
       EncodeMergingSet(kv.first, std::span<const W>(windows), &composite, &value, b);
@@ -1439,7 +1441,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   std::shared_ptr<CopyPool<EntriesCopy>> entries_copies_ =
       std::make_shared<CopyPool<EntriesCopy>>();
   void EraseEntry(const EntryKey& ek) {
-    if (entries_.erase(ek) > 0) changes_.MarkErased(ek);
+    if (entries_.erase(ek) > 0) changes_.MarkErased(ek, entries_.size());
   }
   Entry& Touch(const K& key, const W& window) {
     auto it = entries_.try_emplace(EntryKey(key, window)).first;
@@ -1693,7 +1695,9 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
               slices_rocks_.Delete(slices_rocks_.column().KeyFor(s));
             } else {
               if (s < first_slice_ || s > last_slice_) continue;
-              if (slices_.erase(SliceKey(*key_, s)) > 0) changes_.MarkErased(SliceKey(*key_, s));
+              if (slices_.erase(SliceKey(*key_, s)) > 0) {
+                changes_.MarkErased(SliceKey(*key_, s), slices_.size());
+              }
             }
           }
         });
