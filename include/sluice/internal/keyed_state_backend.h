@@ -20,6 +20,7 @@
 //  * list state: elements, each [varint length][8-byte timestamp if TTL][serialized element]
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -1313,13 +1314,21 @@ class HeapSnapshotShadow {
 // HeapSnapshotShadow, per (composite key) instead of per key. A snapshot pushes its changes on
 // the task thread; the checkpoint writer applies them in order (running their deferred encoders
 // first: Push never waits for that) and writes every record. Thread-safe.
+//
+// The records' bytes live in large chunks (an arena) the maps' views point into: a record costs
+// no allocation of its own, and a full snapshot drops the chunks instead of freeing every
+// record. Bytes of erased or overwritten records are reclaimed by compacting the live ones into
+// new chunks once they outweigh them.
 class InternalSnapshotShadow {
  public:
   using Changes = InternalKeyedState::Changes;
-  using Records = absl::flat_hash_map<std::string, std::string>;  // composite key -> value
+  // Composite key -> value, both views of the shadow's chunks (valid while the lock ApplyThrough
+  // returns is held).
+  using Records = absl::flat_hash_map<std::string_view, std::string_view>;
 
-  explicit InternalSnapshotShadow(KeyGroupRange range)
-      : records_(static_cast<size_t>(range.size())) {}
+  // `min_compaction`: the bytes of dead records below which the arena is never compacted.
+  explicit InternalSnapshotShadow(KeyGroupRange range, size_t min_compaction = size_t{4} << 20)
+      : records_(static_cast<size_t>(range.size())), min_compaction_(min_compaction) {}
 
   // Returns the sequence number of the pushed changes.
   int64_t Push(Changes changes) {
@@ -1383,7 +1392,9 @@ class InternalSnapshotShadow {
     }
     if (c.full) {
       for (Records& r : records_) Records().swap(r);
+      arena_.Clear();
       bytes_ = 0;
+      garbage_ = 0;
     }
     for (size_t g = 0; g < records_.size(); ++g) {
       Records& m = records_[g];
@@ -1399,9 +1410,11 @@ class InternalSnapshotShadow {
           PutVarint(changed_->removal_tag, ops);
           PutLengthPrefixed(composite, ops);
         }
-        auto it = m.find(absl::string_view(composite.data(), composite.size()));
+        auto it = m.find(composite);
         if (it == m.end()) continue;
-        bytes_ -= it->first.size() + it->second.size();
+        const size_t size = it->first.size() + it->second.size();
+        bytes_ -= size;
+        garbage_ += size;
         m.erase(it);
       }
       ByteReader in(c.records[g]);
@@ -1416,28 +1429,82 @@ class InternalSnapshotShadow {
           PutLengthPrefixed(composite, ops);
           PutLengthPrefixed(value, ops);
         }
-        // Most changes update a record already there: no key string is built for them.
-        auto it = m.find(absl::string_view(composite.data(), composite.size()));
-        if (it != m.end()) {
-          bytes_ -= it->second.size();
-          it->second.assign(value.data(), value.size());
+        // One probe: the key is copied into the arena first and given back if it was there.
+        const std::string_view key = arena_.Copy(composite);
+        auto [it, inserted] = m.try_emplace(key, std::string_view());
+        if (inserted) {
+          bytes_ += key.size();
         } else {
-          m.try_emplace(std::string(composite), std::string(value.data(), value.size()));
-          bytes_ += composite.size();
+          arena_.GiveBackLast(key);
+          bytes_ -= it->second.size();
+        }
+        if (!inserted && value.size() <= it->second.size()) {
+          // Overwritten in place (the arena's bytes are the shadow's own).
+          std::memcpy(const_cast<char*>(it->second.data()), value.data(), value.size());
+          garbage_ += it->second.size() - value.size();
+          it->second = std::string_view(it->second.data(), value.size());
+        } else {
+          garbage_ += it->second.size();
+          it->second = arena_.Copy(value);
         }
         bytes_ += value.size();
       }
       std::string().swap(c.records[g]);
       std::string().swap(c.removed[g]);
     }
+    if (garbage_ > bytes_ && garbage_ >= min_compaction_) Compact();
     return absl::OkStatus();
+  }
+
+  // Chunks of bytes handed out in order.
+  class Arena {
+   public:
+    std::string_view Copy(std::string_view bytes) {
+      if (chunks_.empty() || used_ + bytes.size() > capacity_) {
+        capacity_ = std::max(kChunk, bytes.size());
+        chunks_.push_back(std::make_unique<char[]>(capacity_));
+        used_ = 0;
+      }
+      char* at = chunks_.back().get() + used_;
+      if (!bytes.empty()) std::memcpy(at, bytes.data(), bytes.size());
+      used_ += bytes.size();
+      return std::string_view(at, bytes.size());
+    }
+    // `last` is the latest Copy: its bytes are free again.
+    void GiveBackLast(std::string_view last) { used_ -= last.size(); }
+    void Clear() {
+      chunks_.clear();
+      used_ = capacity_ = 0;
+    }
+
+   private:
+    static constexpr size_t kChunk = size_t{1} << 20;
+    std::vector<std::unique_ptr<char[]>> chunks_;
+    size_t used_ = 0;
+    size_t capacity_ = 0;
+  };
+
+  // The live records into new chunks (the maps rebuilt: their keys are views too).
+  void Compact() {
+    Arena fresh;
+    for (Records& m : records_) {
+      Records moved;
+      moved.reserve(m.size());
+      for (const auto& [k, v] : m) moved.emplace(fresh.Copy(k), fresh.Copy(v));
+      m.swap(moved);
+    }
+    arena_ = std::move(fresh);
+    garbage_ = 0;
   }
 
   std::mutex mu_;        // pending_, pushed_
   std::mutex apply_mu_;  // records_, applied_, bytes_, changed_
   std::vector<Records> records_;
+  size_t min_compaction_;
+  Arena arena_;                 // the bytes records_ views
   Applied* changed_ = nullptr;  // during ApplyThrough
-  size_t bytes_ = 0;
+  size_t bytes_ = 0;            // of the live records
+  size_t garbage_ = 0;          // of the arena's records erased or overwritten since
   std::deque<std::pair<int64_t, Changes>> pending_;
   int64_t pushed_ = 0;
   int64_t applied_ = 0;
