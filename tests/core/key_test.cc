@@ -32,7 +32,17 @@ TEST(StableHashTest, IsAFixedFunctionOfTheValue) {
 }
 
 TEST(StableHashTest, PinnedValues) {
-  EXPECT_EQ(StableHash(int64_t{42}), StableHash(int64_t{42}));
+  // Computed before 8-byte integers took their inline path (same steps, same values).
+  EXPECT_EQ(StableHash(int64_t{0}), 16297542809318639894ULL);
+  EXPECT_EQ(StableHash(int64_t{42}), 4822201483972633969ULL);
+  EXPECT_EQ(StableHash(int64_t{-1}), 4657112350582091477ULL);
+  EXPECT_EQ(StableHash(int64_t{1000003}), 15971284438904461497ULL);
+  EXPECT_EQ(StableHash(uint64_t{7}), 655176745010166162ULL);
+  EXPECT_EQ(StableHash(std::string("sluice")), 13461734173422103759ULL);
+  // The inline path of 8-byte integers equals the general one (Abseil's hash protocol).
+  for (int64_t v = -1000; v < 1000; v += 7) {
+    EXPECT_EQ(StableHash(v), StableHashState::combine(StableHashState(), v).Finish()) << v;
+  }
   // The value of one key, computed once: guards against accidental changes of the hash function.
   static const uint64_t kPinned = StableHash(std::string("sluice"));
   EXPECT_EQ(StableHash(std::string("sluice")), kPinned);
