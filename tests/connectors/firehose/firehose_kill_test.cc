@@ -123,6 +123,16 @@ Output Collect(const fs::path& out) {
   return o;
 }
 
+// While the job runs (files appear, are renamed and go): whether a hidden file is there now.
+bool HasHiddenFiles(const fs::path& out) {
+  std::error_code ec;
+  for (auto it = fs::recursive_directory_iterator(out, ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+    if (it->path().filename().string().starts_with(".")) return true;
+  }
+  return false;
+}
+
 bool NoDuplicates(const std::vector<std::string>& sorted) {
   return std::adjacent_find(sorted.begin(), sorted.end()) == sorted.end();
 }
@@ -152,6 +162,12 @@ TEST(FirehoseKillTest, EveryRecordExactlyOnceAfterKillsAndRestarts) {
     int status = 0;
     if (kills < kKills) {
       absl::SleepFor(absl::Milliseconds(wait_ms(rng)));
+      // The first kill waits (up to 1 s more) until files are in flight, so that at least one
+      // kill hits hidden files however the machine's timing falls.
+      for (int waited = 0; kills == 0 && waited < 200; ++waited) {
+        if (HasHiddenFiles(fs::path(dir) / "out")) break;
+        absl::SleepFor(absl::Milliseconds(5));
+      }
       if (waitpid(pid, &status, WNOHANG) == pid) {
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "attempt " << attempt;
         finished = true;
