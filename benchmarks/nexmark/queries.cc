@@ -524,9 +524,6 @@ using HottestAgg = TopWithTiesAgg<Q5Out, Q5Out, &SameCount, &Q5Out::count>;
 
 // --- q7: the highest bids of each window -----------------------------------------------------
 
-// q7's first phase keys bids by auction % kQ7Buckets.
-constexpr int64_t kQ7Buckets = 1024;
-
 Q7Bid ToQ7Bid(const Bid& b) { return Q7Bid{b.auction, b.bidder, b.price, b.date_time}; }
 Q7Bid SameBid(const Q7Bid& b) { return b; }
 using MaxBidsAgg = TopWithTiesAgg<Q7Bid, Q7Bid, &SameBid, &Q7Bid::price>;
@@ -729,30 +726,18 @@ absl::Status Build(const std::string& q, const Builder& b) {
                           })
                .Name("Hottest auctions"));
   } else if (q == "q7") {
-    // Two phases, as Flink's planner runs a global window aggregate: the highest bids per
-    // bucket of auctions (a few accumulators per subtask, not one per auction), then per window.
-    auto partial =
-        b.BidFields<Q7Bid>(ToQ7Bid)
-            .KeyBy([](const Q7Bid& x) { return x.auction % kQ7Buckets; })
-            .Window(sluice::TumblingEventTimeWindows::Of(Seconds(10)))
-            .Aggregate(MaxBidsAgg(),
-                       [](const int64_t&, WindowContext<TimeWindow>& ctx,
-                          std::span<const std::vector<Q7Bid>> top, Collector<Q7Out>& out) {
-                         for (const Q7Bid& bid : top[0]) {
-                           out.Collect(Q7Out{ctx.window().start, ctx.window().end, bid});
-                         }
-                       })
-            .Name("Highest bids per auction bucket");
-    b.Sink(partial.KeyBy([](const Q7Out& r) { return r.end; })
-               .Window(sluice::TumblingEventTimeWindows::Of(Seconds(10)))
-               .Process([](const int64_t&, WindowContext<TimeWindow>&, std::span<const Q7Out> rs,
-                           Collector<Q7Out>& out) {
-                 int64_t max = -1;
-                 for (const Q7Out& r : rs) max = std::max(max, r.bid.price);
-                 for (const Q7Out& r : rs) {
-                   if (r.bid.price == max) out.Collect(r);
-                 }
-               })
+    // Flink's plan: the highest bids of each window, aggregated in two phases — per source
+    // subtask before the exchange (LocalWindowAggregate), then the partials of every subtask.
+    b.Sink(b.BidFields<Q7Bid>(ToQ7Bid)
+               .WindowAll(sluice::TumblingEventTimeWindows::Of(Seconds(10)))
+               .TwoPhase()
+               .Aggregate(MaxBidsAgg(),
+                          [](WindowContext<TimeWindow>& ctx,
+                             std::span<const std::vector<Q7Bid>> top, Collector<Q7Out>& out) {
+                            for (const Q7Bid& bid : top[0]) {
+                              out.Collect(Q7Out{ctx.window().start, ctx.window().end, bid});
+                            }
+                          })
                .Name("Highest bids"));
   } else if (q == "q8") {
     // Flink's plan: per (id, window) the person and per (seller, window) whether it sold, both

@@ -785,6 +785,29 @@ TEST(WindowMisuseTest, ReportedByExecuteBeforeAnyRecordFlows) {
              .SinkTo(s);
        },
        "size must be > 0"},
+      {"two phases with a process function",
+       [&](auto k, auto& s) {
+         k.Window(tumbling(10)).TwoPhase().template Process<Fired>(ListValues{}).SinkTo(s);
+       },
+       "TwoPhase() needs event-time tumbling or sliding windows"},
+      {"two phases with sessions",
+       [&](auto k, auto& s) {
+         k.Window(EventTimeSessionWindows::WithGap(absl::Seconds(1)))
+             .TwoPhase()
+             .template Process<Fired>(ListValues{})
+             .SinkTo(s);
+       },
+       "TwoPhase() needs event-time tumbling or sliding windows"},
+      {"two phases without slice sharing",
+       [&](auto k, auto& s) {
+         k.Window(tumbling(10))
+             .TwoPhase()
+             .WithoutSliceSharing()
+             .Reduce([](const Ev& a, const Ev&) { return a; })
+             .Map([](const Ev&) { return Fired{}; })
+             .SinkTo(s);
+       },
+       "TwoPhase() and WithoutSliceSharing() exclude each other"},
       {"late data tag without id",
        [&](auto k, auto& s) {
          k.Window(tumbling(10))

@@ -25,6 +25,7 @@
 #include "absl/time/time.h"
 
 #include <sluice/api/data_stream.h>
+#include <sluice/internal/local_aggregate.h>
 #include <sluice/internal/session_window_operator.h>
 #include <sluice/internal/window_operator.h>
 #include <sluice/window/triggers.h>
@@ -144,6 +145,23 @@ class WindowedStream {
     return result;
   }
 
+  // Aggregates in two phases, as Flink's planner runs window aggregates (LocalWindowAggregate,
+  // then GlobalWindowAggregate): each subtask of the input, before the keyed exchange, folds its
+  // records per key and slice of gcd(size, slide) into one partial result in memory, and only the
+  // partials cross the exchange, where the window operator merges them (AggregateFunction::Merge,
+  // or the reduce function) and fires as usual. For aggregates over few keys — or over the whole
+  // stream with WindowAll, which then merges one partial per input subtask and slice — the records
+  // never leave their core. Results, lateness and the late-data side output are those of the
+  // one-phase window; partials go downstream when the watermark passes their slice, at each
+  // checkpoint barrier (the local phase keeps no state) and when a subtask holds 65536 of them.
+  // Needs event-time tumbling or sliding windows with the default trigger, no evictor, slice
+  // sharing, and Reduce or Aggregate (the same conditions as slice sharing).
+  WindowedStream TwoPhase() const {
+    WindowedStream result = *this;
+    result.settings_.two_phase = true;
+    return result;
+  }
+
   // --- Window functions ---------------------------------------------------------------------------
 
   // `fn(const T&, const T&) -> T`, applied incrementally; emits the reduced value per firing.
@@ -238,6 +256,18 @@ class WindowedStream {
     using OpKS = std::conditional_t<kAll, internal::AllKeySelector, KS>;
     OpKS ks{};
     if constexpr (!kAll) ks = input_.key_selector();
+    if (settings_.two_phase) {
+      if constexpr (std::is_same_v<Ev, NoEvictor> && internal::kSliceable<Assigner, Trig, Acc>) {
+        if (settings_.share_slices) return BuildTwoPhase<Out, OpKey>(ks, std::move(acc), fn);
+        Env()->RecordError(absl::InvalidArgumentError(
+            "Window(): TwoPhase() and WithoutSliceSharing() exclude each other (the second phase "
+            "merges partial results per slice)"));
+      } else {
+        Env()->RecordError(absl::InvalidArgumentError(
+            "Window(): TwoPhase() needs event-time tumbling or sliding windows with the default "
+            "trigger, no evictor, and Reduce or Aggregate"));
+      }
+    }
     auto factory = [ks, assigner = assigner_, trigger = trigger_, evictor = evictor_,
                     settings = settings_, acc = std::move(acc),
                     fn = std::move(fn)](internal::OperatorSetup& s) {
@@ -275,6 +305,53 @@ class WindowedStream {
         in.template Transform<Out>(kAll ? "All Window" : "Window", std::move(factory));
     if constexpr (kAll) {
       // WindowAll runs in one subtask (Flink's non-parallel operator).
+      auto& node = Env()->graph().nodes[static_cast<size_t>(result.ports()[0].node)];
+      node.parallelism = 1;
+      node.max_source_parallelism = 1;
+    }
+    return result;
+  }
+
+  // The local phase at its input's parallelism (chained to a single producer), the exchange of
+  // partials, and the global phase (internal/local_aggregate.h).
+  template <typename Out, typename OpKey, typename OpKS, typename Acc, typename WinFn>
+  DataStream<Out> BuildTwoPhase(OpKS ks, Acc acc, WinFn fn) const {
+    using P = internal::LocalPartial<OpKey, typename Acc::State, T>;
+    using Global = internal::MergePartialContents<P, Acc>;
+    // The input as it was before KeyBy / WindowAll partitioned it.
+    DataStream<T> raw = input_.Partitioned(internal::Partitioning::kDefault);
+    auto local = [ks, assigner = assigner_, acc](internal::OperatorSetup& s) {
+      return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
+          std::make_unique<internal::LocalWindowAggregateOperator<OpKey, T, OpKS, Acc>>(
+              s, ks, assigner.size(), assigner.slide(), assigner.offset(), acc));
+    };
+    DataStream<P> partials =
+        raw.template Transform<P>(kAll ? "Local All Window" : "Local Window", std::move(local));
+    if (raw.ports().size() == 1) {
+      Env()->graph().nodes[static_cast<size_t>(partials.ports()[0].node)].follows =
+          raw.ports()[0].node;
+    }
+    internal::WindowSettings<P> gs;
+    gs.allowed_lateness_ms = settings_.allowed_lateness_ms;
+    gs.late_tag = settings_.late_tag;
+    auto global = [assigner = assigner_, acc = std::move(acc), fn = std::move(fn),
+                   gs](internal::OperatorSetup& s) {
+      return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
+          std::make_unique<internal::SlicingWindowOperator<OpKey, P, Out,
+                                                           internal::LocalPartialKeySelector,
+                                                           Assigner, Global, WinFn>>(
+              s, internal::LocalPartialKeySelector{}, assigner, Global{acc}, fn, gs));
+    };
+    DataStream<P> exchanged =
+        kAll ? partials.Partitioned(internal::Partitioning::kRebalance)
+             : partials.Partitioned(internal::Partitioning::kHash,
+                                    [](const internal::WriterSetup& setup) {
+                                      return internal::MakeHashWriter<P>(
+                                          setup, internal::LocalPartialKeySelector{});
+                                    });
+    DataStream<Out> result =
+        exchanged.template Transform<Out>(kAll ? "All Window" : "Window", std::move(global));
+    if constexpr (kAll) {
       auto& node = Env()->graph().nodes[static_cast<size_t>(result.ports()[0].node)];
       node.parallelism = 1;
       node.max_source_parallelism = 1;

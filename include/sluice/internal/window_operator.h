@@ -358,13 +358,23 @@ struct UserWindowFunction {
   }
 };
 
+// The record a late element stands for on the late-data side output: the element itself, or the
+// record a two-phase aggregate's partial carries (local_aggregate.h).
+template <typename In>
+struct LateRecordOf {
+  using type = In;
+  static const In& Get(const In& v) { return v; }
+};
+
 // The window's settings besides its types.
 template <typename T>
 struct WindowSettings {
   int64_t allowed_lateness_ms = 0;
-  std::optional<OutputTag<T>> late_tag;
+  std::optional<OutputTag<typename LateRecordOf<T>::type>> late_tag;
   // Sliding/tumbling Reduce and Aggregate keep partial results per slice (SlicingWindowOperator).
   bool share_slices = true;
+  // Pre-aggregated per subtask before the exchange (WindowedStream::TwoPhase, local_aggregate.h).
+  bool two_phase = false;
 };
 
 // Flink's isEventTime() of an assigner: GlobalWindows is not event time (nothing is ever late).
@@ -386,7 +396,8 @@ class LateRecords {
   void Add(const WindowSettings<In>& settings, SideOutputs& side, const In& value,
            Timestamp timestamp) {
     if (settings.late_tag) {
-      side.Emit(*settings.late_tag, In(value), timestamp);
+      using L = typename LateRecordOf<In>::type;
+      side.Emit(*settings.late_tag, L(LateRecordOf<In>::Get(value)), timestamp);
     } else {
       ++dropped_;
     }
