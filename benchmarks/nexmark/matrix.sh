@@ -5,6 +5,7 @@
 # p=2 also events/s). One run per cell: on a shared machine, repeat and take medians.
 #
 #   benchmarks/nexmark/matrix.sh [build dir]      (default build/, from ./dev.sh build)
+#   QUERIES="q5 q7" benchmarks/nexmark/matrix.sh   (only these rows)
 set -euo pipefail
 build=${1:-build}
 B=$build/benchmarks/nexmark/sluice-nexmark
@@ -18,7 +19,7 @@ m() { awk -v x="$1" 'BEGIN { if (x == "") print "-"; else if (x >= 1e6) printf "
 
 echo "| query | events | p=1 per core | p=2 events/s | p=2 per core | p=1 ckpt 1 s per core | p=2 ckpt 1 s per core | RocksDB p=1 per core (events) | RocksDB p=2 per core | COST |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
-for q in q0 q1 q2 q3 q4 q5 q7 q8 q9 q11 q12 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22; do
+for q in ${QUERIES:-q0 q1 q2 q3 q4 q5 q7 q8 q9 q11 q12 q13 q14 q15 q16 q17 q18 q19 q20 q21 q22}; do
   case $q in q0|q1|q2|q13|q14|q21|q22) n=10000000; nr=2000000 ;; *) n=5000000; nr=500000 ;; esac
   p1=$($B --query $q --events $n --parallelism 1 2>&1 | per_core)
   out2=$($B --query $q --events $n --parallelism 2 2>&1)
