@@ -20,6 +20,7 @@
 #include "absl/time/clock.h"
 
 #include <sluice/connectors/file.h>
+#include <sluice/internal/local_aggregate.h>
 #include <sluice/internal/operators.h>
 #include <sluice/internal/watermark_combiner.h>
 
@@ -200,6 +201,67 @@ TEST(TimestampsAndWatermarksOperatorTest, IdleAfterTheTimeoutAndActiveBeforeTheN
   op.OnEndOfInput();
   EXPECT_THAT(rec.events, ElementsAre("r1000@1000", "wm:999", "idle", "active", "r2000@2000",
                                       "wm:1999", "wm:max", "end"));
+}
+
+// The local phase of a two-phase window aggregate (WindowedStream::TwoPhase) around idleness:
+// partials go on before "idle" (the global phase's watermark may then pass them); once the input
+// was idle, records go on one by one with the record itself, as the global watermark may be ahead
+// of this input's; a record whose slice already went on goes alone at any time.
+class SumInts final : public AggregateFunction<int, int64_t, int64_t> {
+ public:
+  int64_t CreateAccumulator() override { return 0; }
+  void Add(const int& v, int64_t& acc) override { acc += v; }
+  int64_t GetResult(const int64_t& acc) override { return acc; }
+  void Merge(const int64_t& from, int64_t& into) override { into += from; }
+};
+struct ByHundreds {
+  int64_t operator()(const int& v) const { return v / 100; }
+};
+using Partial = internal::LocalPartial<int64_t, int64_t, int>;
+class PartialRecorder : public internal::BatchConsumer<Partial> {
+ public:
+  void Consume(std::vector<Partial>& records, std::vector<Timestamp>& timestamps) override {
+    for (size_t i = 0; i < records.size(); ++i) {
+      const Partial& p = records[i];
+      events.push_back(absl::StrCat("k", p.key, "=", p.state,
+                                    p.record ? absl::StrCat("+r", *p.record) : "", "@",
+                                    timestamps[i]));
+    }
+  }
+  void OnWatermark(Timestamp w) override { events.push_back(absl::StrCat("wm:", w)); }
+  void OnWatermarkStatus(bool idle) override { events.push_back(idle ? "idle" : "active"); }
+  void OnEndOfInput() override { events.push_back("end"); }
+  std::vector<std::string> events;
+};
+
+TEST(LocalWindowAggregateOperatorTest, PartialsGoOnBeforeIdleAndRecordsOneByOneAfter) {
+  ManualClock clock(0);
+  PartialRecorder rec;
+  internal::LocalWindowAggregateOperator<int64_t, int, ByHundreds,
+                                         internal::AggregateContents<int, SumInts>>
+      op(SetupInto(&rec, &clock), ByHundreds{}, 10, 10, 0, {SumInts()});
+  op.Open();
+  auto feed = [&](std::vector<int> values) {
+    std::vector<Timestamp> ts;
+    for (int v : values) ts.push_back(v % 100);
+    op.Consume(values, ts);
+  };
+  feed({1, 2, 15, 104});  // keys 0, 0, 0, 1 at times 1, 2, 15, 4
+  EXPECT_THAT(rec.events, ElementsAre());
+  op.ProcessWatermark(0, 9);  // slice [0, 10): key 0 has 1 + 2, key 1 has 104
+  feed({3});                  // slice [0, 10) went on: alone, with the record
+  op.ProcessWatermarkStatus(0, true);
+  op.ProcessWatermarkStatus(0, false);
+  feed({21, 23});
+  op.ProcessWatermark(0, 30);
+  op.OnEndOfInput();
+  ASSERT_EQ(rec.events.size(), 11u);
+  EXPECT_THAT(std::vector<std::string>(rec.events.begin(), rec.events.begin() + 2),
+              ::testing::UnorderedElementsAre("k0=3@9", "k1=104@9"));
+  EXPECT_THAT(std::vector<std::string>(rec.events.begin() + 2, rec.events.end()),
+              ElementsAre("wm:9", "k0=3+r3@3", "k0=15@19", "idle", "active", "k0=21+r21@21",
+                          "k0=23+r23@23", "wm:30", "end"));
+  op.Close();
 }
 
 TEST(TimestampsAndWatermarksOperatorTest, PerSplitMinimumIdleSplitsLeftOutReleasedSplitsGone) {

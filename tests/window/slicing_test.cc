@@ -163,7 +163,11 @@ std::vector<std::tuple<int64_t, Timestamp, int64_t>> LateKeys(const std::vector<
 
 class SlicingTest : public ::testing::TestWithParam<int> {};
 
-TEST_P(SlicingTest, SharedSlicesEqualPerWindowContentsOnRandomInput) {
+// Shared slices, and two phases (TwoPhase: partials per slice before the exchange, merged after
+// it), give the firings, re-firings and late records of per-window contents. In two phases the
+// local phase runs at the source's parallelism (1), so its watermarks and late records are the
+// reference's; the global phase runs at the test's parallelism.
+TEST_P(SlicingTest, SharedSlicesAndTwoPhaseEqualPerWindowContentsOnRandomInput) {
   const std::vector<Spec> specs = {{10000, 10000, 0, 0},      {10000, 10000, 3000, 4000},
                                    {10000, 5000, 0, 0},       {10000, 3000, 1000, 2500},
                                    {6000, 4000, -1000, 7000}, {4000, 1000, 0, 20000}};
@@ -186,10 +190,13 @@ TEST_P(SlicingTest, SharedSlicesEqualPerWindowContentsOnRandomInput) {
         if (++per_window[{std::get<0>(f), std::get<1>(f)}] > 1) ++refirings;
       }
       for (Function fn : {Function::kReduceProcess, Function::kAggregateProcess}) {
-        Result sliced = RunWindows(events, assigner, spec.lateness, fn, GetParam());
-        EXPECT_THAT(sliced.firings, UnorderedElementsAreArray(reference.firings));
-        EXPECT_THAT(LateKeys(sliced.late), UnorderedElementsAreArray(LateKeys(reference.late)));
-        EXPECT_EQ(sliced.dropped, 0);  // every late record went to the side output
+        for (bool two_phase : {false, true}) {
+          SCOPED_TRACE(two_phase ? "two phases" : "one phase");
+          Result sliced = RunWindows(events, assigner, spec.lateness, fn, GetParam(), two_phase);
+          EXPECT_THAT(sliced.firings, UnorderedElementsAreArray(reference.firings));
+          EXPECT_THAT(LateKeys(sliced.late), UnorderedElementsAreArray(LateKeys(reference.late)));
+          EXPECT_EQ(sliced.dropped, 0);  // every late record went to the side output
+        }
       }
       // Every output timestamp is the window's max timestamp.
       for (const Firing& f : reference.firings) EXPECT_EQ(std::get<5>(f), std::get<2>(f) - 1);
@@ -253,44 +260,6 @@ TEST_P(SlicingTest, SessionOperatorEqualsTheGeneralWindowOperatorOnRandomInput) 
   EXPECT_GT(bridged, 5u);
   std::cout << firings << " session firings, " << refirings << " re-firings, " << bridged
             << " bridging re-firings, " << late_records << " late records\n";
-}
-
-// Two phases (TwoPhase: partials per slice before the exchange, merged after it) give the same
-// firings, re-firings and late records as one window operator fed every record. The local phase
-// runs at the source's parallelism (1), so its watermarks and the late records are those of the
-// reference; the global phase runs at the test's parallelism.
-TEST_P(SlicingTest, TwoPhaseEqualsOnePhaseOnRandomInput) {
-  const std::vector<Spec> specs = {{10000, 10000, 0, 0},
-                                   {10000, 10000, 3000, 4000},
-                                   {10000, 3000, 1000, 2500},
-                                   {4000, 1000, 0, 20000}};
-  size_t late_records = 0, refirings = 0;
-  for (uint32_t seed = 1; seed <= 4; ++seed) {
-    std::vector<Event> events = RandomEvents(seed, 600);
-    for (const Spec& spec : specs) {
-      SCOPED_TRACE(testing::Message()
-                   << "seed " << seed << " size " << spec.size << " slide " << spec.slide
-                   << " offset " << spec.offset << " lateness " << spec.lateness);
-      auto assigner =
-          SlidingEventTimeWindows::Of(absl::Milliseconds(spec.size), absl::Milliseconds(spec.slide),
-                                      absl::Milliseconds(spec.offset));
-      Result reference = RunWindows(events, assigner, spec.lateness, Function::kProcess, 1);
-      ASSERT_FALSE(reference.firings.empty());
-      late_records += reference.late.size();
-      std::map<std::tuple<int64_t, Timestamp>, int> per_window;
-      for (const Firing& f : reference.firings) {
-        if (++per_window[{std::get<0>(f), std::get<1>(f)}] > 1) ++refirings;
-      }
-      for (Function fn : {Function::kReduceProcess, Function::kAggregateProcess}) {
-        Result two = RunWindows(events, assigner, spec.lateness, fn, GetParam(), true);
-        EXPECT_THAT(two.firings, UnorderedElementsAreArray(reference.firings));
-        EXPECT_THAT(LateKeys(two.late), UnorderedElementsAreArray(LateKeys(reference.late)));
-        EXPECT_EQ(two.dropped, 0);
-      }
-    }
-  }
-  EXPECT_GT(late_records, 30u);
-  EXPECT_GT(refirings, 30u);
 }
 
 // WindowAll in two phases over three input subtasks: each folds its share of every window into

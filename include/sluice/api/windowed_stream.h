@@ -150,12 +150,15 @@ class WindowedStream {
   // records per key and slice of gcd(size, slide) into one partial result in memory, and only the
   // partials cross the exchange, where the window operator merges them (AggregateFunction::Merge,
   // or the reduce function) and fires as usual. For aggregates over few keys — or over the whole
-  // stream with WindowAll, which then merges one partial per input subtask and slice — the records
-  // never leave their core. Results, lateness and the late-data side output are those of the
-  // one-phase window; partials go downstream when the watermark passes their slice, at each
-  // checkpoint barrier (the local phase keeps no state) and when a subtask holds 65536 of them.
-  // Needs event-time tumbling or sliding windows with the default trigger, no evictor, slice
-  // sharing, and Reduce or Aggregate (the same conditions as slice sharing).
+  // stream with WindowAll, which then merges one partial per input subtask and slice — the
+  // records never leave their core (the local phase is chained to its input when that is one
+  // stream). Results, lateness and the late-data side output are those of the one-phase window;
+  // partials go downstream when the watermark passes their slice, at each checkpoint barrier (the
+  // local phase keeps no state), when the input goes idle (after which that subtask passes
+  // records on one by one) and when a subtask holds 65536 of them. Needs event-time tumbling or
+  // sliding windows with the default trigger, no evictor, slice sharing, and Reduce or Aggregate
+  // (the same conditions as slice sharing). It adds an operator to the job graph: checkpoints of
+  // the job with and without it do not restore into each other.
   WindowedStream TwoPhase() const {
     WindowedStream result = *this;
     result.settings_.two_phase = true;
@@ -301,10 +304,16 @@ class WindowedStream {
     // WindowAll needs no hashing: its one subtask gets every record.
     DataStream<T> in = kAll ? input_.Partitioned(internal::Partitioning::kRebalance)
                             : static_cast<const DataStream<T>&>(input_);
+    return AddWindowNode<Out>(in, std::move(factory));
+  }
+
+  // The window operator's node fed by `in`; WindowAll runs in one subtask (Flink's non-parallel
+  // operator).
+  template <typename Out, typename In>
+  DataStream<Out> AddWindowNode(const DataStream<In>& in, internal::OperatorFactory factory) const {
     DataStream<Out> result =
         in.template Transform<Out>(kAll ? "All Window" : "Window", std::move(factory));
     if constexpr (kAll) {
-      // WindowAll runs in one subtask (Flink's non-parallel operator).
       auto& node = Env()->graph().nodes[static_cast<size_t>(result.ports()[0].node)];
       node.parallelism = 1;
       node.max_source_parallelism = 1;
@@ -349,14 +358,7 @@ class WindowedStream {
                                       return internal::MakeHashWriter<P>(
                                           setup, internal::LocalPartialKeySelector{});
                                     });
-    DataStream<Out> result =
-        exchanged.template Transform<Out>(kAll ? "All Window" : "Window", std::move(global));
-    if constexpr (kAll) {
-      auto& node = Env()->graph().nodes[static_cast<size_t>(result.ports()[0].node)];
-      node.parallelism = 1;
-      node.max_source_parallelism = 1;
-    }
-    return result;
+    return AddWindowNode<Out>(exchanged, std::move(global));
   }
 
   KeyedStream<K, T, KS> input_;

@@ -132,10 +132,10 @@ struct KeyGroupRange {
 
   // The key groups owned by `subtask` of an operator with `parallelism` subtasks.
   static KeyGroupRange ForSubtask(int max_parallelism, int parallelism, int subtask) {
-    int start = static_cast<int>((static_cast<int64_t>(subtask) * max_parallelism + parallelism - 1) /
-                                 parallelism);
-    int end = static_cast<int>((static_cast<int64_t>(subtask + 1) * max_parallelism - 1) /
-                               parallelism);
+    int start = static_cast<int>(
+        (static_cast<int64_t>(subtask) * max_parallelism + parallelism - 1) / parallelism);
+    int end =
+        static_cast<int>((static_cast<int64_t>(subtask + 1) * max_parallelism - 1) / parallelism);
     return KeyGroupRange{start, end};
   }
 };

@@ -16,7 +16,10 @@
 // passed on at once with the record itself, under its own timestamp, so the global phase accepts
 // it (within the allowed lateness) or sends the record to the late-data side output exactly as it
 // would the raw record. A partial passed on at a watermark is never late downstream: it precedes
-// that watermark.
+// that watermark, and the global watermark is the minimum over the inputs that count. An idle
+// input does not count: the local phase passes everything on before it forwards "idle", and once
+// its input was idle it passes records on one by one (as a one-phase job), since the global
+// watermark may have moved past its own.
 #pragma once
 
 #include <cstdint>
@@ -125,6 +128,20 @@ class LocalWindowAggregateOperator final
     Base::SnapshotState(id, out);
   }
 
+  // Idle: the global phase leaves this input out of its watermark, which may then pass the
+  // slices held here, so they go on first. Active again: the global watermark may be ahead of this
+  // input's (it counts again only once it catches up), and a partial passed on later could be
+  // late there without the records it stands for — from now on records go on one by one, as in a
+  // one-phase job, each with the record itself.
+  void OnWatermarkStatus(bool idle) override {
+    if (idle) {
+      PassOnAll();
+    } else {
+      one_by_one_ = true;
+    }
+    Base::OnWatermarkStatus(idle);  // flushes the partials first
+  }
+
   void OnEndOfInput() override {
     PassOnAll();
     Base::OnEndOfInput();
@@ -145,12 +162,14 @@ class LocalWindowAggregateOperator final
       throw std::invalid_argument(kNoTimestampInEventTimeWindow);
     }
     const Timestamp slice = WindowStartWithOffset(timestamp, offset_, pane_);
-    if (slice + pane_ - 1 <= this->watermark_) [[unlikely]] {
-      // Its slice went downstream already: the record goes on alone, under its own timestamp.
+    if (slice + pane_ - 1 <= this->watermark_ || one_by_one_) [[unlikely]] {
+      // Its slice went downstream already (or the input was idle): the record goes on alone,
+      // under its own timestamp, so the global phase decides its lateness.
       std::optional<State> one;
       this->fn_.Add(one, value, timestamp);
-      this->out_.CollectWithTimestamp(
-          Partial{key_selector_(std::as_const(value)), std::move(*one), value}, timestamp);
+      K key = key_selector_(std::as_const(value));
+      this->out_.CollectWithTimestamp(Partial{std::move(key), std::move(*one), std::move(value)},
+                                      timestamp);
       ++passed_on_;
       return;
     }
@@ -192,6 +211,7 @@ class LocalWindowAggregateOperator final
   std::map<Timestamp, Keys> slices_;  // by slice start
   size_t held_ = 0;
   int64_t passed_on_ = 0;
+  bool one_by_one_ = false;  // set once the input was idle
   // The contents the previous record went to (valid until the next insertion or pass-on).
   std::optional<State>* last_ = nullptr;
   Timestamp last_slice_ = 0;
