@@ -54,6 +54,8 @@ template <typename Out, typename F, size_t I>
 struct WindowProcessOutput {
   using type = Out;
 };
+// (clang-format 14 misplaces requires-clauses.)
+// clang-format off
 template <typename F, size_t I>
   requires requires { typename F::OutputType; }
 struct WindowProcessOutput<Deduce, F, I> {
@@ -62,6 +64,7 @@ struct WindowProcessOutput<Deduce, F, I> {
 template <typename F, size_t I>
   requires(!requires { typename F::OutputType; })
 struct WindowProcessOutput<Deduce, F, I> : DeducedOutputOf<F, I> {};
+// clang-format on
 
 }  // namespace internal
 
@@ -108,9 +111,8 @@ class WindowedStream {
     WindowedStream result = *this;
     int64_t ms = ToMillis(lateness);
     if (ms < 0) {
-      Env()->RecordError(absl::InvalidArgumentError(
-          absl::StrCat("AllowedLateness(): the allowed lateness cannot be negative, got ", ms,
-                       " ms")));
+      Env()->RecordError(absl::InvalidArgumentError(absl::StrCat(
+          "AllowedLateness(): the allowed lateness cannot be negative, got ", ms, " ms")));
     } else {
       result.settings_.allowed_lateness_ms = ms;
     }
@@ -167,6 +169,7 @@ class WindowedStream {
 
   // --- Window functions ---------------------------------------------------------------------------
 
+  // clang-format off
   // `fn(const T&, const T&) -> T`, applied incrementally; emits the reduced value per firing.
   template <typename F>
     requires ReduceFunction<F, T>
@@ -178,6 +181,7 @@ class WindowedStream {
   template <typename Out = internal::Deduce, typename F, typename P>
     requires ReduceFunction<F, T>
   auto Reduce(F fn, P process) const {
+    // clang-format on
     using O = typename internal::WindowProcessOutput<Out, P, kAll ? 2 : 3>::type;
     CheckProcess<P, T, O>();
     return Build<O>(internal::ReduceContents<T, F>{fn},
@@ -232,6 +236,7 @@ class WindowedStream {
                   "Aggregate: the AggregateFunction's input type must be the stream's type");
     static_assert(std::copy_constructible<A>, "an aggregate function must be copyable");
   }
+  // clang-format off
   template <typename P, typename V, typename O>
   static void CheckProcess() {
     static_assert(std::copy_constructible<P>, "a window function must be copyable");
@@ -251,6 +256,7 @@ class WindowedStream {
           "lambda (const K&, WindowContext<W>&, std::span<const In>, Collector<Out>&)");
     }
   }
+  // clang-format on
 
   template <typename Out, typename Acc, typename WinFn>
   DataStream<Out> Build(Acc acc, WinFn fn) const {
@@ -277,24 +283,24 @@ class WindowedStream {
       auto make = [&](auto contents) {
         using C = decltype(contents);
         return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
-            std::make_unique<internal::WindowOperator<OpKey, T, Out, OpKS, Assigner, Trig, C,
-                                                      WinFn>>(s, ks, assigner, trigger,
-                                                              std::move(contents), fn, settings));
+            std::make_unique<
+                internal::WindowOperator<OpKey, T, Out, OpKS, Assigner, Trig, C, WinFn>>(
+                s, ks, assigner, trigger, std::move(contents), fn, settings));
       };
       if constexpr (std::is_same_v<Ev, NoEvictor> && internal::kSliceable<Assigner, Trig, Acc>) {
         if (!settings.share_slices) return make(acc);
         return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
-            std::make_unique<internal::SlicingWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc,
-                                                             WinFn>>(s, ks, assigner, acc, fn,
-                                                                     settings));
+            std::make_unique<
+                internal::SlicingWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc, WinFn>>(
+                s, ks, assigner, acc, fn, settings));
       } else if constexpr (std::is_same_v<Ev, NoEvictor> &&
                            internal::kSessionSpecialisable<Assigner, Trig, Acc>) {
         const bool rocks = s.state != nullptr && s.state->kind == StateBackendKind::kRocksDb;
         if (!settings.share_slices || rocks) return make(acc);
         return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
-            std::make_unique<internal::SessionWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc,
-                                                             WinFn>>(s, ks, assigner, acc, fn,
-                                                                     settings));
+            std::make_unique<
+                internal::SessionWindowOperator<OpKey, T, Out, OpKS, Assigner, Acc, WinFn>>(
+                s, ks, assigner, acc, fn, settings));
       } else if constexpr (std::is_same_v<Ev, NoEvictor>) {
         return make(acc);
       } else {
@@ -346,18 +352,16 @@ class WindowedStream {
     auto global = [assigner = assigner_, acc = std::move(acc), fn = std::move(fn),
                    gs](internal::OperatorSetup& s) {
       return absl::StatusOr<std::unique_ptr<internal::OperatorBase>>(
-          std::make_unique<internal::SlicingWindowOperator<OpKey, P, Out,
-                                                           internal::LocalPartialKeySelector,
-                                                           Assigner, Global, WinFn>>(
+          std::make_unique<internal::SlicingWindowOperator<
+              OpKey, P, Out, internal::LocalPartialKeySelector, Assigner, Global, WinFn>>(
               s, internal::LocalPartialKeySelector{}, assigner, Global{acc}, fn, gs));
     };
     DataStream<P> exchanged =
         kAll ? partials.Partitioned(internal::Partitioning::kRebalance)
-             : partials.Partitioned(internal::Partitioning::kHash,
-                                    [](const internal::WriterSetup& setup) {
-                                      return internal::MakeHashWriter<P>(
-                                          setup, internal::LocalPartialKeySelector{});
-                                    });
+             : partials.Partitioned(
+                   internal::Partitioning::kHash, [](const internal::WriterSetup& setup) {
+                     return internal::MakeHashWriter<P>(setup, internal::LocalPartialKeySelector{});
+                   });
     return AddWindowNode<Out>(exchanged, std::move(global));
   }
 
@@ -403,8 +407,7 @@ template <typename Assigner>
 auto DataStream<T>::WindowAll(Assigner assigner) const {
   using Trig = decltype(internal::DefaultTrigger<Assigner>());
   using KS = internal::AllKeySelector;
-  KeyedStream<internal::AllKey, T, KS> keyed(Partitioned(internal::Partitioning::kRebalance),
-                                             KS{});
+  KeyedStream<internal::AllKey, T, KS> keyed(Partitioned(internal::Partitioning::kRebalance), KS{});
   return WindowedStream<internal::AllKey, T, KS, Assigner, Trig, NoEvictor, true>(
       keyed, std::move(assigner), internal::DefaultTrigger<Assigner>(), NoEvictor{});
 }

@@ -48,12 +48,12 @@ class StableHashState : public absl::hash_internal::HashStateBase<StableHashStat
 
   uint64_t Finish() const { return Mix(h_); }
   // Finish() of a fresh state given 8 bytes (CombineBytes of one word).
-  static constexpr uint64_t OfWord(uint64_t word) {
+  [[gnu::always_inline]] static constexpr uint64_t OfWord(uint64_t word) {
     return Mix(Mix(Mix(kSeed ^ word) + kWordDone));
   }
 
   // The MurmurHash3 64-bit finalizer: a bijective mix with good avalanche.
-  static constexpr uint64_t Mix(uint64_t k) {
+  [[gnu::always_inline]] static constexpr uint64_t Mix(uint64_t k) {
     k ^= k >> 33;
     k *= 0xff51afd7ed558ccdULL;
     k ^= k >> 33;
@@ -87,12 +87,14 @@ class StableHashState : public absl::hash_internal::HashStateBase<StableHashStat
   uint64_t h_ = kSeed;
 };
 
-// Types usable as keys of KeyBy.
+// Types usable as keys of KeyBy. (clang-format 14 misplaces requires-expressions.)
+// clang-format off
 template <typename K>
 concept Key = std::copy_constructible<K> && std::equality_comparable<K> &&
               requires(StableHashState h, const K& k) {
                 { StableHashState::combine(std::move(h), k) } -> std::same_as<StableHashState>;
               };
+// clang-format on
 
 // Hash of a key that is the same in every process and on every run. 8-byte integers (the
 // keyed exchange's common case) take the same steps inline: their bytes as one word.
