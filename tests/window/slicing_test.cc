@@ -86,6 +86,14 @@ std::vector<Event> RandomEvents(uint32_t seed, int n) {
   return events;
 }
 
+// `events` as a stream with their times and the watermarks they carry.
+DataStream<Event> Punctuate(StreamEnvironment& env, const std::vector<Event>& events) {
+  return env.FromSource(CollectionSource<Event>(events),
+                        WatermarkStrategy<Event>::ForGenerator([] {
+                          return std::make_unique<Punctuated>();
+                        }).WithTimestampAssigner([](const Event& e) { return e.time; }));
+}
+
 struct Result {
   std::vector<Firing> firings;
   std::vector<Event> late;
@@ -102,10 +110,7 @@ Result RunWindows(const std::vector<Event>& events, Assigner assigner, int64_t l
   CollectSink<Firing> firings;
   CollectSink<Event> late_sink;
   OutputTag<Event> late("late");
-  auto windowed = env.FromSource(CollectionSource<Event>(events),
-                                 WatermarkStrategy<Event>::ForGenerator([] {
-                                   return std::make_unique<Punctuated>();
-                                 }).WithTimestampAssigner([](const Event& e) { return e.time; }))
+  auto windowed = Punctuate(env, events)
                       .KeyBy([](const Event& e) { return e.key; })
                       .Window(assigner)
                       .AllowedLateness(absl::Milliseconds(lateness))
@@ -279,10 +284,7 @@ TEST_P(SlicingTest, TwoPhaseWindowAllMergesOnePartialPerSubtaskAndWindow) {
   StreamEnvironment env(window_test::WithTestBackend(
       {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
   CollectSink<Firing> sink;
-  env.FromSource(CollectionSource<Event>(events),
-                 WatermarkStrategy<Event>::ForGenerator([] {
-                   return std::make_unique<Punctuated>();
-                 }).WithTimestampAssigner([](const Event& e) { return e.time; }))
+  Punctuate(env, events)
       .Rebalance()
       .Map([](const Event& e) { return e; })
       .SetParallelism(3)
@@ -314,10 +316,7 @@ TEST_P(SlicingTest, AllWindowSessionsMergeAndFire) {
   StreamEnvironment env(window_test::WithTestBackend(
       {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
   CollectSink<Firing> sink;
-  env.FromSource(CollectionSource<Event>(events),
-                 WatermarkStrategy<Event>::ForGenerator([] {
-                   return std::make_unique<Punctuated>();
-                 }).WithTimestampAssigner([](const Event& e) { return e.time; }))
+  Punctuate(env, events)
       .WindowAll(EventTimeSessionWindows::WithGap(absl::Milliseconds(10)))
       .Reduce(
           [](const Event& a, const Event& b) {
@@ -341,10 +340,7 @@ TEST_P(SlicingTest, LateRecordsAreCountedWhenNoSideOutputIsSet) {
   StreamEnvironment env(window_test::WithTestBackend(
       {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
   CollectSink<Event> sink;
-  env.FromSource(CollectionSource<Event>(events),
-                 WatermarkStrategy<Event>::ForGenerator([] {
-                   return std::make_unique<Punctuated>();
-                 }).WithTimestampAssigner([](const Event& e) { return e.time; }))
+  Punctuate(env, events)
       .KeyBy([](const Event& e) { return e.key; })
       .Window(SlidingEventTimeWindows::Of(absl::Seconds(10), absl::Seconds(5)))
       .Reduce([](const Event& a, const Event& b) {
