@@ -16,13 +16,5 @@ run_ck() {
   "$B" --query "$q" --events "$E" --parallelism "$P" --checkpoint-interval-ms 1000 \
     --checkpoint-dir "$CKDIR" | wall
 }
-ratios=()
-for i in $(seq "$N"); do
-  if [ $((i % 2)) = 1 ]; then a=$(run_none); b=$(run_ck); else b=$(run_ck); a=$(run_none); fi
-  r=$(echo "scale=4; $b / $a" | bc)
-  ratios+=("$r")
-  echo "pair $i: none $a ck $b ratio $r"
-done
-printf "%s\n" "${ratios[@]}" | sort -n | awk '{a[NR] = $1}
-  END {m = (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2;
-       print "median ratio", m, "min", a[1], "max", a[NR]}'
+source "$(dirname "$0")/pairs.sh"
+pairs "$N" none run_none ck run_ck ratio b
