@@ -20,6 +20,25 @@ struct UserPage {
   }
 };
 
+// The Key concept checks every requirement itself, so KeyBy can say which one a type misses
+// (tests/api/compile_errors/ checks the messages) instead of failing inside Abseil's hash table.
+struct EqualityOnly {
+  int64_t id;
+  bool operator==(const EqualityOnly&) const = default;
+};
+struct HashOnly {
+  int64_t id;
+  template <typename H>
+  friend H AbslHashValue(H h, const HashOnly& k) {
+    return H::combine(std::move(h), k.id);
+  }
+};
+static_assert(Key<UserPage>);
+static_assert(Key<int64_t> && Key<std::string> && Key<std::pair<int32_t, std::string>>);
+static_assert(!Key<EqualityOnly>, "operator== without a hash is not a key");
+static_assert(!Key<HashOnly>, "a hash without operator== is not a key");
+static_assert(!Key<std::pair<int64_t, EqualityOnly>>);
+
 TEST(StableHashTest, IsAFixedFunctionOfTheValue) {
   // Pinned values: a change here moves keys between key groups and breaks restoring old state.
   EXPECT_EQ(StableHash(int64_t{0}), StableHash(int64_t{0}));

@@ -51,6 +51,9 @@ struct ErasedKeySelector {
   K operator()(const T& v) const { return fn(v); }
 };
 
+// What KeyBy returns when its key type is not a Key, after a static_assert said why.
+struct NotAKey {};
+
 }  // namespace internal
 
 template <typename K, typename T, typename KS = internal::ErasedKeySelector<K, T>>
@@ -153,11 +156,27 @@ class DataStream {
     });
   }
 
-  // Partitions by key: every record with the same key goes to the same subtask.
+  // Partitions by key: every record with the same key goes to the same subtask. The key type must
+  // be copyable, have operator== and a hash (sluice::Key); when it lacks one, the error names
+  // this call and says what to add.
   template <typename F>
-    requires KeySelector<F, T>
-  KeyedStream<KeyOf<F, T>, T, F> KeyBy(F key_selector) const {
-    return KeyedStream<KeyOf<F, T>, T, F>(*this, std::move(key_selector));
+    requires std::copy_constructible<F> && std::invocable<const F&, const T&>
+  auto KeyBy(F key_selector) const {
+    using K = KeyOf<F, T>;
+    static_assert(std::copy_constructible<K>, "KeyBy: the key type must be copyable");
+    static_assert(std::equality_comparable<K>,
+                  "KeyBy: the key type has no operator==: add `bool operator==(const YourKey&) "
+                  "const = default;` to it");
+    static_assert(AbslHashable<K>,
+                  "KeyBy: the key type has no hash: add `template <typename H> friend H "
+                  "AbslHashValue(H h, const YourKey& k) { return H::combine(std::move(h), "
+                  "k.field1, k.field2); }` to it (Abseil's hashing protocol; Sluice hashes it "
+                  "with a stable seed, so key groups are the same in every process)");
+    if constexpr (Key<K>) {
+      return KeyedStream<K, T, F>(*this, std::move(key_selector));
+    } else {
+      return internal::NotAKey{};  // only after the static_assert above: keeps the errors short
+    }
   }
 
   // The records of this stream and of `others` (same type) as one stream.

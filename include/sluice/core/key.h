@@ -87,10 +87,15 @@ class StableHashState : public absl::hash_internal::HashStateBase<StableHashStat
   uint64_t h_ = kSeed;
 };
 
+// Types hashable through Abseil's `AbslHashValue` protocol: integers, strings, std::pair,
+// std::tuple, std::array and std::vector of such, and types that define `AbslHashValue`.
+template <typename K>
+concept AbslHashable = absl::hash_internal::is_hashable<K>::value;
+
 // Types usable as keys of KeyBy. (clang-format 14 misplaces requires-expressions.)
 // clang-format off
 template <typename K>
-concept Key = std::copy_constructible<K> && std::equality_comparable<K> &&
+concept Key = std::copy_constructible<K> && std::equality_comparable<K> && AbslHashable<K> &&
               requires(StableHashState h, const K& k) {
                 { StableHashState::combine(std::move(h), k) } -> std::same_as<StableHashState>;
               };
