@@ -1,10 +1,15 @@
 // ExactlyOnceFileSink<T>: lines of text into a directory of part files that become visible only when
 // the checkpoint that covers them completes, as Flink's FileSink (row format).
 //
-//   env.EnableCheckpointing({.interval = absl::Seconds(10), .directory = "/tmp/ckpt"});
-//   clicks.SinkTo(sluice::ExactlyOnceFileSink<Click>(
-//       {.directory = "/data/clicks", .suffix = ".txt", .max_part_bytes = 64 << 20}));
+//   sluice::StreamEnvironment env(
+//       {.checkpointing = {.interval = absl::Seconds(10), .directory = "/tmp/ckpt"}});
+//   env.FromSource(source).SinkTo(sluice::ExactlyOnceFileSink<Click>(
+//       {.directory = "/data/clicks", .suffix = ".txt", .max_part_bytes = 64 << 20},
+//       [](const Click& c) { return absl::StrCat(c.user, ",", c.page, ",", c.time_ms); }));
 //   // /data/clicks/part-<subtask>-<n>.txt appear at each completed checkpoint
+//
+// (The same example is in docs/api.md, where `ctest -L docs` compiles it.) Options and their
+// limits: docs/api.md, "Exactly-once part files".
 //
 // Part-file lifecycle, per subtask (all names inside `directory`):
 //   in-progress  .<prefix>-<subtask>-<n><suffix>.inprogress.<random>   being written
