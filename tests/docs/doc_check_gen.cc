@@ -3,7 +3,7 @@
 //
 //   doc_check_gen <output.cc> <prelude header> <source root> <file.md>...
 //
-// The convention (also stated in tests/docs/CMakeLists.txt and at the top of docs/api.md):
+// The convention (the top of docs/api.md points here):
 //   * Every block fenced with ```cpp (or ```c++) is compiled, each in its own namespace
 //     (doc_<file>_L<line>), after the prelude header, which declares the record types and streams
 //     the examples use (Click, Order, clicks, env, ...).
@@ -194,7 +194,7 @@ size_t NamespacePartEnd(const std::string& code) {
     const std::string first = lex.Next();
     bool definition = IsDefinitionKeyword(first);
     const bool statement = IsStatementKeyword(first);
-    bool assigned = false;  // a top-level '=' before the first top-level '{'
+    bool assigned = false;  // a top-level '=' seen: what follows is an initializer
     int depth = first == "{" || first == "(" || first == "[" ? 1 : 0;
     std::string t = first, prev;  // prev: the token before t at depth 0
     while (true) {
