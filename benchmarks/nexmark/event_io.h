@@ -1,4 +1,4 @@
-// Nexmark event files (/work/shared/nexmark/FORMAT.md): one CSV line per event, tagged P, A or B.
+// Nexmark event files (docs/nexmark.md): one CSV line per event, tagged P, A or B.
 //
 //   std::string line;
 //   nexmark::AppendEventLine(event, &line);                 // "B,1000,1001,484,Baidu,...\n"
@@ -22,7 +22,7 @@
 
 namespace nexmark {
 
-// Appends the FORMAT.md line of `event`, with its '\n'.
+// Appends the event file line of `event`, with its '\n'.
 void AppendEventLine(const Event& event, std::string* out);
 
 // Parses one line (without its '\n'). On error: InvalidArgument saying what is wrong (the caller
@@ -52,7 +52,7 @@ class EventFileSource : public sluice::Source<Event> {
   std::shared_ptr<std::atomic<int64_t>> lines_read_;
 };
 
-// Writes `config.events` generated events to `path` in the FORMAT.md format.
+// Writes `config.events` generated events to `path` as an event file.
 absl::Status WriteEventFile(const GeneratorConfig& config, const std::string& path);
 
 }  // namespace nexmark

@@ -29,6 +29,6 @@ for q in ${QUERIES:-q0 q1 q2 q3 q4 q5 q7 q8 q9 q11 q12 q13 q14 q15 q16 q17 q18 q
   r1=$($B --query $q --events $nr --parallelism 1 --state-backend rocksdb 2>&1 | per_core)
   r2=$($B --query $q --events $nr --parallelism 2 --state-backend rocksdb 2>&1 | per_core)
   cost=""
-  case $q in q0|q1|q2|q5|q7|q8|q11) cost=$($C --query $q --events $n 2>&1 | sed -nE 's/.*wall [0-9.]+ s, ([0-9]+) events\/s.*/\1/p') ;; esac
+  case $q in q0|q1|q2|q3|q4|q5|q7|q8|q9|q11) cost=$($C --query $q --events $n 2>&1 | sed -nE 's/.*wall [0-9.]+ s, ([0-9]+) events\/s.*/\1/p') ;; esac
   echo "| $q | $((n / 1000000)) M | $(m "$p1") | $(m "$p2w") | $(m "$p2") | $(m "$c1") | $(m "$c2") | $(m "$r1") ($((nr / 1000)) K) | $(m "$r2") | $(m "$cost") |"
 done

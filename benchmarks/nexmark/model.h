@@ -6,7 +6,7 @@
 // Strings are FixedString<N>: inline, at most N bytes, no allocation. An Event is a
 // std::variant of the three, so a record is one flat value that Sluice copies and batches as raw
 // bytes. In checkpoints (and RocksDB) the serializers at the end of this file write each text as
-// its length and bytes, not its inline capacity. Field meanings: /work/shared/nexmark/FORMAT.md.
+// its length and bytes, not its inline capacity. Field meanings: docs/nexmark.md.
 #pragma once
 
 #include <cstdint>

@@ -38,7 +38,7 @@ void Put(const FixedString<N>& s, std::string* out) {
   out->append(s.data, s.size);
 }
 
-// --- Result records (FORMAT.md output lines) -------------------------------------------------
+// --- Result records (the output lines of docs/nexmark.md) ------------------------------------
 
 struct Q1Out {
   int64_t auction, bidder, price_milli_eur, date_time;
@@ -405,7 +405,7 @@ struct AuctionInfo {
 struct BidInfo {
   int64_t bidder, price, date_time;
 };
-// Higher price wins, then earlier time, then lower bidder (FORMAT.md q9).
+// Higher price wins, then earlier time, then lower bidder (docs/nexmark.md, q9).
 inline bool Better(const BidInfo& a, const BidInfo& b) {
   if (a.price != b.price) return a.price > b.price;
   if (a.date_time != b.date_time) return a.date_time < b.date_time;

@@ -4,12 +4,12 @@
 //
 //   nexmark::RunOptions options;
 //   options.query = "q5";
-//   options.input = "/work/shared/nexmark/sample/events.csv";
-//   options.output = "/tmp/q5.csv";                     // the FORMAT.md result lines
+//   options.input = "events.csv";
+//   options.output = "/tmp/q5.csv";                     // the result lines (docs/nexmark.md)
 //   absl::StatusOr<nexmark::RunResult> r = nexmark::RunQuery(options);
 //
-// q0, q1, q2, q3, q4, q5, q7, q8, q9 and q11 write FORMAT.md's result; q12–q22 are benchmark
-// workloads after Flink's nexmark SQL (their lines are documented in docs/nexmark.md).
+// q0, q1, q2, q3, q4, q5, q7, q8, q9 and q11 write the checked result lines of docs/nexmark.md;
+// q12–q22 are benchmark workloads after Flink's nexmark SQL (their lines are documented there).
 #pragma once
 
 #include <cstdint>
@@ -26,7 +26,7 @@ namespace nexmark {
 
 struct QueryInfo {
   const char* name;
-  // Result checked against FORMAT.md / the sample.
+  // Result checked against the COST program (the Nexmark sample test).
   bool checked;
   // No state and no event time: records carry their emission time and the run reports latency.
   bool stateless;
@@ -42,7 +42,7 @@ struct RunOptions {
   std::string query;
   // Generated events (used when `input` is empty).
   GeneratorConfig generator;
-  // An event file in the FORMAT.md format (read by one source subtask).
+  // An event file (docs/nexmark.md; read by one source subtask).
   std::string input;
   // Where to write the result lines; empty: results are counted and dropped.
   std::string output;
