@@ -55,7 +55,10 @@ int main(int argc, char** argv) {
     }
   }
 
-  sluice::StreamEnvironment env({.parallelism = parallelism});
+  // AUTOMATIC: a file or the built-in text is bounded and runs in BATCH mode (one final count per
+  // word); a socket is unbounded and runs in STREAMING mode (a count per word occurrence).
+  sluice::StreamEnvironment env(
+      {.parallelism = parallelism, .execution_mode = sluice::ExecutionMode::kAutomatic});
   auto lines = [&]() -> sluice::DataStream<std::string> {
     if (!input.empty()) return env.FromSource(sluice::TextFileSource(input));
     if (!socket.empty()) {

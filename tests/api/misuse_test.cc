@@ -328,8 +328,29 @@ TEST(ExecutionModeTest, Names) {
   EXPECT_STREQ(ExecutionModeName(ExecutionMode::kAutomatic), "AUTOMATIC");
 }
 
+// As Flink (execution.runtime-mode = STREAMING by default): a job over bounded sources runs in
+// STREAMING mode unless the host asks otherwise — rolling aggregations emit every update, and
+// watermarks and late data work as in an unbounded job.
+TEST(ExecutionModeTest, StreamingIsTheDefault) {
+  EXPECT_EQ(RuntimeOptions().execution_mode, ExecutionMode::kStreaming);
+  StreamEnvironment env({.parallelism = 2});
+  CollectSink<int64_t> sink;
+  auto mode = std::make_shared<std::atomic<int>>(-1);
+  env.FromSequence(1, 4)
+      .KeyBy([](int64_t) { return 0; })
+      .Reduce([](int64_t a, int64_t b) { return a + b; })
+      .Process([mode](const int64_t& v, ProcessContext& ctx, Collector<int64_t>& out) {
+        mode->store(ctx.runtime().batch_mode ? 1 : 0);
+        out.Collect(v);
+      })
+      .SinkTo(sink);
+  ASSERT_TRUE(env.Execute().ok());
+  EXPECT_THAT(sink.values(), UnorderedElementsAre(1, 3, 6, 10));
+  EXPECT_EQ(mode->load(), 0);
+}
+
 TEST(ExecutionModeTest, AutomaticIsBatchWhenEverySourceIsBounded) {
-  StreamEnvironment env({.parallelism = 2});  // kAutomatic by default
+  StreamEnvironment env({.parallelism = 2, .execution_mode = ExecutionMode::kAutomatic});
   CollectSink<std::pair<int64_t, int64_t>> sink;
   auto mode = std::make_shared<std::atomic<int>>(-1);
   env.FromSequence(1, 20)

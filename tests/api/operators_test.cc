@@ -509,7 +509,10 @@ TEST(UnionTest, MainAndSideOutputOfOneOperator) {
 }
 
 TEST(UnionTest, Diamond) {
-  StreamEnvironment env({.parallelism = 3, .batch_size = 5, .channel_capacity = 1});
+  StreamEnvironment env({.parallelism = 3,
+                         .batch_size = 5,
+                         .channel_capacity = 1,
+                         .execution_mode = ExecutionMode::kBatch});  // final sums only
   CollectSink<int64_t> sink;
   auto s = env.FromSequence(1, 300);
   auto evens = s.Filter([](int64_t x) { return x % 2 == 0; });

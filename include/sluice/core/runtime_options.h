@@ -67,6 +67,13 @@ struct CheckpointOptions {
   // repeats nothing. Off: tasks end at once, sinks commit at the end of input, and a failure after
   // that replays what followed the last checkpoint. Default on.
   bool final_checkpoint = true;
+  // A resume from a storage root (RuntimeOptions::restore_from, or a restart after a failure)
+  // whose newest complete checkpoint is damaged. Off (default): the job fails with DataLoss
+  // naming the damaged checkpoint and the older ones — exactly-once holds only against the newest
+  // completed checkpoint, and exactly-once sinks may have committed output after an older one.
+  // On: the job resumes from the newest older checkpoint that validates and writes a warning to
+  // stderr saying that output committed after it will be produced again. (Flink never falls back.)
+  bool fall_back_to_older_checkpoint = false;
 };
 
 // What the job does when it fails (Flink's restart-strategy). It restarts in-process from the
@@ -120,8 +127,9 @@ struct RuntimeOptions {
   int channel_capacity = 16;
   // Worker threads that run all tasks of a job. 0 = the number of hardware threads.
   int worker_threads = 0;
-  // See ExecutionMode. Default kAutomatic.
-  ExecutionMode execution_mode = ExecutionMode::kAutomatic;
+  // See ExecutionMode. Default kStreaming, as Flink's: a job over bounded sources (a collection, a
+  // file) keeps its watermarks, late data and per-record updates unless kBatch/kAutomatic is set.
+  ExecutionMode execution_mode = ExecutionMode::kStreaming;
   // How often periodic watermark generators emit (Flink's auto-watermark interval). Default 200 ms.
   absl::Duration auto_watermark_interval = absl::Milliseconds(200);
   // Where processing time comes from. nullptr = the system clock. Tests inject a ManualClock.
