@@ -542,16 +542,36 @@ std::vector<int64_t> CompleteIdsNewestFirst(const std::vector<CheckpointDirEntry
 }
 
 absl::StatusOr<RestoredCheckpoint> LoadLatestValidIn(const std::string& root,
-                                                     std::vector<absl::Status>* skipped) {
+                                                     std::vector<absl::Status>* skipped,
+                                                     OlderCheckpoints older) {
   SLUICE_ASSIGN_OR_RETURN(std::vector<CheckpointDirEntry> entries, ListCheckpointDirs(root));
   const std::vector<int64_t> ids = CompleteIdsNewestFirst(entries);
   std::vector<std::string> reasons;
-  for (int64_t id : ids) {
-    absl::StatusOr<RestoredCheckpoint> restored = LoadCheckpointDir(root, id);
-    if (restored.ok()) return restored;
+  std::vector<absl::Status> skipped_here;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    absl::StatusOr<RestoredCheckpoint> restored = LoadCheckpointDir(root, ids[i]);
+    if (restored.ok()) {
+      restored->skipped = std::move(skipped_here);
+      return restored;
+    }
     // NotFound: _metadata vanished since the listing (retention): not complete after all.
     if (absl::IsNotFound(restored.status())) continue;
+    if (older == OlderCheckpoints::kRefuse && i + 1 < ids.size()) {
+      std::vector<std::string> older_names;
+      for (size_t j = i + 1; j < ids.size(); ++j) {
+        older_names.push_back(absl::StrCat(kCheckpointDirPrefix, ids[j]));
+      }
+      return absl::DataLossError(absl::StrCat(
+          restored.status().message(), " — this is the newest complete checkpoint of ", root,
+          "; refusing to resume from an older one (", absl::StrJoin(older_names, ", "),
+          "): exactly-once sinks may have committed output after it, which a resume from it "
+          "would produce again. Repair or remove ",
+          JoinPath(root, absl::StrCat(kCheckpointDirPrefix, ids[i])),
+          ", resume from an older checkpoint by its path, or set "
+          "CheckpointOptions::fall_back_to_older_checkpoint"));
+    }
     reasons.emplace_back(restored.status().message());
+    skipped_here.push_back(restored.status());
     if (skipped != nullptr) skipped->push_back(restored.status());
   }
   if (reasons.empty()) {
@@ -993,11 +1013,12 @@ std::vector<int64_t> CheckpointStorage::CompletedIds() const {
 }
 
 absl::StatusOr<RestoredCheckpoint> CheckpointStorage::LoadLatestValid(
-    std::vector<absl::Status>* skipped) const {
-  return LoadLatestValidIn(state_->dir, skipped);
+    std::vector<absl::Status>* skipped, OlderCheckpoints older) const {
+  return LoadLatestValidIn(state_->dir, skipped, older);
 }
 
-absl::StatusOr<RestoredCheckpoint> CheckpointStorage::LoadFromPath(const std::string& path) {
+absl::StatusOr<RestoredCheckpoint> CheckpointStorage::LoadFromPath(const std::string& path,
+                                                                   OlderCheckpoints older) {
   if (path.empty()) {
     return absl::InvalidArgumentError("CheckpointStorage::LoadFromPath: path is empty");
   }
@@ -1027,7 +1048,7 @@ absl::StatusOr<RestoredCheckpoint> CheckpointStorage::LoadFromPath(const std::st
         ": it is neither a checkpoint (chk-<id> with _metadata), a savepoint (_metadata) nor a "
         "checkpoint storage directory (chk-<id> directories)"));
   }
-  return LoadLatestValidIn(dir, nullptr);
+  return LoadLatestValidIn(dir, nullptr, older);
 }
 
 absl::Status CheckpointStorage::LastRetentionStatus() const {

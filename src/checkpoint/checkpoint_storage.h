@@ -41,11 +41,21 @@ struct CheckpointStorageOptions {
   int retained = 1;
 };
 
+// What a restore from a storage root does when its newest complete checkpoint does not validate.
+// Exactly-once holds only against the newest completed checkpoint: exactly-once sinks may have
+// committed output after an older one, which a resume from it produces again. So the default
+// refuses (DataLoss naming the damaged checkpoint and the older ones); kFallBack takes the newest
+// older checkpoint that validates and says what it skipped (RestoredCheckpoint::skipped).
+enum class OlderCheckpoints { kRefuse, kFallBack };
+
 // What a restore reads: a validated complete checkpoint or savepoint.
 struct RestoredCheckpoint {
   checkpoint::CheckpointMetadata metadata;
   std::string root;  // FileRef paths are relative to this
   std::string dir;   // the checkpoint's own directory (chk-<id> or the savepoint dir)
+  // With OlderCheckpoints::kFallBack: why each newer complete checkpoint was skipped (empty when
+  // the newest one was restored).
+  std::vector<absl::Status> skipped;
 
   // Reads a referenced file, verifying its size and CRC again: DataLoss naming `dir` and the file
   // on a mismatch, InvalidArgument for a path that leaves the root.
@@ -169,16 +179,20 @@ class CheckpointStorage {
   // Ids of the chk-<id> directories that have a _metadata file, newest first (no validation).
   std::vector<int64_t> CompletedIds() const;
 
-  // The newest complete checkpoint that validates, falling back to older ones; the reason each
-  // one was skipped is appended to `skipped` (if not null). NotFound when there is no complete
-  // checkpoint; DataLoss listing the reasons when none validates.
+  // The newest complete checkpoint, validated. When it does not validate: DataLoss naming it, the
+  // reason and the older complete checkpoints (kRefuse), or the newest older one that validates
+  // (kFallBack; the reason each newer one was skipped is in RestoredCheckpoint::skipped and
+  // appended to `skipped` if not null). NotFound when there is no complete checkpoint; DataLoss
+  // listing the reasons when none validates.
   absl::StatusOr<RestoredCheckpoint> LoadLatestValid(
-      std::vector<absl::Status>* skipped = nullptr) const;
+      std::vector<absl::Status>* skipped = nullptr,
+      OlderCheckpoints older = OlderCheckpoints::kRefuse) const;
 
   // Resume from a path: a checkpoint directory (chk-<id> with _metadata; root = its parent), a
   // savepoint directory (its _metadata says savepoint; root = path) or a storage root (holding
-  // chk-* directories: the latest valid). Validates like LoadLatestValid.
-  static absl::StatusOr<RestoredCheckpoint> LoadFromPath(const std::string& path);
+  // chk-* directories: the latest, as LoadLatestValid with `older`).
+  static absl::StatusOr<RestoredCheckpoint> LoadFromPath(
+      const std::string& path, OlderCheckpoints older = OlderCheckpoints::kRefuse);
 
   // The outcome of the last retention pass (OK before the first), for diagnostics: retention runs
   // inside Commit but never fails it.

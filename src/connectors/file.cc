@@ -17,6 +17,7 @@
 #include <system_error>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
@@ -583,6 +584,44 @@ absl::StatusOr<std::unique_ptr<TextFileWriter>> TextFileWriter::Open(const std::
       new TextFileWriter(std::move(file), fd, std::max<size_t>(buffer_bytes, 1)));
 }
 
+absl::StatusOr<std::unique_ptr<TextFileWriter>> TextFileWriter::Resume(const std::string& file,
+                                                                       int64_t length,
+                                                                       size_t buffer_bytes) {
+  std::error_code ec;
+  const fs::path parent = fs::path(file).parent_path();
+  if (!parent.empty()) {
+    fs::create_directories(parent, ec);
+    if (ec) return FilesystemError(ec, parent.string(), "cannot create directory");
+  }
+  int fd;
+  do {
+    fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  } while (fd < 0 && errno == EINTR);
+  if (fd < 0) {
+    if (errno == EISDIR) return absl::InvalidArgumentError(absl::StrCat(file, ": is a directory"));
+    return ErrnoError(errno, file, "cannot open for writing");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoError(err, file, "cannot stat");
+  }
+  if (st.st_size < length) {
+    ::close(fd);
+    return absl::DataLossError(absl::StrCat(
+        file, ": the checkpoint being restored recorded ", length, " bytes written, but the file "
+        "has ", st.st_size, ": it was truncated or replaced since, and the output it held is lost"));
+  }
+  if (::ftruncate(fd, length) != 0 || ::lseek(fd, length, SEEK_SET) != length) {
+    const int err = errno;
+    ::close(fd);
+    return ErrnoError(err, file, "cannot truncate to the checkpoint's length");
+  }
+  return std::unique_ptr<TextFileWriter>(
+      new TextFileWriter(file, fd, std::max<size_t>(buffer_bytes, 1)));
+}
+
 TextFileWriter::TextFileWriter(std::string path, int fd, size_t buffer_bytes)
     : path_(std::move(path)), fd_(fd), buffer_bytes_(buffer_bytes) {
   buffer_.reserve(buffer_bytes_);
@@ -613,6 +652,13 @@ absl::Status TextFileWriter::FlushBuffer() {
   return absl::OkStatus();
 }
 
+absl::Status TextFileWriter::Sync() {
+  if (fd_ < 0) return absl::FailedPreconditionError(absl::StrCat(path_, ": file already closed"));
+  SLUICE_RETURN_IF_ERROR(FlushBuffer());
+  if (::fdatasync(fd_) != 0) return ErrnoError(errno, path_, "fdatasync failed");
+  return absl::OkStatus();
+}
+
 absl::Status TextFileWriter::Finish() {
   if (fd_ < 0) return absl::OkStatus();
   absl::Status status = FlushBuffer();
@@ -629,6 +675,117 @@ void TextFileWriter::Close() {
     fd_ = -1;
   }
   buffer_.clear();
+}
+
+// --- CheckpointedTextFile ------------------------------------------------------------------------
+
+namespace {
+constexpr uint8_t kTextFileStateVersion = 1;
+}  // namespace
+
+CheckpointedTextFile::CheckpointedTextFile(std::string path, const RuntimeContext& ctx,
+                                           WriteMode mode, size_t buffer_bytes, std::string header)
+    : path_(std::move(path)),
+      name_(ctx.parallelism > 1 ? absl::StrCat("part-", ctx.subtask_index) : std::string()),
+      ctx_(ctx),
+      mode_(mode),
+      buffer_bytes_(buffer_bytes),
+      header_(std::move(header)) {}
+
+CheckpointedTextFile::~CheckpointedTextFile() = default;
+
+std::string CheckpointedTextFile::FileFor(std::string_view name) const {
+  return name.empty() ? path_ : (fs::path(path_) / std::string(name)).string();
+}
+
+absl::Status CheckpointedTextFile::EnsureOpen() {
+  if (file_ != nullptr) return absl::OkStatus();
+  if (failed_) return absl::FailedPreconditionError(absl::StrCat(FileFor(name_), ": not open"));
+  absl::StatusOr<std::unique_ptr<TextFileWriter>> file =
+      TextFileWriter::Open(path_, ctx_, mode_, buffer_bytes_);
+  if (!file.ok()) {
+    failed_ = true;
+    return file.status();
+  }
+  file_ = *std::move(file);
+  length_ = 0;
+  if (!header_.empty()) return Append(header_);
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointedTextFile::Append(std::string_view data) {
+  SLUICE_RETURN_IF_ERROR(EnsureOpen());
+  length_ += static_cast<int64_t>(data.size());
+  return file_->Append(data);
+}
+
+absl::StatusOr<std::string> CheckpointedTextFile::Snapshot() {
+  SLUICE_RETURN_IF_ERROR(EnsureOpen());
+  SLUICE_RETURN_IF_ERROR(file_->Sync());
+  std::string out;
+  Serializer<uint8_t>::Write(kTextFileStateVersion, &out);
+  Serializer<std::string>::Write(name_, &out);
+  Serializer<int64_t>::Write(length_, &out);
+  Serializer<int32_t>::Write(ctx_.parallelism, &out);
+  return out;
+}
+
+absl::Status CheckpointedTextFile::Restore(const std::vector<std::string>& states) {
+  if (file_ != nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(FileFor(name_), ": restored after the file was opened"));
+  }
+  // Part files are per subtask: a subtask resumes its own file, so the parallelism must stay.
+  // (Taking over the files of subtasks that no longer exist, and handing them back on a later
+  // scale-up, would need names that never clash; refused loudly instead.)
+  const auto rescaled = [&](absl::string_view old_parallelism) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path_, ": the file sink's checkpoint was written at parallelism ", old_parallelism,
+        " and cannot be resumed at parallelism ", ctx_.parallelism,
+        ": each subtask resumes its own file; resume at the checkpoint's parallelism, or write to "
+        "another path"));
+  };
+  if (states.empty()) return rescaled("below this subtask's index");  // a new subtask
+  std::optional<int64_t> own;
+  for (const std::string& state : states) {
+    if (state.empty()) continue;  // a checkpoint of a Sluice that kept no file state
+    ByteReader in(state);
+    uint8_t version = 0;
+    std::string name;
+    int64_t length = -1;
+    int32_t parallelism = 0;
+    if (!Serializer<uint8_t>::Read(in, &version) || version != kTextFileStateVersion ||
+        !Serializer<std::string>::Read(in, &name) || !Serializer<int64_t>::Read(in, &length) ||
+        !Serializer<int32_t>::Read(in, &parallelism) || length < 0 || parallelism < 1 ||
+        !in.empty()) {
+      return absl::DataLossError(absl::StrCat(
+          path_, ": the file sink's checkpointed state does not decode (format version ",
+          static_cast<int>(version), ")"));
+    }
+    if (parallelism != ctx_.parallelism || states.size() != 1) {
+      return rescaled(absl::StrCat(parallelism));
+    }
+    if (name != name_) {
+      return absl::DataLossError(absl::StrCat(path_, ": subtask ", ctx_.subtask_index,
+                                              " was handed the state of the file '", name,
+                                              "' instead of its own"));
+    }
+    own = length;
+  }
+  if (!own.has_value()) return absl::OkStatus();  // no file state kept: opened on first use
+  SLUICE_ASSIGN_OR_RETURN(file_, TextFileWriter::Resume(FileFor(name_), *own, buffer_bytes_));
+  length_ = *own;
+  if (length_ == 0 && !header_.empty()) return Append(header_);
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointedTextFile::Finish() {
+  SLUICE_RETURN_IF_ERROR(EnsureOpen());
+  return file_->Finish();
+}
+
+void CheckpointedTextFile::Close() {
+  if (file_ != nullptr) file_->Close();
 }
 
 }  // namespace internal

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <string_view>
 #include <system_error>
@@ -252,8 +253,23 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   // Checkpoints: resume from a checkpoint or savepoint, then the coordinator.
   int64_t first_checkpoint_id = 1;
   if (!options.restore_from.empty()) {
-    SLUICE_ASSIGN_OR_RETURN(RestoredCheckpoint restored,
-                            CheckpointStorage::LoadFromPath(options.restore_from));
+    SLUICE_ASSIGN_OR_RETURN(
+        RestoredCheckpoint restored,
+        CheckpointStorage::LoadFromPath(options.restore_from,
+                                        options.checkpointing.fall_back_to_older_checkpoint
+                                            ? OlderCheckpoints::kFallBack
+                                            : OlderCheckpoints::kRefuse));
+    if (!restored.skipped.empty()) {
+      // The host allowed it; it must still be loud: sinks will produce committed output again.
+      std::cerr << "sluice: job '" << name_ << "': WARNING: resuming from the older checkpoint "
+                << restored.dir << " because newer complete checkpoints are damaged ("
+                << absl::StrJoin(restored.skipped, "; ",
+                                 [](std::string* out, const absl::Status& s) {
+                                   absl::StrAppend(out, s.message());
+                                 })
+                << "): output that exactly-once sinks committed after checkpoint "
+                << restored.metadata.checkpoint_id() << " will be produced again\n";
+    }
     SLUICE_RETURN_IF_ERROR(Restore(graph, parallelism, options.max_parallelism, restored));
     first_checkpoint_id = restored.metadata.checkpoint_id() + 1;
   }

@@ -19,6 +19,11 @@ absl::StatusOr<std::shared_ptr<JobRunner>> JobRunner::Start(StreamGraph graph,
                                                             RuntimeOptions options,
                                                             std::string name) {
   std::shared_ptr<JobRunner> runner(new JobRunner(std::move(graph), std::move(options), name));
+  if (const std::string& dir = runner->options_.checkpointing.directory; !dir.empty()) {
+    SLUICE_ASSIGN_OR_RETURN(runner->directory_lock_,
+                            DirectoryLock::Acquire(dir, "checkpoint directory",
+                                                   absl::StrCat("job '", name, "'")));
+  }
   SLUICE_ASSIGN_OR_RETURN(runner->job_, Job::Build(runner->graph_, runner->options_, name));
   runner->job_->Start();
   if (runner->options_.restart_strategy.kind != RestartStrategy::Kind::kNone) {
@@ -93,17 +98,11 @@ void JobRunner::Supervise() {
       cv_.notify_all();
       return;
     }
-    // Resume from the latest complete checkpoint, if there is one.
     RuntimeOptions options = options_;
-    if (!options.checkpointing.directory.empty()) {
-      absl::StatusOr<std::unique_ptr<CheckpointStorage>> storage = CheckpointStorage::Open(
-          {options.checkpointing.directory, options.checkpointing.retained});
-      if (storage.ok() && (*storage)->LoadLatestValid().ok()) {
-        options.restore_from = options.checkpointing.directory;
-      }
-    }
     lock.unlock();
-    absl::StatusOr<std::shared_ptr<Job>> next = Job::Build(graph_, options, name_);
+    const absl::Status resume = SetRestoreFromLatest(options);
+    absl::StatusOr<std::shared_ptr<Job>> next =
+        resume.ok() ? Job::Build(graph_, options, name_) : resume;
     lock.lock();
     if (!next.ok()) {
       done_ = true;
@@ -118,22 +117,60 @@ void JobRunner::Supervise() {
   }
 }
 
+// Resume from the latest complete checkpoint, if there is one (from the start if there is none).
+// A damaged newest checkpoint fails the restart unless the host allowed a fall-back: starting
+// over, or from an older checkpoint, would repeat committed output.
+absl::Status JobRunner::SetRestoreFromLatest(RuntimeOptions& options) const {
+  if (options.checkpointing.directory.empty()) return absl::OkStatus();
+  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStorage> storage,
+                          CheckpointStorage::Open({options.checkpointing.directory,
+                                                   options.checkpointing.retained}));
+  const absl::Status latest = storage
+                                  ->LoadLatestValid(nullptr,
+                                                    options.checkpointing.fall_back_to_older_checkpoint
+                                                        ? OlderCheckpoints::kFallBack
+                                                        : OlderCheckpoints::kRefuse)
+                                  .status();
+  if (absl::IsNotFound(latest)) return absl::OkStatus();
+  SLUICE_RETURN_IF_ERROR(latest);
+  options.restore_from = options.checkpointing.directory;
+  return absl::OkStatus();
+}
+
 absl::Status JobRunner::Wait() {
-  if (!supervisor_.joinable()) return Current()->Wait();
+  if (!supervisor_.joinable()) {
+    absl::Status status = Current()->Wait();
+    ReleaseDirectory();
+    return status;
+  }
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return done_; });
+  directory_lock_.reset();
   return status_;
 }
 
 bool JobRunner::WaitFor(absl::Duration timeout) {
-  if (!supervisor_.joinable()) return Current()->WaitFor(timeout);
+  if (!supervisor_.joinable()) {
+    const bool done = Current()->WaitFor(timeout);
+    if (done) ReleaseDirectory();
+    return done;
+  }
   std::unique_lock<std::mutex> lock(mu_);
+  bool done;
   if (timeout >= absl::Hours(24 * 365 * 100)) {
     cv_.wait(lock, [this] { return done_; });
-    return true;
+    done = true;
+  } else {
+    done = cv_.wait_for(lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())),
+                        [this] { return done_; });
   }
-  return cv_.wait_for(lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())),
-                      [this] { return done_; });
+  if (done) directory_lock_.reset();
+  return done;
+}
+
+void JobRunner::ReleaseDirectory() {
+  std::lock_guard<std::mutex> lock(mu_);
+  directory_lock_.reset();
 }
 
 void JobRunner::Cancel() {

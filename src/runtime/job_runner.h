@@ -20,6 +20,7 @@
 #include <sluice/core/runtime_options.h>
 #include <sluice/internal/graph.h>
 
+#include "checkpoint/directory_lock.h"
 #include "runtime/job.h"
 
 namespace sluice::internal {
@@ -47,6 +48,10 @@ class JobRunner {
   void Supervise();
   // The delay before the next restart, or an error when the strategy allows no more.
   absl::StatusOr<absl::Duration> NextDelay(const absl::Status& failure);
+  // Sets options.restore_from to the checkpoint directory when it has a complete checkpoint.
+  absl::Status SetRestoreFromLatest(RuntimeOptions& options) const;
+  // Releases the checkpoint directory once the job has ended (for good: no restart follows).
+  void ReleaseDirectory();
 
   const StreamGraph graph_;
   RuntimeOptions options_;
@@ -63,6 +68,9 @@ class JobRunner {
   int64_t last_checkpoint_ = 0;
   absl::Duration next_exponential_;
   std::vector<absl::Time> failures_;
+  // The checkpoint directory's lock, held from before the first attempt until the job has ended:
+  // one job per checkpoint directory, across this and other processes.
+  std::unique_ptr<DirectoryLock> directory_lock_;
 };
 
 }  // namespace sluice::internal

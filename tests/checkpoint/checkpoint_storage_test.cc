@@ -301,7 +301,9 @@ TEST_F(CheckpointStorageTest, UncommittedCheckpointIsInvisible) {
 class CorruptionTest : public CheckpointStorageTest {
  protected:
   // Commits checkpoints 1 and 2, damages chk-2 with `corrupt`, and expects LoadLatestValid to
-  // fall back to checkpoint 1 having skipped chk-2 for a DataLoss containing every `expected`.
+  // refuse chk-2 by default with a DataLoss containing every `expected` and naming chk-1, and
+  // with OlderCheckpoints::kFallBack to fall back to checkpoint 1, saying why it skipped chk-2.
+  // With no `expected`, chk-2 is not complete and checkpoint 1 is simply the latest.
   void ExpectFallback(const std::function<void()>& corrupt,
                       const std::vector<std::string>& expected) {
     std::unique_ptr<CheckpointStorage> storage = OpenStorage(5);
@@ -310,12 +312,34 @@ class CorruptionTest : public CheckpointStorageTest {
     CommitSimple(*storage, 2);
     corrupt();
 
+    absl::StatusOr<RestoredCheckpoint> refused = storage->LoadLatestValid();
+    if (!expected.empty()) {
+      EXPECT_EQ(refused.status().code(), absl::StatusCode::kDataLoss) << refused.status();
+      EXPECT_THAT(StatusText(refused.status()), HasSubstr("checkpoint " + ChkDir(2) + ":"));
+      for (const std::string& text : expected) {
+        EXPECT_THAT(StatusText(refused.status()), HasSubstr(text));
+      }
+      EXPECT_THAT(StatusText(refused.status()),
+                  HasSubstr("this is the newest complete checkpoint of " + root_ +
+                            "; refusing to resume from an older one (chk-1): exactly-once sinks "
+                            "may have committed output after it"));
+      EXPECT_THAT(StatusText(refused.status()),
+                  HasSubstr("Repair or remove " + ChkDir(2) +
+                            ", resume from an older checkpoint by its path, or set "
+                            "CheckpointOptions::fall_back_to_older_checkpoint"));
+      EXPECT_EQ(CheckpointStorage::LoadFromPath(root_).status(), refused.status());
+    }
+
     std::vector<absl::Status> skipped;
-    absl::StatusOr<RestoredCheckpoint> restored = storage->LoadLatestValid(&skipped);
+    absl::StatusOr<RestoredCheckpoint> restored =
+        storage->LoadLatestValid(&skipped, OlderCheckpoints::kFallBack);
     ASSERT_TRUE(restored.ok()) << restored.status();
     EXPECT_EQ(restored->metadata.checkpoint_id(), 1);
     EXPECT_EQ(restored->dir, ChkDir(1));
+    EXPECT_EQ(restored->skipped, skipped);
     if (expected.empty()) {
+      ASSERT_TRUE(refused.ok()) << refused.status();
+      EXPECT_EQ(refused->metadata.checkpoint_id(), 1);
       EXPECT_THAT(skipped, IsEmpty());
       return;
     }
@@ -439,14 +463,21 @@ TEST_F(CheckpointStorageTest, AllCheckpointsCorruptIsDataLoss) {
   WriteLocalFile(ChkDir(2) + "/_metadata", "garbage");
 
   std::vector<absl::Status> skipped;
-  absl::StatusOr<RestoredCheckpoint> restored = storage->LoadLatestValid(&skipped);
+  absl::StatusOr<RestoredCheckpoint> restored =
+      storage->LoadLatestValid(&skipped, OlderCheckpoints::kFallBack);
   EXPECT_EQ(restored.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(StatusText(restored.status()), HasSubstr("none of the 2 complete checkpoints"));
   EXPECT_THAT(StatusText(restored.status()), HasSubstr("checkpoint " + ChkDir(2) + ": _metadata"));
   EXPECT_THAT(StatusText(restored.status()),
               HasSubstr("checkpoint " + ChkDir(1) + ": file chk-1/window-1-0.keyed is truncated"));
   EXPECT_EQ(skipped.size(), 2u);
-  EXPECT_EQ(CheckpointStorage::LoadFromPath(root_).status(), restored.status());
+  EXPECT_EQ(CheckpointStorage::LoadFromPath(root_, OlderCheckpoints::kFallBack).status(),
+            restored.status());
+  // By default the damaged newest one is refused, naming the older one.
+  absl::Status refused = CheckpointStorage::LoadFromPath(root_).status();
+  EXPECT_EQ(refused.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(StatusText(refused), HasSubstr("checkpoint " + ChkDir(2) + ": _metadata"));
+  EXPECT_THAT(StatusText(refused), HasSubstr("refusing to resume from an older one (chk-1)"));
 }
 
 TEST_F(CheckpointStorageTest, EmptyStorageIsNotFound) {

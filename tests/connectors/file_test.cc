@@ -501,6 +501,149 @@ TEST(FileSinkTest, OpenErrorNamesTheFile) {
   EXPECT_THAT(status.message(), HasSubstr(dir.Path("plain")));
 }
 
+// --- FileSink and CsvFileSink across failures: the writers' checkpoint state ----------------------
+
+RuntimeContext SubtaskContext(int index, int parallelism) {
+  RuntimeContext ctx;
+  ctx.subtask_index = index;
+  ctx.parallelism = parallelism;
+  return ctx;
+}
+
+std::unique_ptr<SinkWriter<int64_t>> Writer(FileSink<int64_t>& sink, int index, int parallelism) {
+  absl::StatusOr<std::unique_ptr<SinkWriter<int64_t>>> w =
+      sink.CreateWriter(SubtaskContext(index, parallelism));
+  EXPECT_TRUE(w.ok()) << w.status();
+  return w.ok() ? *std::move(w) : nullptr;
+}
+
+absl::Status WriteValues(SinkWriter<int64_t>& w, std::vector<int64_t> values) {
+  return w.Write(values);
+}
+
+// The repro of the report: records written after the last checkpoint, then a crash. The resumed
+// writer cuts the file back to the checkpoint's length (the replayed records follow once), in
+// either write mode: a resume neither truncates the file to nothing nor refuses it.
+TEST(FileSinkCheckpointTest, AResumeKeepsTheCheckpointedPrefixAndWritesTheReplayOnce) {
+  for (WriteMode mode : {WriteMode::kOverwrite, WriteMode::kNoOverwrite}) {
+    TempDir dir;
+    const std::string path = dir.Path("out.txt");
+    FileSink<int64_t> sink(path, {.write_mode = mode, .buffer_bytes = 4});
+    std::string state;
+    {
+      auto w = Writer(sink, 0, 1);
+      ASSERT_TRUE(WriteValues(*w, {1, 2}).ok());
+      absl::StatusOr<std::string> s = w->SnapshotState(1);
+      ASSERT_TRUE(s.ok()) << s.status();
+      state = *s;
+      EXPECT_EQ(ReadFile(path), "1\n2\n");  // on disk at the barrier
+      ASSERT_TRUE(WriteValues(*w, {3, 4}).ok());
+      w->Close();  // the crash: 3 and 4 are in the file but in no checkpoint
+    }
+    EXPECT_EQ(ReadFile(path), "1\n2\n3\n4\n");
+    auto w = Writer(sink, 0, 1);
+    ASSERT_TRUE(w->RestoreState({state}).ok());
+    EXPECT_EQ(ReadFile(path), "1\n2\n");
+    ASSERT_TRUE(WriteValues(*w, {3, 4, 5}).ok());  // replayed, then new
+    ASSERT_TRUE(w->Finish().ok());
+    EXPECT_EQ(ReadFile(path), "1\n2\n3\n4\n5\n");
+  }
+}
+
+// Part files: each subtask resumes its own file, cut back to its checkpointed length.
+TEST(FileSinkCheckpointTest, PartFilesResumeEachSubtasksOwnFile) {
+  TempDir dir;
+  const std::string path = dir.Path("out");
+  FileSink<int64_t> sink(path, {.write_mode = WriteMode::kNoOverwrite});
+  std::vector<std::string> states;
+  for (int i = 0; i < 2; ++i) {
+    auto w = Writer(sink, i, 2);
+    ASSERT_TRUE(WriteValues(*w, {10 * i, 10 * i + 1}).ok());
+    states.push_back(*w->SnapshotState(1));
+    ASSERT_TRUE(WriteValues(*w, {99}).ok());  // after the checkpoint
+    w->Close();
+  }
+  for (int i = 0; i < 2; ++i) {
+    auto w = Writer(sink, i, 2);
+    ASSERT_TRUE(w->RestoreState({states[static_cast<size_t>(i)]}).ok());
+    ASSERT_TRUE(WriteValues(*w, {100 + i}).ok());
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  EXPECT_EQ(ReadFile(path + "/part-0"), "0\n1\n100\n");
+  EXPECT_EQ(ReadFile(path + "/part-1"), "10\n11\n101\n");
+}
+
+// Another parallelism is refused, scaling up (a subtask without state) and down (two states).
+TEST(FileSinkCheckpointTest, AnotherParallelismIsRefusedNamingThePath) {
+  TempDir dir;
+  const std::string path = dir.Path("out");
+  FileSink<int64_t> sink(path, {.write_mode = WriteMode::kOverwrite});
+  std::vector<std::string> states;
+  for (int i = 0; i < 2; ++i) {
+    auto w = Writer(sink, i, 2);
+    ASSERT_TRUE(WriteValues(*w, {i}).ok());
+    states.push_back(*w->SnapshotState(1));
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  absl::Status up = Writer(sink, 1, 3)->RestoreState({states[1]});
+  EXPECT_EQ(up.code(), absl::StatusCode::kFailedPrecondition) << up;
+  EXPECT_THAT(up.message(), HasSubstr(path + ": the file sink's checkpoint was written at "
+                                             "parallelism 2 and cannot be resumed at parallelism "
+                                             "3: each subtask resumes its own file"));
+  absl::Status fresh = Writer(sink, 2, 3)->RestoreState({});
+  EXPECT_EQ(fresh.code(), absl::StatusCode::kFailedPrecondition) << fresh;
+  absl::Status down = Writer(sink, 0, 1)->RestoreState(states);
+  EXPECT_EQ(down.code(), absl::StatusCode::kFailedPrecondition) << down;
+  EXPECT_THAT(down.message(), HasSubstr("written at parallelism 2 and cannot be resumed at "
+                                        "parallelism 1"));
+  EXPECT_EQ(ReadFile(path + "/part-0"), "0\n");  // untouched
+  EXPECT_EQ(ReadFile(path + "/part-1"), "1\n");
+}
+
+TEST(FileSinkCheckpointTest, RefusalsNameTheFile) {
+  TempDir dir;
+  const std::string path = dir.Path("out.txt");
+  FileSink<int64_t> sink(path, {.write_mode = WriteMode::kOverwrite});
+  std::string state;
+  {
+    auto w = Writer(sink, 0, 1);
+    ASSERT_TRUE(WriteValues(*w, {1, 2, 3}).ok());
+    state = *w->SnapshotState(1);
+    ASSERT_TRUE(w->Finish().ok());
+  }
+  // The file lost what the checkpoint recorded.
+  WriteFile(path, "1\n");
+  absl::Status shorter = Writer(sink, 0, 1)->RestoreState({state});
+  EXPECT_EQ(shorter.code(), absl::StatusCode::kDataLoss) << shorter;
+  EXPECT_THAT(shorter.message(),
+              HasSubstr(path + ": the checkpoint being restored recorded 6 bytes written, but the "
+                               "file has 2"));
+  absl::Status garbage = Writer(sink, 0, 1)->RestoreState({"\x07junk"});
+  EXPECT_EQ(garbage.code(), absl::StatusCode::kDataLoss) << garbage;
+  EXPECT_THAT(garbage.message(), HasSubstr("state does not decode"));
+}
+
+TEST(CsvFileSinkCheckpointTest, TheHeaderIsWrittenOnceAcrossAResume) {
+  TempDir dir;
+  const std::string path = dir.Path("rows.csv");
+  CsvFileSink<int64_t> sink(
+      path, [](const int64_t& v) { return std::vector<std::string>{absl::StrCat(v), "x,y"}; },
+      {.header = {"v", "note"}});
+  std::string state;
+  {
+    auto w = *sink.CreateWriter(SubtaskContext(0, 1));
+    ASSERT_TRUE(WriteValues(*w, {1}).ok());
+    state = *w->SnapshotState(1);
+    ASSERT_TRUE(WriteValues(*w, {2}).ok());
+    w->Close();
+  }
+  auto w = *sink.CreateWriter(SubtaskContext(0, 1));
+  ASSERT_TRUE(w->RestoreState({state}).ok());
+  ASSERT_TRUE(WriteValues(*w, {2, 3}).ok());
+  ASSERT_TRUE(w->Finish().ok());
+  EXPECT_EQ(ReadFile(path), "v,note\n1,\"x,y\"\n2,\"x,y\"\n3,\"x,y\"\n");
+}
+
 // --- CsvFileSink ---------------------------------------------------------------------------------
 
 TEST(CsvFileSinkTest, RoundTripThroughCsvFileSource) {

@@ -1,5 +1,6 @@
-// The kill loop of the connector kill tests (Kafka, Kinesis): a job process that reads a source
-// into an ExactlyOnceFileSink is killed with SIGKILL once it has committed more than before (a
+// The kill loop of the connector kill tests (Kafka, Kinesis, the text and CSV file sinks): a job
+// process that reads a source into a file sink (an ExactlyOnceFileSink, or FileSink/CsvFileSink)
+// is killed with SIGKILL once it has committed more than before (a
 // checkpoint of its own completed) plus a random delay, and restarted from its checkpoints, until
 // it ends by itself. After every kill what is visible is part of the expected output, without
 // duplicates; at the end it is exactly the expected output.
@@ -39,10 +40,13 @@ inline std::vector<std::string> CommittedLines(const std::string& out) {
   return lines;
 }
 
-// `spawn()` starts the job process (writing into `out`); `expected` is sorted. Returns the number
-// of kills (at most `max_kills`); test failures are reported through gtest.
-inline int KillAndRestartUntilDone(const std::function<pid_t()>& spawn, const std::string& out,
-                                   const std::vector<std::string>& expected, int max_kills) {
+// `spawn()` starts the job process (writing into `out`); `expected` is sorted; `visible(out)` is
+// what a reader sees, sorted (by default the committed lines of an ExactlyOnceFileSink). Returns
+// the number of kills (at most `max_kills`); test failures are reported through gtest.
+inline int KillAndRestartUntilDone(
+    const std::function<pid_t()>& spawn, const std::string& out,
+    const std::vector<std::string>& expected, int max_kills,
+    const std::function<std::vector<std::string>(const std::string&)>& visible = CommittedLines) {
   std::mt19937 rng(4242);
   std::uniform_int_distribution<int> extra_ms(0, 80);
   int kills = 0;
@@ -54,7 +58,7 @@ inline int KillAndRestartUntilDone(const std::function<pid_t()>& spawn, const st
     if (kills < max_kills) {
       bool exited = false;
       const absl::Time deadline = absl::Now() + absl::Seconds(30);
-      while (CommittedLines(out).size() <= committed_before && absl::Now() < deadline) {
+      while (visible(out).size() <= committed_before && absl::Now() < deadline) {
         if (waitpid(pid, &status, WNOHANG) == pid) {
           exited = true;
           break;
@@ -74,7 +78,7 @@ inline int KillAndRestartUntilDone(const std::function<pid_t()>& spawn, const st
       waitpid(pid, &status, 0);
       ++kills;
       // Whatever is visible is part of the expected output, without duplicates.
-      std::vector<std::string> now = CommittedLines(out);
+      std::vector<std::string> now = visible(out);
       auto dup = std::adjacent_find(now.begin(), now.end());
       EXPECT_TRUE(dup == now.end()) << "after kill " << kills << ": " << *dup << " twice";
       EXPECT_TRUE(std::includes(expected.begin(), expected.end(), now.begin(), now.end()))
@@ -89,7 +93,7 @@ inline int KillAndRestartUntilDone(const std::function<pid_t()>& spawn, const st
     finished = true;
   }
   EXPECT_TRUE(finished);
-  std::vector<std::string> committed = CommittedLines(out);
+  std::vector<std::string> committed = visible(out);
   EXPECT_EQ(committed.size(), expected.size());
   EXPECT_EQ(committed, expected);
   return kills;

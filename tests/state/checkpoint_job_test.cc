@@ -386,7 +386,7 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
 
   // A flipped bit in a native file of the newest checkpoint (its MANIFEST; the SST files of the
   // two are the same here, since nothing changed between them): restoring that checkpoint fails
-  // with DataLoss naming the file; resuming from the storage root falls back to the older one.
+  // with DataLoss naming the file; resuming from the storage root falls back to the older one when the host allows it.
   ASSERT_FALSE(newest_manifest.empty());
   {
     const std::string path = absl::StrCat(dir_, "/checkpoints/", newest_manifest);
@@ -410,6 +410,7 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
   {
     RuntimeOptions o = Options(2, StateBackendKind::kRocksDb);
     o.checkpointing.interval = absl::ZeroDuration();
+    o.checkpointing.fall_back_to_older_checkpoint = true;  // refused by default
     o.restore_from = dir_ + "/checkpoints";
     StreamEnvironment env(o);
     auto resumed = std::make_shared<Latest>();
@@ -429,7 +430,7 @@ TEST_P(CheckpointJobTest, IncrementalRocksDbCheckpointsShareFilesAndRestoreAnywh
 // then files of the changes since the checkpoint before, which later checkpoints reference (at
 // most 16 after a full file). Such a checkpoint restores at the same parallelism, at others and
 // into RocksDB; a corrupt file of changes fails a restore naming it, and resuming from the root
-// falls back to the checkpoint before, which does not reference it. Off, every checkpoint is whole.
+// falls back (when allowed) to the checkpoint before, which does not reference it. Off, every checkpoint is whole.
 TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAnywhere) {
   if (GetParam().backend != StateBackendKind::kHashMap) GTEST_SKIP() << "HashMap only";
   auto gate = std::make_shared<Gate>();
@@ -551,7 +552,8 @@ TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAny
   }
   ASSERT_LT(valid, ids.size());
   std::vector<absl::Status> skipped;
-  absl::StatusOr<internal::RestoredCheckpoint> fallback = (*storage)->LoadLatestValid(&skipped);
+  absl::StatusOr<internal::RestoredCheckpoint> fallback =
+      (*storage)->LoadLatestValid(&skipped, internal::OlderCheckpoints::kFallBack);
   ASSERT_TRUE(fallback.ok()) << fallback.status();
   EXPECT_EQ(fallback->metadata.checkpoint_id(), ids[valid]);
   EXPECT_EQ(skipped.size(), valid);
@@ -790,6 +792,98 @@ TEST_P(CheckpointJobTest, ASourceThatCannotRescaleFailsARestoreAtAnotherParallel
       HasSubstr("source 'Source: positioned' was checkpointed with parallelism 2 and cannot "
                 "resume with parallelism 3: this source cannot resume at another "
                 "parallelism"));
+}
+
+// Exactly-once holds only against the newest completed checkpoint: a resume from the storage root
+// whose newest checkpoint is damaged fails, naming it and the older one, unless the host allows a
+// fall-back — then it resumes from the older checkpoint, exactly, and says so on stderr.
+TEST_P(CheckpointJobTest, ADamagedNewestCheckpointIsRefusedUnlessTheHostAllowsAFallBack) {
+  if (GetParam().backend != StateBackendKind::kHashMap) GTEST_SKIP() << "one backend suffices";
+  auto gate = std::make_shared<Gate>();
+  gate->end = 2000;
+  auto options = [&] {
+    RuntimeOptions o = Options(2, StateBackendKind::kHashMap);
+    o.checkpointing.incremental = false;  // every file of a checkpoint in its own directory
+    return o;
+  };
+  {
+    StreamEnvironment env(options());
+    auto latest = std::make_shared<Latest>();
+    Build(env, gate, latest);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("first");
+    ASSERT_TRUE(job.ok()) << job.status();
+    gate->open = 1000;
+    WaitFor([&] {
+      std::lock_guard<std::mutex> l(latest->mu);
+      return latest->count == 1000;
+    });
+    const int64_t before = job->LastCompletedCheckpoint();
+    WaitFor([&] { return job->LastCompletedCheckpoint() >= before + 2; });
+    job->Cancel();
+    job->Wait().IgnoreError();
+  }
+  const std::string root = dir_ + "/checkpoints";
+  std::vector<int64_t> ids;
+  {
+    absl::StatusOr<std::unique_ptr<internal::CheckpointStorage>> storage =
+        internal::CheckpointStorage::Open({root, 2});
+    ASSERT_TRUE(storage.ok()) << storage.status();
+    ids = (*storage)->CompletedIds();
+  }
+  ASSERT_EQ(ids.size(), 2u);
+  const std::string newest = absl::StrCat(root, "/chk-", ids[0]);
+  std::string damaged;
+  for (const auto& e : std::filesystem::directory_iterator(newest)) {
+    if (e.path().filename() != "_metadata" && e.file_size() > 8) damaged = e.path().string();
+  }
+  ASSERT_FALSE(damaged.empty());
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    char c = 0;
+    f.seekg(5);
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x20);
+    f.seekp(5);
+    f.write(&c, 1);
+  }
+  gate->open = 2000;
+  {
+    RuntimeOptions o = options();
+    o.restore_from = root;
+    StreamEnvironment env(o);
+    auto resumed = std::make_shared<Latest>();
+    Build(env, gate, resumed);
+    absl::Status status = env.Execute("refused");
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(std::filesystem::path(damaged).filename().string()));
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(absl::StrCat("this is the newest complete checkpoint of ", root,
+                                       "; refusing to resume from an older one (chk-", ids[1],
+                                       ")")));
+    std::lock_guard<std::mutex> l(resumed->mu);
+    EXPECT_EQ(resumed->count, 0);
+  }
+  {
+    RuntimeOptions o = options();
+    o.restore_from = root;
+    o.checkpointing.fall_back_to_older_checkpoint = true;
+    StreamEnvironment env(o);
+    auto resumed = std::make_shared<Latest>();
+    Build(env, gate, resumed);
+    ::testing::internal::CaptureStderr();
+    absl::Status status = env.Execute("fell back");
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_TRUE(status.ok()) << status;
+    EXPECT_THAT(err, HasSubstr(absl::StrCat(
+                         "sluice: job 'fell back': WARNING: resuming from the older checkpoint ",
+                         root, "/chk-", ids[1], " because newer complete checkpoints are damaged")));
+    EXPECT_THAT(err, HasSubstr(absl::StrCat("output that exactly-once sinks committed after "
+                                            "checkpoint ",
+                                            ids[1], " will be produced again")));
+    std::lock_guard<std::mutex> l(resumed->mu);
+    EXPECT_EQ(resumed->sums, ExpectedSums(2000));
+  }
 }
 
 TEST(CheckpointOptionsTest, BadOptionsAreRejectedWithTheFieldNamed) {

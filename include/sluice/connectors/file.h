@@ -215,11 +215,18 @@ class TextFileWriter {
   static absl::StatusOr<std::unique_ptr<TextFileWriter>> Open(const std::string& path,
                                                               const RuntimeContext& ctx,
                                                               WriteMode mode, size_t buffer_bytes);
+  // Opens `file` (created if missing, its directory too) to append after its first `length`
+  // bytes, truncating what follows. DataLoss naming the file when it is shorter than `length`.
+  static absl::StatusOr<std::unique_ptr<TextFileWriter>> Resume(const std::string& file,
+                                                                int64_t length,
+                                                                size_t buffer_bytes);
   ~TextFileWriter();  // as Close()
   TextFileWriter(const TextFileWriter&) = delete;
   TextFileWriter& operator=(const TextFileWriter&) = delete;
 
   absl::Status Append(std::string_view data);
+  // Writes the buffer and syncs the file's data.
+  absl::Status Sync();
   // Flushes and closes; reports write and close errors. Idempotent.
   absl::Status Finish();
   // Writes what is buffered and closes, without reporting errors (failure or cancellation).
@@ -234,6 +241,52 @@ class TextFileWriter {
   int fd_;
   size_t buffer_bytes_;
   std::string buffer_;
+};
+
+// The output file of one subtask of FileSink or CsvFileSink, exactly once across failures: opened
+// on first use; at each checkpoint barrier its buffer is written and synced and its length
+// recorded (the writer's state); a resume truncates the file to the length of the checkpoint it
+// restores, so the records after it — replayed by the sources — are written once. A resume keeps
+// the parallelism. Not thread-safe.
+class CheckpointedTextFile {
+ public:
+  // `header` starts the file whenever it starts empty (CsvSinkOptions::header).
+  CheckpointedTextFile(std::string path, const RuntimeContext& ctx, WriteMode mode,
+                       size_t buffer_bytes, std::string header);
+  ~CheckpointedTextFile();
+  CheckpointedTextFile(const CheckpointedTextFile&) = delete;
+  CheckpointedTextFile& operator=(const CheckpointedTextFile&) = delete;
+
+  absl::Status Append(std::string_view data);
+  // Writes the buffer, syncs the file and returns its state: format version 1, then the file
+  // name relative to the sink's path ("" at parallelism 1, "part-<i>" otherwise), its length and
+  // the parallelism.
+  absl::StatusOr<std::string> Snapshot();
+  // The state of this subtask at the checkpoint (SinkWriter::RestoreState): the file is truncated
+  // to its recorded length. FailedPrecondition when the parallelism changed (each subtask resumes
+  // its own file); DataLoss naming the file when it is shorter than recorded or the state does
+  // not decode.
+  absl::Status Restore(const std::vector<std::string>& states);
+  // Opens the file if nothing was written yet (an empty output still has its file), flushes and
+  // closes it; reports write and close errors. Idempotent.
+  absl::Status Finish();
+  // Writes what is buffered and closes, without reporting errors (failure or cancellation).
+  void Close();
+
+ private:
+  absl::Status EnsureOpen();
+  // The file named `name` ("" for `path` itself, or "part-<i>").
+  std::string FileFor(std::string_view name) const;
+
+  const std::string path_;
+  const std::string name_;  // this subtask's ("" or "part-<i>")
+  const RuntimeContext ctx_;
+  const WriteMode mode_;
+  const size_t buffer_bytes_;
+  const std::string header_;
+  std::unique_ptr<TextFileWriter> file_;
+  int64_t length_ = 0;  // bytes handed to the file (written or buffered)
+  bool failed_ = false;
 };
 
 // The status of an exception thrown by user code while handling line `line` of `path`.
@@ -432,6 +485,13 @@ class DirectorySource : public Source<std::string> {
 // (`std::string(const T&)`, without the '\n'). Finish() flushes and closes the file and reports
 // write or close errors naming the file. A failed or cancelled job still writes the records the
 // sink received (flushed when the writer closes), as Flink's streaming writeAsText does.
+//
+// With checkpoints the files are exactly once across failures (internal::CheckpointedTextFile):
+// each checkpoint records every file's length, and a resume truncates the files to it before the
+// replayed records are appended. (While the job runs, a reader may see lines a failure later takes
+// back; ExactlyOnceFileSink shows only committed files.) A resume keeps the parallelism (each
+// subtask resumes its own file): at another, the job fails with FailedPrecondition naming the
+// path.
 template <typename T>
 class FileSink : public Sink<T> {
  public:
@@ -446,16 +506,16 @@ class FileSink : public Sink<T> {
   std::string Describe() const override { return absl::StrCat("File ", path_); }
 
   absl::StatusOr<std::unique_ptr<SinkWriter<T>>> CreateWriter(const RuntimeContext& ctx) override {
-    SLUICE_ASSIGN_OR_RETURN(
-        std::unique_ptr<internal::TextFileWriter> file,
-        internal::TextFileWriter::Open(path_, ctx, options_.write_mode, options_.buffer_bytes));
-    return std::unique_ptr<SinkWriter<T>>(new Writer(std::move(file), format_));
+    return std::unique_ptr<SinkWriter<T>>(new Writer(
+        std::make_unique<internal::CheckpointedTextFile>(path_, ctx, options_.write_mode,
+                                                         options_.buffer_bytes, std::string()),
+        format_));
   }
 
  private:
   class Writer : public SinkWriter<T> {
    public:
-    Writer(std::unique_ptr<internal::TextFileWriter> file, Format format)
+    Writer(std::unique_ptr<internal::CheckpointedTextFile> file, Format format)
         : file_(std::move(file)), format_(std::move(format)) {}
 
     absl::Status Write(std::vector<T>& records) override {
@@ -477,11 +537,15 @@ class FileSink : public Sink<T> {
       }
       return absl::OkStatus();
     }
+    absl::StatusOr<std::string> SnapshotState(int64_t) override { return file_->Snapshot(); }
+    absl::Status RestoreState(const std::vector<std::string>& states) override {
+      return file_->Restore(states);
+    }
     absl::Status Finish() override { return file_->Finish(); }
     void Close() override { file_->Close(); }
 
    private:
-    std::unique_ptr<internal::TextFileWriter> file_;
+    std::unique_ptr<internal::CheckpointedTextFile> file_;
     Format format_;
     std::string text_;
     std::ostringstream out_;
@@ -495,7 +559,8 @@ class FileSink : public Sink<T> {
 // Writes each record as one CSV line made of the fields `format(record)` returns
 // (`std::vector<std::string>(const T&)`), quoting the fields that need it, so that CsvFileSource
 // with the same delimiter and quote reads them back. Files as FileSink: `path` at parallelism 1,
-// `path/part-<subtask index>` otherwise; a non-empty `header` starts every file.
+// `path/part-<subtask index>` otherwise; a non-empty `header` starts every file. Exactly once
+// across failures with checkpoints, as FileSink.
 template <typename T>
 class CsvFileSink : public Sink<T> {
  public:
@@ -508,21 +573,21 @@ class CsvFileSink : public Sink<T> {
 
   absl::StatusOr<std::unique_ptr<SinkWriter<T>>> CreateWriter(const RuntimeContext& ctx) override {
     SLUICE_RETURN_IF_ERROR(options_.Validate());
-    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::TextFileWriter> file,
-                            internal::TextFileWriter::Open(path_, ctx, options_.write_mode,
-                                                           FileSinkOptions{}.buffer_bytes));
+    std::string header;
     if (!options_.header.empty()) {
-      std::string header;
       internal::AppendCsvLine(options_.header, options_.delimiter, options_.quote, &header);
-      SLUICE_RETURN_IF_ERROR(file->Append(header));
     }
-    return std::unique_ptr<SinkWriter<T>>(new Writer(std::move(file), format_, options_));
+    return std::unique_ptr<SinkWriter<T>>(
+        new Writer(std::make_unique<internal::CheckpointedTextFile>(
+                       path_, ctx, options_.write_mode, FileSinkOptions{}.buffer_bytes,
+                       std::move(header)),
+                   format_, options_));
   }
 
  private:
   class Writer : public SinkWriter<T> {
    public:
-    Writer(std::unique_ptr<internal::TextFileWriter> file, Format format,
+    Writer(std::unique_ptr<internal::CheckpointedTextFile> file, Format format,
            const CsvSinkOptions& options)
         : file_(std::move(file)),
           format_(std::move(format)),
@@ -534,11 +599,15 @@ class CsvFileSink : public Sink<T> {
       for (const T& r : records) internal::AppendCsvLine(format_(r), delimiter_, quote_, &text_);
       return file_->Append(text_);
     }
+    absl::StatusOr<std::string> SnapshotState(int64_t) override { return file_->Snapshot(); }
+    absl::Status RestoreState(const std::vector<std::string>& states) override {
+      return file_->Restore(states);
+    }
     absl::Status Finish() override { return file_->Finish(); }
     void Close() override { file_->Close(); }
 
    private:
-    std::unique_ptr<internal::TextFileWriter> file_;
+    std::unique_ptr<internal::CheckpointedTextFile> file_;
     Format format_;
     char delimiter_;
     char quote_;
