@@ -175,7 +175,9 @@ class SlicingTest : public ::testing::TestWithParam<int> {};
 TEST_P(SlicingTest, SharedSlicesAndTwoPhaseEqualPerWindowContentsOnRandomInput) {
   const std::vector<Spec> specs = {{10000, 10000, 0, 0},      {10000, 10000, 3000, 4000},
                                    {10000, 5000, 0, 0},       {10000, 3000, 1000, 2500},
-                                   {6000, 4000, -1000, 7000}, {4000, 1000, 0, 20000}};
+                                   {6000, 4000, -1000, 7000}, {4000, 1000, 0, 20000},
+                                   // Hopping windows (slide > size): records in the gaps.
+                                   {3000, 7000, 500, 2000}};
   size_t late_records = 0, refirings = 0, firings = 0;
   for (uint32_t seed = 1; seed <= 6; ++seed) {
     std::vector<Event> events = RandomEvents(seed, 600);
@@ -357,6 +359,59 @@ TEST_P(SlicingTest, LateRecordsAreCountedWhenNoSideOutputIsSet) {
   EXPECT_THAT(got, UnorderedElementsAreArray(
                        std::vector<std::pair<int64_t, int64_t>>{{5, 1}, {5, 1}, {1, 1}, {1, 1}}));
   EXPECT_EQ(job->Counters()["Window.numLateRecordsDropped"], 1);
+}
+
+// Hopping windows (size 5, slide 10): a record at 6 belongs to no window. Once the watermark is 8
+// it is late (Flink: to the late-data side output, or counted as dropped); before, it is dropped
+// without a count, as Flink's WindowOperator does. One phase and two phases alike.
+TEST_P(SlicingTest, RecordsInTheGapOfHoppingWindowsAreLateOnceTheWatermarkPassedThem) {
+  // (key, time, value, count, watermark after)
+  std::vector<Event> events = {{1, 2, 1},    {1, 7, 100, 1, 8}, {1, 6, 10, 1, 9},
+                               {1, 12, 1000}, {1, 5, 10000},     {1, 3, 100000, 1, 30}};
+  for (bool two_phase : {false, true}) {
+    for (bool side_output : {true, false}) {
+      SCOPED_TRACE(testing::Message() << (two_phase ? "two phases" : "one phase")
+                                      << (side_output ? ", side output" : ", no side output"));
+      StreamEnvironment env(window_test::WithTestBackend(
+          {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
+      CollectSink<Event> sink, late_sink;
+      OutputTag<Event> late("late");
+      auto windowed = Punctuate(env, events)
+                          .KeyBy([](const Event& e) { return e.key; })
+                          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(5),
+                                                              absl::Milliseconds(10)));
+      if (side_output) windowed = windowed.SideOutputLateData(late);
+      if (two_phase) windowed = windowed.TwoPhase();
+      auto sums = windowed.Reduce([](const Event& a, const Event& b) {
+        return Event{a.key, a.time, a.value + b.value, a.count + b.count};
+      });
+      sums.SinkTo(sink);
+      sums.GetSideOutput(late).SinkTo(late_sink);
+      absl::StatusOr<JobHandle> job = env.ExecuteAsync("hopping");
+      ASSERT_TRUE(job.ok()) << job.status();
+      ASSERT_TRUE(job->Wait().ok());
+      // [0,5) holds 2 (fired at watermark 8) and [10,15) holds 12. 7 came before the watermark
+      // passed it: dropped, not late. 6 (watermark 8), 5 and 3 (watermark 9) are late.
+      std::vector<std::pair<int64_t, int64_t>> got;
+      for (const Event& e : sink.values()) got.emplace_back(e.value, e.count);
+      EXPECT_THAT(got, UnorderedElementsAreArray(
+                           std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1000, 1}}));
+      std::vector<int64_t> late_times;
+      for (const Event& e : late_sink.values()) late_times.push_back(e.time);
+      auto counters = job->Counters();
+      int64_t dropped = 0;
+      if (auto it = counters.find("Window.numLateRecordsDropped"); it != counters.end()) {
+        dropped = it->second;
+      }
+      if (side_output) {
+        EXPECT_THAT(late_times, ::testing::UnorderedElementsAre(6, 5, 3));
+        EXPECT_EQ(dropped, 0);
+      } else {
+        EXPECT_THAT(late_times, ::testing::IsEmpty());
+        EXPECT_EQ(dropped, 3);
+      }
+    }
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Parallelism, SlicingTest, ::testing::Values(1, 2, 4));

@@ -102,6 +102,8 @@ class LocalWindowAggregateOperator final
                                int64_t offset, Acc acc)
       : Base(setup, std::move(acc)),
         key_selector_(std::move(ks)),
+        size_(size),
+        slide_(slide),
         offset_(offset),
         pane_(std::gcd(size, slide)) {}
 
@@ -162,9 +164,11 @@ class LocalWindowAggregateOperator final
       throw std::invalid_argument(kNoTimestampInEventTimeWindow);
     }
     const Timestamp slice = WindowStartWithOffset(timestamp, offset_, pane_);
-    if (slice + pane_ - 1 <= this->watermark_ || one_by_one_) [[unlikely]] {
-      // Its slice went downstream already (or the input was idle): the record goes on alone,
-      // under its own timestamp, so the global phase decides its lateness.
+    if (slice + pane_ - 1 <= this->watermark_ || one_by_one_ || InGap(slice)) [[unlikely]] {
+      // Its slice went downstream already (or the input was idle, or the record falls in the gap
+      // between two hopping windows): the record goes on alone, under its own timestamp, so the
+      // global phase decides its lateness (a record in no window is late once the watermark
+      // passed it, as in Flink, and dropped without a count before).
       std::optional<State> one;
       this->fn_.Add(one, value, timestamp);
       K key = key_selector_(std::as_const(value));
@@ -189,6 +193,11 @@ class LocalWindowAggregateOperator final
     }
   }
 
+  // Whether the slice starting at `slice` lies in no window (only when slide > size).
+  bool InGap(Timestamp slice) const {
+    return slide_ > size_ && slice - WindowStartWithOffset(slice, offset_, slide_) >= size_;
+  }
+
   void PassOn(typename std::map<Timestamp, Keys>::iterator s) {
     const Timestamp ts = s->first + pane_ - 1;
     for (auto& [key, state] : s->second) {
@@ -206,6 +215,8 @@ class LocalWindowAggregateOperator final
   }
 
   KS key_selector_;
+  const int64_t size_;
+  const int64_t slide_;
   const int64_t offset_;
   const int64_t pane_;
   std::map<Timestamp, Keys> slices_;  // by slice start
