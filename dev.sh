@@ -41,7 +41,8 @@ build() {  # build DIR [cmake args...] [-- ninja targets...]
 case "${1:-}" in
   demo)
     install_packages
-    build build -DSLUICE_BUILD_BENCHMARKS=ON
+    # Only the library and the example (the test suite is ./dev.sh test's to build).
+    build build -DSLUICE_BUILD_BENCHMARKS=ON -- clickstream
     echo "== running examples/clickstream"
     ./build/examples/clickstream
     ;;
