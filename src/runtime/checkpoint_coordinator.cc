@@ -277,6 +277,7 @@ absl::Status CheckpointCoordinator::Write(Pending& p, std::vector<SubtaskSnapsho
       return absl::InternalError(absl::StrCat("snapshot of unknown operator node-", s.node_id));
     }
     checkpoint::SubtaskState* st = it->second;
+    if (s.state.watermark != kMinWatermark) st->set_watermark(s.state.watermark);
     if (s.state.keyed) {
       KeyedSnapshot& keyed = *s.state.keyed;
       const SubtaskId id{s.node_id, s.subtask};

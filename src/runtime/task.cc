@@ -67,6 +67,7 @@ void Task::PerformCheckpoint(int64_t id) {
     s.node_id = operator_ids_[i].first;
     s.subtask = operator_ids_[i].second;
     s.state.canonical = savepoint;
+    s.state.watermark = operators_[i]->EventTimeProgress();
     // The synchronous part of the snapshot: the time the task spends away from its records.
     const auto start = std::chrono::steady_clock::now();
     operators_[i]->SnapshotState(id, s.state);
@@ -259,6 +260,10 @@ Task::Outcome Task::Step() {
   }
   FlushWriters();
   return Outcome::kIdle;
+}
+
+void Task::RestoreInputWatermark(Timestamp watermark) {
+  for (Gate& g : gates_) g.told.watermark = std::max(g.told.watermark, watermark);
 }
 
 void Task::SyncGate(int gate) {

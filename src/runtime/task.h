@@ -50,6 +50,9 @@ class Task final : public TaskServices {
   void NotifyCheckpointAborted(int64_t id);
   // Restores the task's operators (before Start).
   const std::vector<std::unique_ptr<OperatorBase>>& operators() const { return operators_; }
+  // After a restore (before Start): the head operator is never told a watermark at or below the
+  // one it had reached (its inputs' watermarks start again from nothing).
+  void RestoreInputWatermark(Timestamp watermark);
   const std::vector<std::pair<int, int>>& operator_ids() const { return operator_ids_; }
   void AddWriter(std::unique_ptr<ExchangeWriterBase> writer);
   void AddInput(Channel* channel, int gate);

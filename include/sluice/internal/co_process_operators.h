@@ -86,6 +86,11 @@ class TwoInputUserFunctionOperator : public OperatorBase {
   }
 
   Timestamp current_watermark() const { return watermark_; }
+  Timestamp EventTimeProgress() const override { return watermark_; }
+  void RestoreEventTimeProgress(Timestamp watermark) override {
+    watermark_ = std::max(watermark_, watermark);
+    emitted_.watermark = std::max(emitted_.watermark, watermark);
+  }
 
  protected:
   virtual void AdvanceEventTime(Timestamp watermark) = 0;

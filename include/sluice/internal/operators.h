@@ -88,6 +88,8 @@ struct OperatorStateSnapshot {
   // Set by the task before SnapshotState: a savepoint, whose keyed state must be in the
   // canonical format (no native RocksDB snapshot).
   bool canonical = false;
+  // Set by the task: the operator's EventTimeProgress() at the barrier.
+  Timestamp watermark = kMinWatermark;
 };
 
 // What one operator subtask restores from, before Open().
@@ -165,6 +167,13 @@ class OperatorBase {
   virtual void NotifyCheckpointComplete(int64_t /*id*/) {}
   // Checkpoint `id` was aborted (timeout, a declined snapshot, a failed write).
   virtual void NotifyCheckpointAborted(int64_t /*id*/) {}
+  // Event time across restores: the watermark this subtask decides lateness, firing and timers
+  // by — for a watermark generator, the watermark it emitted. Checkpointed with the subtask, and
+  // handed back by RestoreEventTimeProgress (after RestoreState, before Open) so that a record
+  // late before a failure is late again when it is replayed.
+  virtual Timestamp EventTimeProgress() const { return kMinWatermark; }
+  virtual void RestoreEventTimeProgress(Timestamp /*watermark*/) {}
+
   // Restores this subtask before Open(). The default accepts only an empty restore, so state that
   // an operator cannot restore is never silently dropped.
   virtual absl::Status RestoreState(const OperatorStateRestore& in) {
@@ -275,6 +284,10 @@ class UserFunctionOperator : public OneInputOperator<In> {
   void OnWatermarkStatus(bool idle) override {
     out_.EmitWatermarkStatus(idle);
     side_.EmitWatermarkStatus(idle);
+  }
+  Timestamp EventTimeProgress() const override { return watermark_; }
+  void RestoreEventTimeProgress(Timestamp watermark) override {
+    watermark_ = std::max(watermark_, watermark);
   }
 
   // The function's SnapshotState hook, then its operator state (non-keyed operators).
@@ -810,6 +823,12 @@ class TimestampsAndWatermarksOperator final : public OneInputOperator<T>,
   void OnEndOfInput() override {
     EmitFinalWatermark();
     out_.EndInput();
+  }
+
+  // What it emitted: after a restore it emits nothing below it (the generators start afresh).
+  Timestamp EventTimeProgress() const override { return emitted_.watermark; }
+  void RestoreEventTimeProgress(Timestamp watermark) override {
+    emitted_.watermark = std::max(emitted_.watermark, watermark);
   }
 
   Timestamp NextProcessingDeadline() const override { return next_emit_; }
