@@ -101,7 +101,7 @@ absl::Status ExactlyOnceFileSinkOptions::Validate() const {
 namespace internal {
 
 absl::StatusOr<std::unique_ptr<PartFileBucket>> PartFileBucket::Open(
-    ExactlyOnceFileSinkOptions options, int subtask_index) {
+    ExactlyOnceFileSinkOptions options, int subtask_index, int parallelism) {
   SLUICE_RETURN_IF_ERROR(options.Validate());
   std::error_code ec;
   fs::create_directories(options.directory, ec);
@@ -113,11 +113,13 @@ absl::StatusOr<std::unique_ptr<PartFileBucket>> PartFileBucket::Open(
     return ErrnoError(errno, options.directory, "directory is not writable");
   }
   if (options.clock == nullptr) options.clock = std::make_shared<SystemClock>();
-  return std::unique_ptr<PartFileBucket>(new PartFileBucket(std::move(options), subtask_index));
+  return std::unique_ptr<PartFileBucket>(
+      new PartFileBucket(std::move(options), subtask_index, std::max(parallelism, 1)));
 }
 
-PartFileBucket::PartFileBucket(ExactlyOnceFileSinkOptions options, int subtask_index)
-    : options_(std::move(options)), subtask_index_(subtask_index) {}
+PartFileBucket::PartFileBucket(ExactlyOnceFileSinkOptions options, int subtask_index,
+                               int parallelism)
+    : options_(std::move(options)), subtask_index_(subtask_index), parallelism_(parallelism) {}
 
 PartFileBucket::~PartFileBucket() {
   if (fd_ >= 0) ::close(fd_);
@@ -254,8 +256,13 @@ absl::Status PartFileBucket::DeleteLeftovers(const std::vector<int>& other_subta
     // Numbers of deleted parts are not reused either: a name never means two different files.
     if (mine) next_part_ = std::max(next_part_, part.part + 1);
     if (part.kind == PartName::kCommitted) continue;
-    if (!mine && std::find(other_subtasks.begin(), other_subtasks.end(), part.subtask) ==
-                     other_subtasks.end()) {
+    // A subtask that does not exist now: its leftovers are this one's to delete (their pending
+    // parts that a restored checkpoint lists were committed before this runs).
+    const bool orphan =
+        part.subtask >= parallelism_ && part.subtask % parallelism_ == subtask_index_;
+    if (!mine && !orphan &&
+        std::find(other_subtasks.begin(), other_subtasks.end(), part.subtask) ==
+            other_subtasks.end()) {
       continue;
     }
     std::string path = it->path().string();

@@ -14,6 +14,8 @@
 #include <thread>
 #include <utility>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -21,6 +23,7 @@
 #include <sluice/core/key.h>
 
 #include "checkpoint/checkpoint_storage.h"
+#include "checkpoint/directory_lock.h"
 #include "runtime/checkpoint_coordinator.h"
 #include "state/keyed_change_log.h"
 
@@ -28,6 +31,30 @@
 
 namespace sluice::internal {
 namespace {
+
+// Two sinks of one job writing the same path, or one inside the other's directory, would
+// overwrite or mix each other's files: refused before anything runs, naming both.
+absl::Status CheckSinkPaths(const StreamGraph& graph) {
+  std::vector<std::pair<std::string, const StreamNode*>> paths;
+  for (const StreamNode& n : graph.nodes) {
+    if (n.is_sink && !n.output_path.empty()) paths.emplace_back(NormalizedPath(n.output_path), &n);
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    for (size_t j = i + 1; j < paths.size(); ++j) {
+      const std::string& a = paths[i].first;
+      const std::string& b = paths[j].first;
+      const bool same = a == b;
+      const bool nested = absl::StartsWith(b, a + "/") || absl::StartsWith(a, b + "/");
+      if (!same && !nested) continue;
+      return absl::InvalidArgumentError(absl::StrCat(
+          "sinks '", paths[i].second->name, "' and '", paths[j].second->name, "' both write ",
+          same ? a : absl::StrCat(a, " and ", b, ", one inside the other"),
+          ": each would overwrite or mix in the other's files; give each sink its own path"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 
 int HardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();
@@ -59,6 +86,13 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
     static std::atomic<int> job_counter{0};
     state_.rocksdb_job_dir = absl::StrCat(base, "/job-", ::getpid(), "-", job_counter.fetch_add(1),
                                           "-", absl::ToUnixMicros(absl::Now()));
+    // Working directories of jobs that died (kill -9) are removed; this job's is locked while it
+    // runs, so no other job removes it.
+    RemoveAbandonedDirectories(base, "job-");
+    SLUICE_ASSIGN_OR_RETURN(rocksdb_dir_lock_,
+                            DirectoryLock::Acquire(state_.rocksdb_job_dir,
+                                                   "RocksDB working directory",
+                                                   absl::StrCat("job '", name_, "'")));
   }
   if (graph.nodes.empty()) {
     return absl::FailedPreconditionError(
@@ -70,6 +104,7 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
     return absl::FailedPreconditionError(
         "the job has no sink: records would go nowhere; add one with SinkTo()");
   }
+  SLUICE_RETURN_IF_ERROR(CheckSinkPaths(graph));
 
   // Execution mode.
   bool all_bounded = true;
@@ -296,6 +331,25 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// The event-time progress a new subtask of `os` resumes from: its own at the same parallelism,
+// otherwise the minimum over the old subtasks (a subtask may get records of any of them); none
+// when a subtask recorded none.
+Timestamp RestoredWatermark(const checkpoint::OperatorState& os, int parallelism, int subtask) {
+  Timestamp watermark = kMaxWatermark;
+  bool any = false;
+  for (const checkpoint::SubtaskState& st : os.subtasks()) {
+    if (os.parallelism() == parallelism && st.subtask_index() != subtask) continue;
+    if (!st.has_watermark()) return kMinWatermark;
+    watermark = std::min<Timestamp>(watermark, st.watermark());
+    any = true;
+  }
+  return any ? watermark : kMinWatermark;
+}
+
+}  // namespace
+
 absl::StatusOr<std::string> Job::StageNativeFiles(const RestoredCheckpoint& restored,
                                                   const checkpoint::SubtaskState& st,
                                                   const std::string& what) {
@@ -338,7 +392,8 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
   std::map<std::string, const checkpoint::OperatorState*> by_id;
   for (const checkpoint::OperatorState& os : md.operators()) by_id[os.operator_id()] = &os;
   for (const auto& [id, os] : by_id) {
-    const int node = std::stoi(id.substr(5));
+    int node = -1;
+    if (!absl::StartsWith(id, "node-") || !absl::SimpleAtoi(id.substr(5), &node)) node = -1;
     if (node < 0 || static_cast<size_t>(node) >= graph.nodes.size() ||
         graph.nodes[static_cast<size_t>(node)].name != os->operator_name()) {
       bool has_state = false;
@@ -436,7 +491,10 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
         in.keyed.push_back(std::move(k));
       }
       SLUICE_RETURN_IF_ERROR(task->operators()[i]->RestoreState(in));
+      task->operators()[i]->RestoreEventTimeProgress(
+          RestoredWatermark(os, parallelism[static_cast<size_t>(node)], subtask));
     }
+    task->RestoreInputWatermark(task->operators().front()->EventTimeProgress());
   }
   return absl::OkStatus();
 }

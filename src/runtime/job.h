@@ -25,6 +25,7 @@
 #include <sluice/internal/graph.h>
 
 #include "checkpoint/checkpoint_storage.h"
+#include "checkpoint/directory_lock.h"
 #include "runtime/channel.h"
 #include "runtime/checkpoint_coordinator.h"
 #include "runtime/task.h"
@@ -107,6 +108,8 @@ class Job {
   std::shared_ptr<Clock> clock_;
   StateBackendSetup state_;  // outlives the operators whose backends use it
   std::unique_ptr<CheckpointCoordinator> coordinator_;
+  // Held while the job runs: its RocksDB working directory (state_.rocksdb_job_dir).
+  std::unique_ptr<DirectoryLock> rocksdb_dir_lock_;
   absl::Duration checkpoint_interval_ = absl::ZeroDuration();
   bool final_checkpoints_ = false;
   std::atomic<int64_t> final_checkpoint_{0};

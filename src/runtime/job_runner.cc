@@ -1,6 +1,7 @@
 #include "runtime/job_runner.h"
 
 #include <algorithm>
+#include <set>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -19,10 +20,21 @@ absl::StatusOr<std::shared_ptr<JobRunner>> JobRunner::Start(StreamGraph graph,
                                                             RuntimeOptions options,
                                                             std::string name) {
   std::shared_ptr<JobRunner> runner(new JobRunner(std::move(graph), std::move(options), name));
+  const std::string holder = absl::StrCat("job '", name, "'");
   if (const std::string& dir = runner->options_.checkpointing.directory; !dir.empty()) {
-    SLUICE_ASSIGN_OR_RETURN(runner->directory_lock_,
-                            DirectoryLock::Acquire(dir, "checkpoint directory",
-                                                   absl::StrCat("job '", name, "'")));
+    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<DirectoryLock> lock,
+                            DirectoryLock::Acquire(dir, "checkpoint directory", holder));
+    runner->directory_locks_.push_back(std::move(lock));
+  }
+  std::set<std::string> locked;  // two sinks on one path: Job::Build refuses them, naming both
+  for (const StreamNode& n : runner->graph_.nodes) {
+    if (!n.is_sink || n.output_path.empty()) continue;
+    const std::string path = NormalizedPath(n.output_path);
+    if (!locked.insert(path).second) continue;
+    absl::StatusOr<std::unique_ptr<DirectoryLock>> lock = DirectoryLock::AcquireBeside(
+        path, absl::StrCat("output of sink '", n.name, "'"), holder);
+    if (!lock.ok()) return lock.status();
+    runner->directory_locks_.push_back(*std::move(lock));
   }
   SLUICE_ASSIGN_OR_RETURN(runner->job_, Job::Build(runner->graph_, runner->options_, name));
   runner->job_->Start();
@@ -145,7 +157,7 @@ absl::Status JobRunner::Wait() {
   }
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [this] { return done_; });
-  directory_lock_.reset();
+  directory_locks_.clear();
   return status_;
 }
 
@@ -164,13 +176,13 @@ bool JobRunner::WaitFor(absl::Duration timeout) {
     done = cv_.wait_for(lock, absl::ToChronoNanoseconds(std::max(timeout, absl::ZeroDuration())),
                         [this] { return done_; });
   }
-  if (done) directory_lock_.reset();
+  if (done) directory_locks_.clear();
   return done;
 }
 
 void JobRunner::ReleaseDirectory() {
   std::lock_guard<std::mutex> lock(mu_);
-  directory_lock_.reset();
+  directory_locks_.clear();
 }
 
 void JobRunner::Cancel() {

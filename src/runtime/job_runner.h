@@ -50,7 +50,7 @@ class JobRunner {
   absl::StatusOr<absl::Duration> NextDelay(const absl::Status& failure);
   // Sets options.restore_from to the checkpoint directory when it has a complete checkpoint.
   absl::Status SetRestoreFromLatest(RuntimeOptions& options) const;
-  // Releases the checkpoint directory once the job has ended (for good: no restart follows).
+  // Releases the directories once the job has ended (for good: no restart follows).
   void ReleaseDirectory();
 
   const StreamGraph graph_;
@@ -68,9 +68,9 @@ class JobRunner {
   int64_t last_checkpoint_ = 0;
   absl::Duration next_exponential_;
   std::vector<absl::Time> failures_;
-  // The checkpoint directory's lock, held from before the first attempt until the job has ended:
-  // one job per checkpoint directory, across this and other processes.
-  std::unique_ptr<DirectoryLock> directory_lock_;
+  // The locks of the checkpoint directory and of the sinks' output paths, held from before the
+  // first attempt until the job has ended: one job per directory, across this and other processes.
+  std::vector<std::unique_ptr<DirectoryLock>> directory_locks_;
 };
 
 }  // namespace sluice::internal

@@ -3,6 +3,8 @@
 // resume-from-path, concurrent writers and abort.
 #include "checkpoint/checkpoint_storage.h"
 
+#include <sluice/core/key.h>
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -79,7 +81,7 @@ CheckpointMetadata MakeMetadata(const FileRef& keyed, const FileRef& op,
   subtask->mutable_key_groups()->set_start(0);
   subtask->mutable_key_groups()->set_end(127);
   *subtask->mutable_keyed_state() = keyed;
-  subtask->add_key_group_offsets(0);
+  for (int kg = 0; kg < 128; ++kg) subtask->add_key_group_offsets(0);  // one per key group
   *subtask->mutable_operator_state() = op;
   subtask->set_backend(rocksdb.empty() ? "hashmap" : "rocksdb");
   for (const FileRef& ref : rocksdb) *subtask->add_rocksdb_files() = ref;
@@ -240,7 +242,7 @@ TEST_F(CheckpointStorageTest, CommittedCheckpointRestoresExactly) {
   EXPECT_EQ(restored->root, root_);
   EXPECT_EQ(restored->dir, ChkDir(1));
   const CheckpointMetadata& m = restored->metadata;
-  EXPECT_EQ(m.format_version(), 1u);  // no change files: readable by version 1 readers
+  EXPECT_EQ(m.format_version(), 3u);  // the _metadata envelope with its checksum
   EXPECT_EQ(m.checkpoint_id(), 1);
   EXPECT_FALSE(m.savepoint());
   EXPECT_EQ(m.job_name(), "clicks-per-user");
@@ -249,7 +251,7 @@ TEST_F(CheckpointStorageTest, CommittedCheckpointRestoresExactly) {
   EXPECT_EQ(m.operators(0).max_parallelism(), 128);
   ASSERT_EQ(m.operators(0).subtasks_size(), 1);
   EXPECT_EQ(m.operators(0).subtasks(0).key_groups().end(), 127);
-  written.set_format_version(1);
+  written.set_format_version(3);
   written.set_checkpoint_id(1);
   EXPECT_EQ(m.SerializeAsString(), written.SerializeAsString());
 
@@ -391,23 +393,105 @@ TEST_F(CorruptionTest, GarbageMetadata) {
 TEST_F(CorruptionTest, NewerFormatVersion) {
   ExpectFallback(
       [&] {
-        CheckpointMetadata metadata;
-        ASSERT_TRUE(metadata.ParseFromString(ReadLocalFile(ChkDir(2) + "/_metadata")));
-        metadata.set_format_version(3);
-        WriteLocalFile(ChkDir(2) + "/_metadata", metadata.SerializeAsString());
+        absl::StatusOr<CheckpointMetadata> metadata =
+            DecodeMetadataFile(ReadLocalFile(ChkDir(2) + "/_metadata"), ChkDir(2));
+        ASSERT_TRUE(metadata.ok()) << metadata.status();
+        metadata->set_format_version(4);
+        WriteLocalFile(ChkDir(2) + "/_metadata", EncodeMetadataFile(*metadata));
       },
-      {"_metadata has format version 3, this Sluice reads versions 1..2"});
+      {"_metadata has format version 4, this Sluice reads versions 1..3"});
 }
 
 TEST_F(CorruptionTest, CheckpointIdDisagreesWithDirectory) {
   ExpectFallback(
       [&] {
-        CheckpointMetadata metadata;
-        ASSERT_TRUE(metadata.ParseFromString(ReadLocalFile(ChkDir(2) + "/_metadata")));
-        metadata.set_checkpoint_id(7);
-        WriteLocalFile(ChkDir(2) + "/_metadata", metadata.SerializeAsString());
+        absl::StatusOr<CheckpointMetadata> metadata =
+            DecodeMetadataFile(ReadLocalFile(ChkDir(2) + "/_metadata"), ChkDir(2));
+        ASSERT_TRUE(metadata.ok()) << metadata.status();
+        metadata->set_checkpoint_id(7);
+        WriteLocalFile(ChkDir(2) + "/_metadata", EncodeMetadataFile(*metadata));
       },
       {"_metadata has checkpoint id 7, expected 2"});
+}
+
+// The _metadata envelope: one flipped bit anywhere, or a cut at any length, is DataLoss naming the
+// checkpoint (it used to load silently with state skipped or offsets shifted); a version 1-2
+// file without the envelope still reads, a version 3 one without it does not.
+TEST_F(CorruptionTest, EveryFlippedBitAndEveryTruncationOfTheMetadataIsDataLoss) {
+  std::unique_ptr<CheckpointStorage> storage = OpenStorage(5);
+  ASSERT_NE(storage, nullptr);
+  CommitSimple(*storage, 1);
+  const std::string path = ChkDir(1) + "/_metadata";
+  const std::string valid = ReadLocalFile(path);
+  ASSERT_TRUE(CheckpointStorage::LoadFromPath(ChkDir(1)).ok());
+  for (size_t i = 0; i < valid.size(); ++i) {
+    for (int bit : {0, 7}) {
+      std::string bytes = valid;
+      bytes[i] = static_cast<char>(bytes[i] ^ (1 << bit));
+      WriteLocalFile(path, bytes);
+      absl::Status s = CheckpointStorage::LoadFromPath(ChkDir(1)).status();
+      ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << "bit " << bit << " of byte " << i << ": " << s;
+      ASSERT_THAT(StatusText(s), HasSubstr("checkpoint " + ChkDir(1) + ": _metadata"));
+    }
+  }
+  for (size_t n = 0; n < valid.size(); ++n) {
+    WriteLocalFile(path, valid.substr(0, n));
+    absl::Status s = CheckpointStorage::LoadFromPath(ChkDir(1)).status();
+    ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << "cut at " << n << ": " << s;
+  }
+  absl::StatusOr<CheckpointMetadata> metadata = DecodeMetadataFile(valid, ChkDir(1));
+  ASSERT_TRUE(metadata.ok()) << metadata.status();
+  metadata->set_format_version(2);  // an older Sluice's file: no envelope
+  WriteLocalFile(path, metadata->SerializeAsString());
+  EXPECT_TRUE(CheckpointStorage::LoadFromPath(ChkDir(1)).ok());
+  metadata->set_format_version(3);
+  WriteLocalFile(path, metadata->SerializeAsString());
+  EXPECT_THAT(StatusText(CheckpointStorage::LoadFromPath(ChkDir(1)).status()),
+              HasSubstr("_metadata is corrupt (format version 3 without its checksum)"));
+}
+
+// Fields a restore uses are checked even when the checksum matches (a file written by a buggy or
+// foreign writer): each mutation is DataLoss naming the field.
+TEST_F(CorruptionTest, MetadataFieldsAreValidatedBeforeUse) {
+  std::unique_ptr<CheckpointStorage> storage = OpenStorage(5);
+  ASSERT_NE(storage, nullptr);
+  CommitSimple(*storage, 1);
+  const std::string path = ChkDir(1) + "/_metadata";
+  const std::string valid = ReadLocalFile(path);
+  const std::vector<std::pair<std::function<void(CheckpointMetadata&)>, std::string>> cases = {
+      {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_operator_id(""); },
+       "an operator without id"},
+      {[](CheckpointMetadata& m) { *m.add_operators() = m.operators(0); }, "twice"},
+      {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_parallelism(2); },
+       "parallelism 2 with 1 subtask states"},
+      {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_max_parallelism(0); },
+       "max parallelism 0"},
+      {[](CheckpointMetadata& m) { m.mutable_operators(0)->mutable_subtasks(0)->set_subtask_index(1); },
+       "subtask index 1"},
+      {[](CheckpointMetadata& m) {
+         m.mutable_operators(0)->mutable_subtasks(0)->mutable_key_groups()->set_end(300);
+       },
+       "key groups 0..300"},
+      {[](CheckpointMetadata& m) {
+         m.mutable_operators(0)->mutable_subtasks(0)->mutable_key_group_offsets()->RemoveLast();
+       },
+       "key-group offsets"},
+      {[](CheckpointMetadata& m) {
+         m.mutable_operators(0)->mutable_subtasks(0)->set_key_group_offsets(5, 1 << 30);
+       },
+       "key-group offsets"},
+      {[](CheckpointMetadata& m) { m.mutable_operators(0)->mutable_subtasks(0)->set_backend("x"); },
+       "backend 'x'"},
+  };
+  for (const auto& [mutate, expected] : cases) {
+    absl::StatusOr<CheckpointMetadata> metadata = DecodeMetadataFile(valid, ChkDir(1));
+    ASSERT_TRUE(metadata.ok()) << metadata.status();
+    mutate(*metadata);
+    WriteLocalFile(path, EncodeMetadataFile(*metadata));
+    absl::Status s = CheckpointStorage::LoadFromPath(ChkDir(1)).status();
+    EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << expected << ": " << s;
+    EXPECT_THAT(StatusText(s), HasSubstr(expected));
+  }
 }
 
 TEST_F(CheckpointStorageTest, RandomMetadataNeverCrashes) {
@@ -583,7 +667,10 @@ TEST_F(CheckpointStorageTest, SharedKeyedFilesLiveAsLongAsACheckpointListsThem) 
     }
     CheckpointMetadata metadata = MakeMetadata(full, FileRef());
     for (const FileRef& c : changes) {
-      *metadata.mutable_operators(0)->mutable_subtasks(0)->add_keyed_changes()->mutable_file() = c;
+      checkpoint::KeyedStateChanges* added =
+          metadata.mutable_operators(0)->mutable_subtasks(0)->add_keyed_changes();
+      *added->mutable_file() = c;
+      for (int kg = 0; kg < 128; ++kg) added->add_key_group_offsets(0);  // one per key group
     }
     ASSERT_TRUE((*pending)->Commit(metadata).ok());
     EXPECT_FALSE(fs::exists(ChkDir(id - 1)));  // retained = 1
@@ -593,7 +680,7 @@ TEST_F(CheckpointStorageTest, SharedKeyedFilesLiveAsLongAsACheckpointListsThem) 
     }
     absl::StatusOr<RestoredCheckpoint> restored = storage->LoadLatestValid();
     ASSERT_TRUE(restored.ok()) << restored.status();
-    EXPECT_EQ(restored->metadata.format_version(), id == 1 ? 1u : 2u);
+    EXPECT_EQ(restored->metadata.format_version(), 3u);
   }
   // A corrupt change file fails validation naming it.
   WriteLocalFile(root_ + "/shared/keyed/t-2.slkc", "corrupt");
@@ -788,9 +875,13 @@ TEST_F(CheckpointStorageTest, ConcurrentWritersIntoOneCheckpoint) {
   checkpoint::OperatorState* op = metadata.add_operators();
   op->set_operator_id("map-1");
   op->set_parallelism(kThreads);
+  op->set_max_parallelism(128);
   for (int t = 0; t < kThreads; ++t) {
     checkpoint::SubtaskState* subtask = op->add_subtasks();
     subtask->set_subtask_index(t);
+    const KeyGroupRange range = KeyGroupRange::ForSubtask(128, kThreads, t);
+    subtask->mutable_key_groups()->set_start(range.start);
+    subtask->mutable_key_groups()->set_end(range.end);
     for (const absl::StatusOr<FileRef>& ref : refs[t]) {
       ASSERT_TRUE(ref.ok()) << ref.status();
       *subtask->add_rocksdb_files() = *ref;

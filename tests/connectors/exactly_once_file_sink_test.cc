@@ -520,6 +520,38 @@ TEST_F(ExactlyOnceFileSinkTest, FreshStartCleansOnlyItsOwnSubtask) {
   EXPECT_THAT(ListDir(out()), ElementsAre("part-0-0", "part-0-1"));
 }
 
+// A killed attempt at parallelism 3 left hidden parts of subtask 2, which does not exist after a
+// restore at parallelism 2 from a checkpoint taken at 2: subtask 0 (2 % 2) deletes them; subtask
+// 1 deletes those of subtask 3; committed parts stay.
+TEST_F(ExactlyOnceFileSinkTest, RestoreAtLowerParallelismDeletesTheLeftoversOfSubtasksThatAreGone) {
+  std::string s0, s1;
+  {
+    auto w0 = MakeWriter(Options(), 0, 2);
+    auto w1 = MakeWriter(Options(), 1, 2);
+    ASSERT_TRUE(WriteStrings(*w0, {"a"}).ok());
+    ASSERT_TRUE(WriteStrings(*w1, {"b"}).ok());
+    s0 = *w0->SnapshotState(1);
+    s1 = *w1->SnapshotState(1);
+  }
+  {
+    auto w2 = MakeWriter(Options(), 2, 4);
+    auto w3 = MakeWriter(Options(), 3, 4);
+    ASSERT_TRUE(WriteStrings(*w2, {"c"}).ok());
+    ASSERT_TRUE(w2->SnapshotState(2).ok());      // .part-2-0.pending, never committed
+    ASSERT_TRUE(WriteStrings(*w2, {"d"}).ok());  // .part-2-1.inprogress...
+    ASSERT_TRUE(WriteStrings(*w3, {"e"}).ok());  // .part-3-0.inprogress...
+  }
+  connectors_test::WriteFile((out() / "part-2-7").string(), "committed earlier\n");
+  EXPECT_EQ(WithTag(out(), ".part-2-").size(), 2u);
+  auto w0 = MakeWriter(Options(), 0, 2);
+  ASSERT_TRUE(w0->RestoreState({s0}).ok());
+  EXPECT_TRUE(WithTag(out(), ".part-2-").empty());
+  EXPECT_EQ(WithTag(out(), ".part-3-").size(), 1u);  // subtask 1's to delete
+  auto w1 = MakeWriter(Options(), 1, 2);
+  ASSERT_TRUE(w1->RestoreState({s1}).ok());
+  EXPECT_THAT(ListDir(out()), ElementsAre("part-0-0", "part-1-0", "part-2-7"));
+}
+
 TEST_F(ExactlyOnceFileSinkTest, CustomFormatAndPrefix) {
   ExactlyOnceFileSinkOptions options = Options();
   options.prefix = "clicks";

@@ -158,7 +158,7 @@ TEST(BroadcastPipelineTest, EverySubtaskSeesEveryRule) {
 
 // A printed word count: PrintSink's exact lines (in batch mode the final count per word only).
 TEST(WordCountTest, PrintsFinalCountsInBatchMode) {
-  StreamEnvironment env({.parallelism = 2});
+  StreamEnvironment env({.parallelism = 2, .execution_mode = ExecutionMode::kBatch});
   env.FromCollection(std::vector<std::string>{"to be or not to be", "to do"})
       .FlatMap([](const std::string& line, Collector<std::string>& out) {
         size_t start = 0;

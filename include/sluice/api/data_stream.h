@@ -716,6 +716,7 @@ DataStreamSink<T> DataStream<T>::SinkTo(S sink) const {
   auto& node = env_->graph().nodes[static_cast<size_t>(id)];
   node.is_sink = true;
   node.max_source_parallelism = shared->MaxParallelism();
+  node.output_path = shared->OutputPath();
   return DataStreamSink<T>(env_, id);
 }
 

@@ -93,7 +93,8 @@ class PartFileBucket {
  public:
   // Validates `options` and creates the directory.
   static absl::StatusOr<std::unique_ptr<PartFileBucket>> Open(ExactlyOnceFileSinkOptions options,
-                                                             int subtask_index);
+                                                              int subtask_index,
+                                                              int parallelism = 1);
   ~PartFileBucket();  // closes the in-progress part, leaving it on disk (as a crash would)
   PartFileBucket(const PartFileBucket&) = delete;
   PartFileBucket& operator=(const PartFileBucket&) = delete;
@@ -111,9 +112,11 @@ class PartFileBucket {
   absl::Status Commit(const PartFileTransaction& txn);
   // Deletes the in-progress part and the pending parts of `txn`. Best effort.
   void Abort(const PartFileTransaction& txn);
-  // Deletes the in-progress and pending parts of this subtask and of `other_subtasks` (old
-  // subtasks whose state this one restored), and moves the part counter past every part of this
-  // subtask found in the directory, deleted ones included.
+  // Deletes the in-progress and pending parts of this subtask, of `other_subtasks` (old
+  // subtasks whose state this one restored) and of subtasks that do not exist at this
+  // parallelism whose index is this one's modulo the parallelism (left by an attempt at a higher
+  // parallelism that was killed, or never committed), and moves the part counter past every part
+  // of this subtask found in the directory, deleted ones included.
   absl::Status DeleteLeftovers(const std::vector<int>& other_subtasks);
 
   // The subtask index and next part number, for the checkpoint state.
@@ -126,7 +129,7 @@ class PartFileBucket {
   int64_t next_part() const { return next_part_; }
 
  private:
-  PartFileBucket(ExactlyOnceFileSinkOptions options, int subtask_index);
+  PartFileBucket(ExactlyOnceFileSinkOptions options, int subtask_index, int parallelism);
   absl::Status OpenPart();
   absl::Status FlushBuffer();
   absl::Status RollPart(PartFileTransaction* txn);
@@ -135,6 +138,7 @@ class PartFileBucket {
 
   ExactlyOnceFileSinkOptions options_;
   int subtask_index_;
+  int parallelism_;
   int64_t next_part_ = 0;
   // The in-progress part: fd < 0 when none.
   int fd_ = -1;
@@ -174,6 +178,7 @@ class ExactlyOnceFileSink : public Sink<T> {
   std::string Describe() const override {
     return absl::StrCat("Exactly-once File ", options_.directory);
   }
+  std::string OutputPath() const override { return options_.directory; }
 
   // InvalidArgument naming a bad option; an errno-derived error naming the directory when it
   // cannot be created.
@@ -185,7 +190,8 @@ class ExactlyOnceFileSink : public Sink<T> {
       }
     }
     SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::PartFileBucket> bucket,
-                            internal::PartFileBucket::Open(options_, ctx.subtask_index));
+                            internal::PartFileBucket::Open(options_, ctx.subtask_index,
+                                                           ctx.parallelism));
     return std::unique_ptr<SinkWriter<T>>(new Writer(std::move(bucket), format_));
   }
 

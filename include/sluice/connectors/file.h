@@ -504,6 +504,7 @@ class FileSink : public Sink<T> {
       : path_(std::move(path)), format_(std::move(format)), options_(options) {}
 
   std::string Describe() const override { return absl::StrCat("File ", path_); }
+  std::string OutputPath() const override { return path_; }
 
   absl::StatusOr<std::unique_ptr<SinkWriter<T>>> CreateWriter(const RuntimeContext& ctx) override {
     return std::unique_ptr<SinkWriter<T>>(new Writer(
@@ -570,6 +571,7 @@ class CsvFileSink : public Sink<T> {
       : path_(std::move(path)), format_(std::move(format)), options_(std::move(options)) {}
 
   std::string Describe() const override { return absl::StrCat("CSV File ", path_); }
+  std::string OutputPath() const override { return path_; }
 
   absl::StatusOr<std::unique_ptr<SinkWriter<T>>> CreateWriter(const RuntimeContext& ctx) override {
     SLUICE_RETURN_IF_ERROR(options_.Validate());

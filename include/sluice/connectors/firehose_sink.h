@@ -91,6 +91,11 @@
 #include <sluice/time/clock.h>
 
 namespace sluice {
+namespace internal {
+// The staging directories of FirehoseSinks: <directory>/.sluice-firehose/<stream_name>.
+inline constexpr char kFirehoseStagingRoot[] = ".sluice-firehose";
+}  // namespace internal
+
 
 enum class FirehoseCompression {
   kNone,  // files as delivered, no extension
@@ -318,6 +323,11 @@ class FirehoseSink : public Sink<T> {
 
   std::string Describe() const override {
     return absl::StrCat("Firehose ", options_.stream_name, " -> ", options_.directory);
+  }
+  // What it owns is its staging directory: sinks of other streams may share `directory`.
+  std::string OutputPath() const override {
+    return absl::StrCat(options_.directory, "/", internal::kFirehoseStagingRoot, "/",
+                        options_.stream_name);
   }
 
   // InvalidArgument naming a bad option; an errno-derived error naming the directory when it

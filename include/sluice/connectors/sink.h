@@ -64,6 +64,11 @@ class Sink {
   virtual int MaxParallelism() const { return 1 << 15; }
   // A short description used in the default operator name ("Sink: <description>").
   virtual std::string Describe() const { return "custom"; }
+  // The file or directory this sink writes and owns alone, if any (a FirehoseSink: its staging
+  // directory, as sinks of other streams may share the delivery tree). Two sinks of a job may not
+  // own the same path (or one inside the other): Execute() refuses such a job, naming both; and a
+  // running job locks the path, so a second job on it fails at once.
+  virtual std::string OutputPath() const { return ""; }
 };
 
 }  // namespace sluice

@@ -135,6 +135,7 @@ struct StreamNode {
   bool is_source = false;
   bool is_sink = false;
   bool bounded = true;  // sources only
+  std::string output_path;  // sinks: Sink::OutputPath(), made absolute
   const std::type_info* output_type = nullptr;
   OperatorFactory make_operator;
   // Side outputs requested through GetSideOutput: tag id → collector factory.

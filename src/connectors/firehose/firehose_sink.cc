@@ -36,7 +36,6 @@ using internal::FsyncPath;
 using internal::RandomHexToken;
 
 constexpr char kWhere[] = "FirehoseSinkOptions";
-constexpr char kStagingRoot[] = ".sluice-firehose";
 constexpr char kPendingTag[] = ".pending";
 constexpr char kInProgressTag[] = ".inprogress";
 constexpr int64_t kMaxInterval = 900;  // seconds
@@ -258,7 +257,7 @@ absl::StatusOr<std::unique_ptr<FirehoseDelivery>> FirehoseDelivery::Open(
   if (::access(options.directory.c_str(), W_OK | X_OK) != 0) {
     return ErrnoError(errno, options.directory, "directory is not writable");
   }
-  std::string staging = (fs::path(options.directory) / kStagingRoot / options.stream_name).string();
+  std::string staging = (fs::path(options.directory) / kFirehoseStagingRoot / options.stream_name).string();
   fs::create_directories(staging, ec);
   if (ec) return FilesystemError(ec, staging, "cannot create staging directory");
   if (options.clock == nullptr) options.clock = std::make_shared<SystemClock>();
