@@ -27,19 +27,19 @@
 #include <utility>
 #include <vector>
 
+#include <sluice/core/key.h>
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include <sluice/core/key.h>
-#include "absl/container/flat_hash_set.h"
-#include "absl/strings/escaping.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/match.h"
 #include "absl/strings/string_view.h"
 #include "checkpoint/checkpoint.pb.h"
 #include "checkpoint/crc32c.h"
@@ -435,8 +435,8 @@ std::string NotCompleteMessage(const std::string& dir) {
 // a known backend. DataLoss naming the checkpoint and the field otherwise.
 absl::Status ValidateMetadataFields(const CheckpointMetadata& metadata, const std::string& dir) {
   const auto bad = [&](absl::string_view what) {
-    return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": _metadata is corrupt (", what,
-                                            ")"));
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", dir, ": _metadata is corrupt (", what, ")"));
   };
   absl::flat_hash_set<std::string> ids;
   for (const checkpoint::OperatorState& op : metadata.operators()) {
@@ -458,7 +458,8 @@ absl::Status ValidateMetadataFields(const CheckpointMetadata& metadata, const st
         return bad(absl::StrCat("operator ", id, ": subtask index ", s));
       }
       seen[static_cast<size_t>(s)] = true;
-      const KeyGroupRange range = KeyGroupRange::ForSubtask(op.max_parallelism(), op.parallelism(), s);
+      const KeyGroupRange range =
+          KeyGroupRange::ForSubtask(op.max_parallelism(), op.parallelism(), s);
       if (st.key_groups().start() != range.start || st.key_groups().end() != range.end) {
         return bad(absl::StrCat("operator ", id, " subtask ", s, ": key groups ",
                                 st.key_groups().start(), "..", st.key_groups().end()));
@@ -501,8 +502,8 @@ absl::StatusOr<CheckpointMetadata> DecodeMetadataFile(std::string_view bytes,
   const bool enveloped = payload.substr(0, kMetadataMagic.size()) == kMetadataMagic;
   if (enveloped) {
     if (payload.size() < kMetadataMagic.size() + 4) {
-      return absl::DataLossError(absl::StrCat("checkpoint ", dir, ": _metadata is truncated (",
-                                              bytes.size(), " bytes)"));
+      return absl::DataLossError(
+          absl::StrCat("checkpoint ", dir, ": _metadata is truncated (", bytes.size(), " bytes)"));
     }
     uint32_t expected = 0;
     for (int i = 3; i >= 0; --i) {

@@ -78,8 +78,7 @@ absl::StatusOr<std::unique_ptr<DirectoryLock>> DirectoryLock::Lock(const std::st
   for (int attempt = 0; fd < 0; ++attempt) {
     fd = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-      return ErrnoStatus(errno, absl::StrCat("cannot open the lock file of the ", what),
-                         lock_file);
+      return ErrnoStatus(errno, absl::StrCat("cannot open the lock file of the ", what), lock_file);
     }
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
       const int err = errno;
@@ -95,7 +94,8 @@ absl::StatusOr<std::unique_ptr<DirectoryLock>> DirectoryLock::Lock(const std::st
           "): two jobs writing one place would overwrite each other's files; give each job "
           "its own, or wait for the other job to end"));
     }
-    struct stat locked {}, current {};
+    struct stat locked {
+    }, current{};
     if (::fstat(fd, &locked) != 0 || ::stat(lock_file.c_str(), &current) != 0 ||
         locked.st_ino != current.st_ino || locked.st_dev != current.st_dev) {
       ::close(fd);

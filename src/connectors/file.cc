@@ -610,8 +610,10 @@ absl::StatusOr<std::unique_ptr<TextFileWriter>> TextFileWriter::Resume(const std
   if (st.st_size < length) {
     ::close(fd);
     return absl::DataLossError(absl::StrCat(
-        file, ": the checkpoint being restored recorded ", length, " bytes written, but the file "
-        "has ", st.st_size, ": it was truncated or replaced since, and the output it held is lost"));
+        file, ": the checkpoint being restored recorded ", length,
+        " bytes written, but the file "
+        "has ",
+        st.st_size, ": it was truncated or replaced since, and the output it held is lost"));
   }
   if (::ftruncate(fd, length) != 0 || ::lseek(fd, length, SEEK_SET) != length) {
     const int err = errno;

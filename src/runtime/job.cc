@@ -55,7 +55,6 @@ absl::Status CheckSinkPaths(const StreamGraph& graph) {
   return absl::OkStatus();
 }
 
-
 int HardwareThreads() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
@@ -89,10 +88,10 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
     // Working directories of jobs that died (kill -9) are removed; this job's is locked while it
     // runs, so no other job removes it.
     RemoveAbandonedDirectories(base, "job-");
-    SLUICE_ASSIGN_OR_RETURN(rocksdb_dir_lock_,
-                            DirectoryLock::Acquire(state_.rocksdb_job_dir,
-                                                   "RocksDB working directory",
-                                                   absl::StrCat("job '", name_, "'")));
+    SLUICE_ASSIGN_OR_RETURN(
+        rocksdb_dir_lock_,
+        DirectoryLock::Acquire(state_.rocksdb_job_dir, "RocksDB working directory",
+                               absl::StrCat("job '", name_, "'")));
   }
   if (graph.nodes.empty()) {
     return absl::FailedPreconditionError(

@@ -31,8 +31,8 @@ absl::StatusOr<std::shared_ptr<JobRunner>> JobRunner::Start(StreamGraph graph,
     if (!n.is_sink || n.output_path.empty()) continue;
     const std::string path = NormalizedPath(n.output_path);
     if (!locked.insert(path).second) continue;
-    absl::StatusOr<std::unique_ptr<DirectoryLock>> lock = DirectoryLock::AcquireBeside(
-        path, absl::StrCat("output of sink '", n.name, "'"), holder);
+    absl::StatusOr<std::unique_ptr<DirectoryLock>> lock =
+        DirectoryLock::AcquireBeside(path, absl::StrCat("output of sink '", n.name, "'"), holder);
     if (!lock.ok()) return lock.status();
     runner->directory_locks_.push_back(*std::move(lock));
   }
@@ -134,15 +134,15 @@ void JobRunner::Supervise() {
 // over, or from an older checkpoint, would repeat committed output.
 absl::Status JobRunner::SetRestoreFromLatest(RuntimeOptions& options) const {
   if (options.checkpointing.directory.empty()) return absl::OkStatus();
-  SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointStorage> storage,
-                          CheckpointStorage::Open({options.checkpointing.directory,
-                                                   options.checkpointing.retained}));
-  const absl::Status latest = storage
-                                  ->LoadLatestValid(nullptr,
-                                                    options.checkpointing.fall_back_to_older_checkpoint
-                                                        ? OlderCheckpoints::kFallBack
-                                                        : OlderCheckpoints::kRefuse)
-                                  .status();
+  SLUICE_ASSIGN_OR_RETURN(
+      std::unique_ptr<CheckpointStorage> storage,
+      CheckpointStorage::Open({options.checkpointing.directory, options.checkpointing.retained}));
+  const absl::Status latest =
+      storage
+          ->LoadLatestValid(nullptr, options.checkpointing.fall_back_to_older_checkpoint
+                                         ? OlderCheckpoints::kFallBack
+                                         : OlderCheckpoints::kRefuse)
+          .status();
   if (absl::IsNotFound(latest)) return absl::OkStatus();
   SLUICE_RETURN_IF_ERROR(latest);
   options.restore_from = options.checkpointing.directory;

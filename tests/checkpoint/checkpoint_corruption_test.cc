@@ -48,13 +48,17 @@ struct Count {
 // A job with keyed state (rolling counts), window contents and timers, a source position and an
 // exactly-once sink's transactions; cancelled once `checkpoints` checkpoints completed.
 void Build(StreamEnvironment& env, const std::string& out) {
-  env.FromSource(GeneratorSource([](int64_t i) { return i; },
-                                 {.count = -1, .records_per_second = 20000}),
-                 WatermarkStrategy<int64_t>::ForMonotonousTimestamps().WithTimestampAssigner(
-                     [](const int64_t& i) { return i; }))
-      .Map([](int64_t i) { return Count{i % 5, 1}; })
+  env.FromSource(
+         GeneratorSource([](int64_t i) { return i; }, {.count = -1, .records_per_second = 20000}),
+         WatermarkStrategy<int64_t>::ForMonotonousTimestamps().WithTimestampAssigner(
+             [](const int64_t& i) { return i; }))
+      .Map([](int64_t i) {
+        return Count{i % 5, 1};
+      })
       .KeyBy([](const Count& c) { return c.key; })
-      .Reduce([](const Count& a, const Count& b) { return Count{a.key, a.n + b.n}; })
+      .Reduce([](const Count& a, const Count& b) {
+        return Count{a.key, a.n + b.n};
+      })
       .KeyBy([](const Count& c) { return c.key; })
       .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(1000)))
       .Process([](const int64_t& key, WindowContext<TimeWindow>&, std::span<const Count> in,
@@ -209,9 +213,10 @@ TEST_P(CheckpointCorruptionTest, DecodersOfStateFilesAreTotal) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CheckpointCorruptionTest,
-                         ::testing::Values(StateBackendKind::kHashMap,
-                                           StateBackendKind::kRocksDb),
-                         [](const auto& info) { return std::string(StateBackendName(info.param)); });
+                         ::testing::Values(StateBackendKind::kHashMap, StateBackendKind::kRocksDb),
+                         [](const auto& info) {
+                           return std::string(StateBackendName(info.param));
+                         });
 
 }  // namespace
 }  // namespace sluice::internal

@@ -430,7 +430,8 @@ TEST_F(CorruptionTest, EveryFlippedBitAndEveryTruncationOfTheMetadataIsDataLoss)
       bytes[i] = static_cast<char>(bytes[i] ^ (1 << bit));
       WriteLocalFile(path, bytes);
       absl::Status s = CheckpointStorage::LoadFromPath(ChkDir(1)).status();
-      ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss) << "bit " << bit << " of byte " << i << ": " << s;
+      ASSERT_EQ(s.code(), absl::StatusCode::kDataLoss)
+          << "bit " << bit << " of byte " << i << ": " << s;
       ASSERT_THAT(StatusText(s), HasSubstr("checkpoint " + ChkDir(1) + ": _metadata"));
     }
   }
@@ -466,7 +467,9 @@ TEST_F(CorruptionTest, MetadataFieldsAreValidatedBeforeUse) {
        "parallelism 2 with 1 subtask states"},
       {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_max_parallelism(0); },
        "max parallelism 0"},
-      {[](CheckpointMetadata& m) { m.mutable_operators(0)->mutable_subtasks(0)->set_subtask_index(1); },
+      {[](CheckpointMetadata& m) {
+         m.mutable_operators(0)->mutable_subtasks(0)->set_subtask_index(1);
+       },
        "subtask index 1"},
       {[](CheckpointMetadata& m) {
          m.mutable_operators(0)->mutable_subtasks(0)->mutable_key_groups()->set_end(300);

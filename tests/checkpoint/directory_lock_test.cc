@@ -28,8 +28,8 @@ namespace {
 using ::testing::HasSubstr;
 
 std::string TestDir(const std::string& name) {
-  std::string dir = ::testing::TempDir() + "/directory_lock_test_" + std::to_string(::getpid()) +
-                    "_" + name;
+  std::string dir =
+      ::testing::TempDir() + "/directory_lock_test_" + std::to_string(::getpid()) + "_" + name;
   dir = std::filesystem::path(dir).lexically_normal().string();  // as the messages print it
   std::filesystem::remove_all(dir);
   return dir;
@@ -47,7 +47,8 @@ TEST(DirectoryLockTest, ASecondHolderIsRefusedUntilTheFirstReleases) {
   EXPECT_THAT(second.status().message(),
               HasSubstr("the checkpoint directory " + dir + " is in use by job 'first', process " +
                         std::to_string(::getpid()) + ", since "));
-  EXPECT_THAT(second.status().message(), HasSubstr("give each job its own, or wait for the other job to end"));
+  EXPECT_THAT(second.status().message(),
+              HasSubstr("give each job its own, or wait for the other job to end"));
   first->reset();
   EXPECT_FALSE(std::filesystem::exists(dir + "/.sluice-lock"));  // a clean release leaves no file
   second = DirectoryLock::Acquire(dir, "checkpoint directory", "job 'second'");
@@ -102,8 +103,8 @@ TEST(DirectoryLockTest, ASecondJobOnTheSameCheckpointDirectoryFailsAtOnce) {
   StreamEnvironment first_env(options());
   CollectSink<int64_t> first_sink;
   first_env
-      .FromSource(GeneratorSource([](int64_t i) { return i; },
-                                  {.count = -1, .records_per_second = 1000}))
+      .FromSource(
+          GeneratorSource([](int64_t i) { return i; }, {.count = -1, .records_per_second = 1000}))
       .SinkTo(first_sink);
   absl::StatusOr<JobHandle> first = first_env.ExecuteAsync("first");
   ASSERT_TRUE(first.ok()) << first.status();
@@ -135,9 +136,7 @@ TEST(DirectoryLockTest, ASecondJobOnTheSameCheckpointDirectoryFailsAtOnce) {
 TEST(SinkPathTest, TwoSinksOfOneJobOnOnePathAreRefusedNamingBoth) {
   const std::string dir = TestDir("sinks");
   std::filesystem::create_directories(dir);
-  {
-    std::ofstream(dir + "/out.txt") << "kept\n";
-  }
+  { std::ofstream(dir + "/out.txt") << "kept\n"; }
   StreamEnvironment env({.parallelism = 1});
   auto numbers = env.FromSequence(1, 20000);
   numbers.SinkTo(FileSink<int64_t>(dir + "/out.txt", {.write_mode = WriteMode::kOverwrite}))
@@ -160,9 +159,10 @@ TEST(SinkPathTest, TwoSinksOfOneJobOnOnePathAreRefusedNamingBoth) {
   more.SinkTo(FileSink<int64_t>(dir + "/parts/extra.txt")).Name("extra");
   status = nested.Execute();
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
-  EXPECT_THAT(status.message(), HasSubstr("sinks 'parts' and 'extra' both write " + dir +
-                                          "/parts and " + dir + "/parts/extra.txt, one inside "
-                                          "the other"));
+  EXPECT_THAT(status.message(),
+              HasSubstr("sinks 'parts' and 'extra' both write " + dir + "/parts and " + dir +
+                        "/parts/extra.txt, one inside "
+                        "the other"));
   std::filesystem::remove_all(dir);
 }
 
@@ -171,8 +171,8 @@ TEST(SinkPathTest, ASecondJobOnARunningJobsOutputFailsAtOnce) {
   const std::string dir = TestDir("sink-lock");
   StreamEnvironment first_env({.parallelism = 1});
   first_env
-      .FromSource(GeneratorSource([](int64_t i) { return i; },
-                                  {.count = -1, .records_per_second = 1000}))
+      .FromSource(
+          GeneratorSource([](int64_t i) { return i; }, {.count = -1, .records_per_second = 1000}))
       .SinkTo(ExactlyOnceFileSink<int64_t>({.directory = dir + "/out"}))
       .Name("lake");
   absl::StatusOr<JobHandle> first = first_env.ExecuteAsync("first");
@@ -181,9 +181,10 @@ TEST(SinkPathTest, ASecondJobOnARunningJobsOutputFailsAtOnce) {
   second_env.FromSequence(1, 3).SinkTo(FileSink<int64_t>(dir + "/out/../out/"));
   absl::Status second = second_env.Execute("second");
   EXPECT_EQ(second.code(), absl::StatusCode::kFailedPrecondition) << second;
-  EXPECT_THAT(second.message(), HasSubstr("the output of sink 'Sink: File " + dir +
-                                          "/out/../out/' " + dir + "/out is in use by job "
-                                          "'first'"));
+  EXPECT_THAT(second.message(),
+              HasSubstr("the output of sink 'Sink: File " + dir + "/out/../out/' " + dir +
+                        "/out is in use by job "
+                        "'first'"));
   first->Cancel();
   first->Wait().IgnoreError();
   std::filesystem::remove_all(dir);

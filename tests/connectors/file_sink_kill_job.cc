@@ -36,11 +36,12 @@ int main(int argc, char** argv) {
     options.restore_from = dir + "/checkpoints";
   }
   sluice::StreamEnvironment env(options);
-  auto numbers = env.FromSource(sluice::GeneratorSource([](int64_t i) { return i; },
-                                                        {.count = events, .records_per_second = rate}))
-                     .SetParallelism(1)
-                     .Rebalance()
-                     .Map([](int64_t i) { return i; });
+  auto numbers =
+      env.FromSource(sluice::GeneratorSource([](int64_t i) { return i; },
+                                             {.count = events, .records_per_second = rate}))
+          .SetParallelism(1)
+          .Rebalance()
+          .Map([](int64_t i) { return i; });
   // kOverwrite: a fresh run replaces the output; a resumed one keeps what its checkpoint recorded.
   if (kind == "csv") {
     numbers.SinkTo(sluice::CsvFileSink<int64_t>(

@@ -29,8 +29,8 @@ constexpr double kRate = 6000;  // two seconds per uninterrupted run
 int Kills() { return std::getenv("SLUICE_LONG_KILL_LOOPS") != nullptr ? 40 : 4; }
 
 std::string WorkDir(const std::string& name) {
-  std::string dir = ::testing::TempDir() + "/file_sink_kill_test_" + std::to_string(::getpid()) +
-                    "_" + name;
+  std::string dir =
+      ::testing::TempDir() + "/file_sink_kill_test_" + std::to_string(::getpid()) + "_" + name;
   fs::remove_all(dir);
   fs::create_directories(dir);
   return dir;
@@ -83,10 +83,9 @@ void RunKillLoop(const std::string& kind, int parallelism) {
     }
     return pid;
   };
-  const int kills = KillAndRestartUntilDone(spawn, dir + "/out", expected, Kills(),
-                                            [csv](const std::string& out) {
-                                              return FileLines(out, csv);
-                                            });
+  const int kills =
+      KillAndRestartUntilDone(spawn, dir + "/out", expected, Kills(),
+                              [csv](const std::string& out) { return FileLines(out, csv); });
   EXPECT_GE(kills, 1);
   fs::remove_all(dir);
 }

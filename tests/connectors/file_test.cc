@@ -626,9 +626,11 @@ TEST(FileSinkCheckpointTest, RefusalsNameTheFile) {
 TEST(CsvFileSinkCheckpointTest, TheHeaderIsWrittenOnceAcrossAResume) {
   TempDir dir;
   const std::string path = dir.Path("rows.csv");
-  CsvFileSink<int64_t> sink(
-      path, [](const int64_t& v) { return std::vector<std::string>{absl::StrCat(v), "x,y"}; },
-      {.header = {"v", "note"}});
+  CsvFileSink<int64_t> sink(path,
+                            [](const int64_t& v) {
+                              return std::vector<std::string>{absl::StrCat(v), "x,y"};
+                            },
+                            {.header = {"v", "note"}});
   std::string state;
   {
     auto w = *sink.CreateWriter(SubtaskContext(0, 1));

@@ -29,9 +29,9 @@
 namespace {
 
 struct Block {
-  std::string file;     // as given on the command line (relative to the source root)
-  int first_line = 0;   // 1-based line of the block's first code line
-  std::string code;     // the block's lines, '\n'-terminated, #include lines blanked
+  std::string file;    // as given on the command line (relative to the source root)
+  int first_line = 0;  // 1-based line of the block's first code line
+  std::string code;    // the block's lines, '\n'-terminated, #include lines blanked
   std::vector<std::string> includes;
 };
 
@@ -171,14 +171,14 @@ class Lexer {
 };
 
 bool IsDefinitionKeyword(const std::string& t) {
-  static const std::set<std::string> kKeywords = {"class", "struct", "union",    "enum",
+  static const std::set<std::string> kKeywords = {"class",    "struct",    "union", "enum",
                                                   "template", "namespace", "using", "typedef"};
   return kKeywords.count(t) > 0;
 }
 bool IsStatementKeyword(const std::string& t) {
-  static const std::set<std::string> kKeywords = {"if",     "for", "while", "switch", "do",
-                                                  "try",    "{",   "return", "case",  "default",
-                                                  "else",   "break", "continue", "goto"};
+  static const std::set<std::string> kKeywords = {"if",   "for",   "while",    "switch", "do",
+                                                  "try",  "{",     "return",   "case",   "default",
+                                                  "else", "break", "continue", "goto"};
   return kKeywords.count(t) > 0;
 }
 
@@ -215,8 +215,8 @@ size_t NamespacePartEnd(const std::string& code) {
         --depth;
         // A function body, namespace or compound statement ends at its '}'; a class body and a
         // braced initializer go on to the ';'.
-        if (depth == 0 && t == "}" && !assigned && (definition || statement) &&
-            first != "class" && first != "struct" && first != "union" && first != "enum") {
+        if (depth == 0 && t == "}" && !assigned && (definition || statement) && first != "class" &&
+            first != "struct" && first != "union" && first != "enum") {
           lex.SkipSpace();
           if (lex.done() || code[lex.pos()] != ';') break;
         }

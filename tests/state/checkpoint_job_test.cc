@@ -857,10 +857,10 @@ TEST_P(CheckpointJobTest, ADamagedNewestCheckpointIsRefusedUnlessTheHostAllowsAF
     EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
     EXPECT_THAT(std::string(status.message()),
                 HasSubstr(std::filesystem::path(damaged).filename().string()));
-    EXPECT_THAT(std::string(status.message()),
-                HasSubstr(absl::StrCat("this is the newest complete checkpoint of ", root,
-                                       "; refusing to resume from an older one (chk-", ids[1],
-                                       ")")));
+    EXPECT_THAT(
+        std::string(status.message()),
+        HasSubstr(absl::StrCat("this is the newest complete checkpoint of ", root,
+                               "; refusing to resume from an older one (chk-", ids[1], ")")));
     std::lock_guard<std::mutex> l(resumed->mu);
     EXPECT_EQ(resumed->count, 0);
   }
@@ -875,9 +875,10 @@ TEST_P(CheckpointJobTest, ADamagedNewestCheckpointIsRefusedUnlessTheHostAllowsAF
     absl::Status status = env.Execute("fell back");
     const std::string err = ::testing::internal::GetCapturedStderr();
     EXPECT_TRUE(status.ok()) << status;
-    EXPECT_THAT(err, HasSubstr(absl::StrCat(
-                         "sluice: job 'fell back': WARNING: resuming from the older checkpoint ",
-                         root, "/chk-", ids[1], " because newer complete checkpoints are damaged")));
+    EXPECT_THAT(err,
+                HasSubstr(absl::StrCat(
+                    "sluice: job 'fell back': WARNING: resuming from the older checkpoint ", root,
+                    "/chk-", ids[1], " because newer complete checkpoints are damaged")));
     EXPECT_THAT(err, HasSubstr(absl::StrCat("output that exactly-once sinks committed after "
                                             "checkpoint ",
                                             ids[1], " will be produced again")));

@@ -105,8 +105,8 @@ Output RunJob(const std::string& dir, int64_t fail_at) {
           .KeyBy([](const Event& e) { return e.key; })
           .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(100)))
           .SideOutputLateData(late)
-          .Process([](const int64_t& key, WindowContext<TimeWindow>& ctx,
-                      std::span<const Event> in, Collector<std::string>& out) {
+          .Process([](const int64_t& key, WindowContext<TimeWindow>& ctx, std::span<const Event> in,
+                      Collector<std::string>& out) {
             int64_t sum = 0;
             for (const Event& e : in) sum += e.index;
             out.Collect(absl::StrCat(key, " ", ctx.window().start, " ", in.size(), " ", sum));

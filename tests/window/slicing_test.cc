@@ -173,9 +173,12 @@ class SlicingTest : public ::testing::TestWithParam<int> {};
 // local phase runs at the source's parallelism (1), so its watermarks and late records are the
 // reference's; the global phase runs at the test's parallelism.
 TEST_P(SlicingTest, SharedSlicesAndTwoPhaseEqualPerWindowContentsOnRandomInput) {
-  const std::vector<Spec> specs = {{10000, 10000, 0, 0},      {10000, 10000, 3000, 4000},
-                                   {10000, 5000, 0, 0},       {10000, 3000, 1000, 2500},
-                                   {6000, 4000, -1000, 7000}, {4000, 1000, 0, 20000},
+  const std::vector<Spec> specs = {{10000, 10000, 0, 0},
+                                   {10000, 10000, 3000, 4000},
+                                   {10000, 5000, 0, 0},
+                                   {10000, 3000, 1000, 2500},
+                                   {6000, 4000, -1000, 7000},
+                                   {4000, 1000, 0, 20000},
                                    // Hopping windows (slide > size): records in the gaps.
                                    {3000, 7000, 500, 2000}};
   size_t late_records = 0, refirings = 0, firings = 0;
@@ -366,7 +369,7 @@ TEST_P(SlicingTest, LateRecordsAreCountedWhenNoSideOutputIsSet) {
 // without a count, as Flink's WindowOperator does. One phase and two phases alike.
 TEST_P(SlicingTest, RecordsInTheGapOfHoppingWindowsAreLateOnceTheWatermarkPassedThem) {
   // (key, time, value, count, watermark after)
-  std::vector<Event> events = {{1, 2, 1},    {1, 7, 100, 1, 8}, {1, 6, 10, 1, 9},
+  std::vector<Event> events = {{1, 2, 1},     {1, 7, 100, 1, 8}, {1, 6, 10, 1, 9},
                                {1, 12, 1000}, {1, 5, 10000},     {1, 3, 100000, 1, 30}};
   for (bool two_phase : {false, true}) {
     for (bool side_output : {true, false}) {
@@ -376,10 +379,10 @@ TEST_P(SlicingTest, RecordsInTheGapOfHoppingWindowsAreLateOnceTheWatermarkPassed
           {.parallelism = GetParam(), .execution_mode = ExecutionMode::kStreaming}));
       CollectSink<Event> sink, late_sink;
       OutputTag<Event> late("late");
-      auto windowed = Punctuate(env, events)
-                          .KeyBy([](const Event& e) { return e.key; })
-                          .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(5),
-                                                              absl::Milliseconds(10)));
+      auto windowed =
+          Punctuate(env, events)
+              .KeyBy([](const Event& e) { return e.key; })
+              .Window(SlidingEventTimeWindows::Of(absl::Milliseconds(5), absl::Milliseconds(10)));
       if (side_output) windowed = windowed.SideOutputLateData(late);
       if (two_phase) windowed = windowed.TwoPhase();
       auto sums = windowed.Reduce([](const Event& a, const Event& b) {

@@ -189,9 +189,9 @@ class ExactlyOnceFileSink : public Sink<T> {
             "ExactlyOnceFileSink: format is empty and the record type has no operator<<");
       }
     }
-    SLUICE_ASSIGN_OR_RETURN(std::unique_ptr<internal::PartFileBucket> bucket,
-                            internal::PartFileBucket::Open(options_, ctx.subtask_index,
-                                                           ctx.parallelism));
+    SLUICE_ASSIGN_OR_RETURN(
+        std::unique_ptr<internal::PartFileBucket> bucket,
+        internal::PartFileBucket::Open(options_, ctx.subtask_index, ctx.parallelism));
     return std::unique_ptr<SinkWriter<T>>(new Writer(std::move(bucket), format_));
   }
 

@@ -507,10 +507,10 @@ class FileSink : public Sink<T> {
   std::string OutputPath() const override { return path_; }
 
   absl::StatusOr<std::unique_ptr<SinkWriter<T>>> CreateWriter(const RuntimeContext& ctx) override {
-    return std::unique_ptr<SinkWriter<T>>(new Writer(
-        std::make_unique<internal::CheckpointedTextFile>(path_, ctx, options_.write_mode,
-                                                         options_.buffer_bytes, std::string()),
-        format_));
+    return std::unique_ptr<SinkWriter<T>>(
+        new Writer(std::make_unique<internal::CheckpointedTextFile>(
+                       path_, ctx, options_.write_mode, options_.buffer_bytes, std::string()),
+                   format_));
   }
 
  private:
@@ -579,11 +579,10 @@ class CsvFileSink : public Sink<T> {
     if (!options_.header.empty()) {
       internal::AppendCsvLine(options_.header, options_.delimiter, options_.quote, &header);
     }
-    return std::unique_ptr<SinkWriter<T>>(
-        new Writer(std::make_unique<internal::CheckpointedTextFile>(
-                       path_, ctx, options_.write_mode, FileSinkOptions{}.buffer_bytes,
-                       std::move(header)),
-                   format_, options_));
+    return std::unique_ptr<SinkWriter<T>>(new Writer(
+        std::make_unique<internal::CheckpointedTextFile>(
+            path_, ctx, options_.write_mode, FileSinkOptions{}.buffer_bytes, std::move(header)),
+        format_, options_));
   }
 
  private:

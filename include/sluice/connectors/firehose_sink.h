@@ -96,7 +96,6 @@ namespace internal {
 inline constexpr char kFirehoseStagingRoot[] = ".sluice-firehose";
 }  // namespace internal
 
-
 enum class FirehoseCompression {
   kNone,  // files as delivered, no extension
   kGzip,  // one gzip member per file (zlib, default level), ".gz"

@@ -151,14 +151,12 @@ class KeyedCoProcessOperator final : public TwoInputUserFunctionOperator<Out, F>
     this->ctx_.keyed_state = state_.get();
     if constexpr (FullySerializable<K>) {
       const int maxp = this->ctx_.max_parallelism;
-      internal_.push_back(RegisterInternalState(*state_, kEventTimers, maxp,
-                                                [this](InternalStateBuckets& b) {
-                                                  AddTimers(b, timers_.event);
-                                                }));
-      internal_.push_back(RegisterInternalState(*state_, kProcessingTimers, maxp,
-                                                [this](InternalStateBuckets& b) {
-                                                  AddTimers(b, timers_.processing);
-                                                }));
+      internal_.push_back(
+          RegisterInternalState(*state_, kEventTimers, maxp,
+                                [this](InternalStateBuckets& b) { AddTimers(b, timers_.event); }));
+      internal_.push_back(RegisterInternalState(
+          *state_, kProcessingTimers, maxp,
+          [this](InternalStateBuckets& b) { AddTimers(b, timers_.processing); }));
     }
   }
   KeyedStateBackend<K>& state() { return *state_; }
@@ -531,27 +529,26 @@ class IntervalJoinOperator final : public TwoInputUserFunctionOperator<Out, F> {
   }
   template <int kSide>
   absl::Status RestoreBuffers() {
-    return RestoreInternal<K>(
-        *state_, kSide == 0 ? kLeft : kRight, this->ctx_,
-        [&](K& key, ByteReader& rest, ByteReader& value) {
-          Timestamp t = 0;
-          uint64_t n = 0;
-          if (!rest.ReadRaw(&t, sizeof t) || !rest.empty() || !value.ReadVarint(&n) ||
-              n > value.remaining()) {
-            return false;
-          }
-          auto& k = buffers_.ForKey(key);
-          for (uint64_t i = 0; i < n; ++i) {
-            SideType<kSide> e{};
-            if (!Serializer<SideType<kSide>>::Read(value, &e)) return false;
-            if constexpr (kSide == 0) {
-              buffers_.AddLeft(k, t, std::move(e));
-            } else {
-              buffers_.AddRight(k, t, std::move(e));
-            }
-          }
-          return value.empty();
-        });
+    return RestoreInternal<K>(*state_, kSide == 0 ? kLeft : kRight, this->ctx_,
+                              [&](K& key, ByteReader& rest, ByteReader& value) {
+                                Timestamp t = 0;
+                                uint64_t n = 0;
+                                if (!rest.ReadRaw(&t, sizeof t) || !rest.empty() ||
+                                    !value.ReadVarint(&n) || n > value.remaining()) {
+                                  return false;
+                                }
+                                auto& k = buffers_.ForKey(key);
+                                for (uint64_t i = 0; i < n; ++i) {
+                                  SideType<kSide> e{};
+                                  if (!Serializer<SideType<kSide>>::Read(value, &e)) return false;
+                                  if constexpr (kSide == 0) {
+                                    buffers_.AddLeft(k, t, std::move(e));
+                                  } else {
+                                    buffers_.AddRight(k, t, std::move(e));
+                                  }
+                                }
+                                return value.empty();
+                              });
   }
   template <int kSide>
   using SideType = std::conditional_t<kSide == 0, In1, In2>;

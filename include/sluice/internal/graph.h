@@ -134,7 +134,7 @@ struct StreamNode {
   int follows = -1;
   bool is_source = false;
   bool is_sink = false;
-  bool bounded = true;  // sources only
+  bool bounded = true;      // sources only
   std::string output_path;  // sinks: Sink::OutputPath(), made absolute
   const std::type_info* output_type = nullptr;
   OperatorFactory make_operator;

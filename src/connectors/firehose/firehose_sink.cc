@@ -257,7 +257,8 @@ absl::StatusOr<std::unique_ptr<FirehoseDelivery>> FirehoseDelivery::Open(
   if (::access(options.directory.c_str(), W_OK | X_OK) != 0) {
     return ErrnoError(errno, options.directory, "directory is not writable");
   }
-  std::string staging = (fs::path(options.directory) / kFirehoseStagingRoot / options.stream_name).string();
+  std::string staging =
+      (fs::path(options.directory) / kFirehoseStagingRoot / options.stream_name).string();
   fs::create_directories(staging, ec);
   if (ec) return FilesystemError(ec, staging, "cannot create staging directory");
   if (options.clock == nullptr) options.clock = std::make_shared<SystemClock>();

@@ -44,14 +44,16 @@ int main(int argc, char** argv) {
   auto stream = env.FromCollection(lines);
   stream.SinkTo(sluice::FirehoseSink<std::string>(
       {.directory = dir, .stream_name = "plain", .newline_delimiter = true}));
-  stream.SinkTo(sluice::FirehoseSink<std::string>({.directory = dir,
-                                                   .stream_name = "gz",
-                                                   .compression = sluice::FirehoseCompression::kGzip,
-                                                   .newline_delimiter = true}));
-  stream.SinkTo(sluice::FirehoseSink<std::string>({.directory = dir,
-                                                   .stream_name = "zst",
-                                                   .compression = sluice::FirehoseCompression::kZstd,
-                                                   .newline_delimiter = true}));
+  stream.SinkTo(
+      sluice::FirehoseSink<std::string>({.directory = dir,
+                                         .stream_name = "gz",
+                                         .compression = sluice::FirehoseCompression::kGzip,
+                                         .newline_delimiter = true}));
+  stream.SinkTo(
+      sluice::FirehoseSink<std::string>({.directory = dir,
+                                         .stream_name = "zst",
+                                         .compression = sluice::FirehoseCompression::kZstd,
+                                         .newline_delimiter = true}));
   absl::Status status = env.Execute("firehose-host");
   if (!status.ok()) {
     std::cerr << "firehose_host: job failed: " << status << "\n";
@@ -91,7 +93,8 @@ int main(int argc, char** argv) {
       ok = false;
       return;
     }
-    std::cout << "firehose: " << stream_name << ": 1 file delivered" << "\n";
+    std::cout << "firehose: " << stream_name << ": 1 file delivered"
+              << "\n";
   };
   check("plain", "", "line-0\nline-1\n");
   check("gz", ".gz", std::string("\x1f\x8b", 2));

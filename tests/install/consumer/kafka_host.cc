@@ -35,7 +35,8 @@ int main(int argc, char** argv) {
       std::cerr << "kafka_host: sink job failed: " << status << "\n";
       return 1;
     }
-    std::cout << "kafka: sink wrote " << with_end.size() << " records" << "\n";
+    std::cout << "kafka: sink wrote " << with_end.size() << " records"
+              << "\n";
   }
   {
     sluice::KafkaSourceOptions options{.bootstrap_servers = bootstrap, .topics = {topic}};
@@ -53,7 +54,8 @@ int main(int argc, char** argv) {
       std::cerr << "kafka_host: source read " << out.size() << " records, not the 100 written\n";
       return 1;
     }
-    std::cout << "kafka: source read " << out.size() << " records back in order" << "\n";
+    std::cout << "kafka: source read " << out.size() << " records back in order"
+              << "\n";
   }
   return 0;
 }

@@ -40,7 +40,8 @@ bool Expect(const std::string& job, const absl::Status& status, const std::strin
               << "\", got " << status << "\n";
     return false;
   }
-  std::cout << "kinesis: " << job << " failed with Unavailable: connection refused" << "\n";
+  std::cout << "kinesis: " << job << " failed with Unavailable: connection refused"
+            << "\n";
   return true;
 }
 
@@ -60,7 +61,8 @@ int main() {
                                                     .initial_backoff = absl::Milliseconds(10),
                                                     .max_backoff = absl::Milliseconds(10),
                                                     .max_attempts = 2};
-  const std::string refused = endpoint + ": connecting failed: Connection refused (after 2 attempts)";
+  const std::string refused =
+      endpoint + ": connecting failed: Connection refused (after 2 attempts)";
   bool ok = true;
 
   {
