@@ -27,15 +27,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "checkpoint/checkpoint.pb.h"
+#include "checkpoint/metadata_file.h"
 
 namespace sluice::internal {
 
-// The `_metadata` format this Sluice writes; it reads versions 1..kCheckpointFormatVersion.
-// Version 2 adds SubtaskState.keyed_changes. Version 3 puts the protobuf in an envelope: the
-// magic "SLMD", the CRC-32C of the protobuf (4 bytes, little endian), the protobuf. Files of
-// versions 1 and 2 have no envelope (read as before); a file without the envelope that says
-// version 3 or more is corrupt.
-inline constexpr uint32_t kCheckpointFormatVersion = 3;
+// kCheckpointFormatVersion, EncodeMetadataFile, DecodeMetadataFile: checkpoint/metadata_file.h.
 
 struct CheckpointStorageOptions {
   // The storage root; created (with its parents) if missing. Required.
@@ -44,12 +40,6 @@ struct CheckpointStorageOptions {
   int retained = 1;
 };
 
-// The bytes of a `_metadata` file (the version 3 envelope around `metadata`), and back: DataLoss
-// naming `dir` for a checksum mismatch, an unparsable protobuf, an unknown format version or a
-// field a restore could not use (ValidateMetadataFields in the .cc).
-std::string EncodeMetadataFile(const checkpoint::CheckpointMetadata& metadata);
-absl::StatusOr<checkpoint::CheckpointMetadata> DecodeMetadataFile(std::string_view bytes,
-                                                                  const std::string& dir);
 
 // What a restore from a storage root does when its newest complete checkpoint does not validate.
 // Exactly-once holds only against the newest completed checkpoint: exactly-once sinks may have
