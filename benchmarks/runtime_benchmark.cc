@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -135,6 +136,73 @@ void BM_Cost_KeyedReduceLoop(benchmark::State& state) {
   Report(state, state.iterations() * kEvents, wall);
 }
 BENCHMARK(BM_Cost_KeyedReduceLoop)->MeasureProcessCPUTime()->Unit(benchmark::kMillisecond);
+
+// Source → Process → Sink chained, the function bumping a user counter per record (range(1) = 1)
+// or not (0): what a live counter costs in a job.
+class MaybeCounted final : public sluice::ProcessFunction<int64_t, int64_t> {
+ public:
+  explicit MaybeCounted(bool counted) : counted_(counted) {}
+  void Open(const sluice::RuntimeContext& ctx) override { seen_ = ctx.GetCounter("seen"); }
+  void ProcessElement(const int64_t& x, Context&, sluice::Collector<int64_t>& out) override {
+    if (counted_) seen_->Inc();
+    out.Collect(x);
+  }
+
+ private:
+  bool counted_;
+  sluice::Counter* seen_ = nullptr;
+};
+
+void BM_Engine_ProcessCounted(benchmark::State& state) {
+  const bool counted = state.range(1) == 1;
+  RunJob(state, {.parallelism = static_cast<int>(state.range(0))},
+         [counted](sluice::StreamEnvironment& env, SumSink sink) {
+           env.FromSequence(0, kEvents - 1)
+               .Process(MaybeCounted(counted))
+               .Name("count")
+               .SinkTo(std::move(sink));
+         });
+}
+BENCHMARK(BM_Engine_ProcessCounted)
+    ->Args({1, 0})
+    ->Args({1, 1})
+    ->MeasureProcessCPUTime()
+    ->Unit(benchmark::kMillisecond);
+
+// A counter cell bumped per event (RuntimeContext::GetCounter) against the by-name Counters::Add
+// (a lock and a string per call), with a reader taking a snapshot every millisecond.
+template <bool kByName>
+void CounterLoop(benchmark::State& state) {
+  double wall = 0;
+  for (auto _ : state) {
+    sluice::Counters counters;
+    sluice::Counter* cell = counters.Register("count", "seen", 0, 0);
+    std::atomic<bool> done{false};
+    std::thread reader([&] {
+      while (!done.load()) {
+        benchmark::DoNotOptimize(counters.Snapshot());
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    });
+    auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < kEvents; ++i) {
+      if constexpr (kByName) {
+        counters.Add("count", "seen", 1);
+      } else {
+        cell->Inc();
+      }
+    }
+    wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    done = true;
+    reader.join();
+    if (counters.Snapshot()["count.seen"] != kEvents) state.SkipWithError("lost a count");
+  }
+  Report(state, state.iterations() * kEvents, wall);
+}
+void BM_Counter_CellInc(benchmark::State& state) { CounterLoop<false>(state); }
+void BM_Counter_AddByName(benchmark::State& state) { CounterLoop<true>(state); }
+BENCHMARK(BM_Counter_CellInc)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Counter_AddByName)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

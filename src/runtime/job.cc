@@ -238,6 +238,7 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
         OperatorSetup setup;
         setup.runtime = RuntimeContext{node.name,  task->name(), s, p, options.max_parallelism,
                                        batch_mode, &counters_};
+        setup.runtime.node_id = node.id;
         setup.state = &state_;
         setup.node_id = node.id;
         setup.batch_size = options.batch_size;

@@ -43,7 +43,8 @@ class JobHandle {
   bool IsDone() const;
   const std::string& name() const;
   // The job's counters ("<operator name>.<counter>" → value summed over subtasks), e.g.
-  // "Window.numLateRecordsDropped". Final once Wait() returned. Empty for a moved-from handle.
+  // "Window.numLateRecordsDropped": live while the job runs (since its latest (re)start), final
+  // once Wait() returned. Empty for a moved-from handle.
   std::map<std::string, int64_t> Counters() const;
 
   // Takes a savepoint (a self-contained, canonical snapshot of the whole job) into `dir` and

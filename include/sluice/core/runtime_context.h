@@ -38,6 +38,22 @@ struct RuntimeContext {
   internal::OperatorStateStore* operator_state = nullptr;
   // True when this subtask was restored from a checkpoint or savepoint (set before Open).
   bool restored = false;
+  // The operator's node in the job graph (tells apart two operators of the same name).
+  int node_id = -1;
+
+  // This subtask's cell of the job counter "<operator_name>.<name>" (Flink's
+  // getMetricGroup().counter(name)): call in Open and keep the pointer; Inc() it from the
+  // function's calls. Read, summed over subtasks, with JobHandle::Counters() while the job runs.
+  // Calling it again with the same name returns the same cell. Outside a running job (no
+  // counters) the job fails with FailedPrecondition naming the operator and the counter.
+  Counter* GetCounter(absl::string_view name) const {
+    if (counters == nullptr) {
+      internal::ThrowStateError(absl::FailedPreconditionError(
+          absl::StrCat("operator '", operator_name, "': counter '", name,
+                       "': this RuntimeContext belongs to no running job (no counters)")));
+    }
+    return counters->Register(operator_name, name, node_id, subtask_index);
+  }
 
   // Keyed state of the current key (Flink's getRuntimeContext().getState(...)); call in Open and
   // keep the handle. Only in functions on a KeyedStream: elsewhere the job fails with
@@ -103,4 +119,23 @@ struct RuntimeContext {
   }
 };
 
+namespace internal {
+
+// A counter cell an operator registers when it is built ("<operator>.<name>"); outside a running
+// job (an operator built by a test) a private cell.
+class OperatorCounter {
+ public:
+  OperatorCounter(const RuntimeContext& ctx, absl::string_view name)
+      : cell_(ctx.counters != nullptr ? ctx.counters->Register(ctx.operator_name, name,
+                                                               ctx.node_id, ctx.subtask_index)
+                                      : &own_) {}
+  void Inc(int64_t n = 1) { cell_->Inc(n); }
+  int64_t Count() const { return cell_->Count(); }
+
+ private:
+  Counter own_;
+  Counter* cell_;
+};
+
+}  // namespace internal
 }  // namespace sluice

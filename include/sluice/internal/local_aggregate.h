@@ -149,15 +149,6 @@ class LocalWindowAggregateOperator final
     Base::OnEndOfInput();
   }
 
-  // The job counter "<operator>.numPartials": partials passed on (each late record is one).
-  void Close() override {
-    if (passed_on_ > 0 && this->ctx_.counters != nullptr) {
-      this->ctx_.counters->Add(this->ctx_.operator_name, "numPartials", passed_on_);
-      passed_on_ = 0;
-    }
-    Base::Close();
-  }
-
  private:
   void Add(In& value, Timestamp timestamp) {
     if (timestamp == kNoTimestamp) [[unlikely]] {
@@ -174,7 +165,7 @@ class LocalWindowAggregateOperator final
       K key = key_selector_(std::as_const(value));
       this->out_.CollectWithTimestamp(Partial{std::move(key), std::move(*one), std::move(value)},
                                       timestamp);
-      ++passed_on_;
+      passed_on_.Inc();
       return;
     }
     K key = key_selector_(std::as_const(value));
@@ -204,7 +195,7 @@ class LocalWindowAggregateOperator final
       if (state) this->out_.CollectWithTimestamp(Partial{key, std::move(*state), std::nullopt}, ts);
     }
     held_ -= s->second.size();
-    passed_on_ += static_cast<int64_t>(s->second.size());
+    passed_on_.Inc(static_cast<int64_t>(s->second.size()));
     slices_.erase(s);
     last_ = nullptr;
   }
@@ -221,7 +212,8 @@ class LocalWindowAggregateOperator final
   const int64_t pane_;
   std::map<Timestamp, Keys> slices_;  // by slice start
   size_t held_ = 0;
-  int64_t passed_on_ = 0;
+  // The job counter "<operator>.numPartials": partials passed on (each late record is one).
+  OperatorCounter passed_on_{this->ctx_, "numPartials"};
   bool one_by_one_ = false;  // set once the input was idle
   // The contents the previous record went to (valid until the next insertion or pass-on).
   std::optional<State>* last_ = nullptr;

@@ -103,11 +103,6 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     Base::OnWatermark(watermark);
   }
 
-  void Close() override {
-    late_.Publish(this->ctx_);
-    Base::Close();
-  }
-
   // Tests: the sessions held (a key's windows), and the keys that hold some.
   size_t num_sessions() const {
     size_t n = 0;
@@ -597,7 +592,7 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   ChangedKeys<K> changes_;         // keys whose sessions changed, for snapshots
   std::vector<EntryKey> removed_;  // written sessions gone since the previous snapshot
   Taken taken_;                    // during a snapshot
-  LateRecords<In> late_;
+  LateRecords<In> late_{this->ctx_};
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
 };
 

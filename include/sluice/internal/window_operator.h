@@ -389,28 +389,24 @@ inline constexpr const char* kNoTimestampInEventTimeWindow =
     "AssignTimestampsAndWatermarks), or use a processing-time window assigner";
 
 // Records that went into no window because they were late: to the late-data side output, or
-// counted in the job counter "<operator>.numLateRecordsDropped" (published on Close).
+// counted in the job counter "<operator>.numLateRecordsDropped" (live: a cell of this subtask).
 template <typename In>
 class LateRecords {
  public:
+  explicit LateRecords(const RuntimeContext& ctx) : dropped_(ctx, "numLateRecordsDropped") {}
+
   void Add(const WindowSettings<In>& settings, SideOutputs& side, const In& value,
            Timestamp timestamp) {
     if (settings.late_tag) {
       using L = typename LateRecordOf<In>::type;
       side.Emit(*settings.late_tag, L(LateRecordOf<In>::Get(value)), timestamp);
     } else {
-      ++dropped_;
-    }
-  }
-  void Publish(const RuntimeContext& ctx) {
-    if (dropped_ > 0 && ctx.counters != nullptr) {
-      ctx.counters->Add(ctx.operator_name, "numLateRecordsDropped", dropped_);
-      dropped_ = 0;
+      dropped_.Inc();
     }
   }
 
  private:
-  int64_t dropped_ = 0;
+  OperatorCounter dropped_;
 };
 
 // Merging-window sets in snapshots (WindowOperator, SessionWindowOperator): per key, composite
@@ -630,11 +626,6 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   void OnEndOfInput() override {
     FireProcessingTimers(kMaxWatermark);
     Base::OnEndOfInput();
-  }
-
-  void Close() override {
-    late_.Publish(this->ctx_);
-    Base::Close();
   }
 
   // Tests and debugging: windows with contents or trigger state held in memory (always 0 when
@@ -1464,7 +1455,7 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
   // Merging assigners: the current windows of each key.
   absl::flat_hash_map<K, std::vector<W>> merging_;
   std::vector<W> merge_scratch_;
-  LateRecords<In> late_;
+  LateRecords<In> late_{this->ctx_};
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
   // RocksDB backend: contents and trigger slots in column families (window_state.h).
   bool rocks_ = false;
@@ -1617,11 +1608,6 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     GuardUserCode(this->name(), [&] { AdvanceWindows<false>(watermark); });
     this->FlushOutputs();
     Base::OnWatermark(watermark);
-  }
-
-  void Close() override {
-    late_.Publish(this->ctx_);
-    Base::Close();
   }
 
   // Slices held in memory (always 0 when they are in RocksDB), and whether they are in RocksDB.
@@ -2020,7 +2006,7 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
   std::shared_ptr<CopyPool<SlicesCopy>> slices_copies_ = std::make_shared<CopyPool<SlicesCopy>>();
   // Per window start: the keys whose firing (at the max timestamp) and cleanup are pending.
   WindowKeyLists<K> windows_;
-  LateRecords<In> late_;
+  LateRecords<In> late_{this->ctx_};
   std::vector<std::unique_ptr<InternalStateBuckets>> internal_;  // the above in state_'s snapshots
   std::unique_ptr<ProgressState> progress_;
   // Per key group, the watermark a restored snapshot's windows were fired through (and the value
