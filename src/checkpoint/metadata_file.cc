@@ -23,7 +23,8 @@ using checkpoint::FileRef;
 
 constexpr std::string_view kMetadataMagic = "SLMD";
 
-// Every field a restore uses, checked before use: operator ids present and unique; parallelism
+// Every field a restore uses, checked before use: operator ids present, unique (and 32 hex
+// digits from format 4 on); parallelism
 // and max parallelism in range; one subtask state per subtask, indices unique; key-group ranges
 // as the writer assigns them; key-group offsets one per group, non-decreasing, within the file;
 // a known backend. DataLoss naming the checkpoint and the field otherwise.
@@ -37,6 +38,11 @@ absl::Status ValidateMetadataFields(const CheckpointMetadata& metadata, const st
     const std::string id = absl::CHexEscape(op.operator_id());
     if (op.operator_id().empty()) return bad("an operator without id");
     if (!ids.insert(op.operator_id()).second) return bad(absl::StrCat("operator ", id, " twice"));
+    if (metadata.format_version() >= 4 &&
+        (op.operator_id().size() != 32 ||
+         op.operator_id().find_first_not_of("0123456789abcdef") != std::string::npos)) {
+      return bad(absl::StrCat("operator id ", id, " is not 32 hex digits"));
+    }
     if (op.max_parallelism() < 1 || op.max_parallelism() > 32768) {
       return bad(absl::StrCat("operator ", id, ": max parallelism ", op.max_parallelism()));
     }

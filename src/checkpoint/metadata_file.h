@@ -13,8 +13,10 @@ namespace sluice::internal {
 
 // The `_metadata` format this Sluice writes; it reads versions 1..kCheckpointFormatVersion.
 // Version 2 adds SubtaskState.keyed_changes. Version 3 puts the protobuf in the envelope; a file
-// without the envelope that says version 3 or more is corrupt.
-inline constexpr uint32_t kCheckpointFormatVersion = 3;
+// without the envelope that says version 3 or more is corrupt. Version 4: operator ids are hashes
+// of the Uid() or of the graph position (runtime/operator_ids.h), and keyed and operator state
+// files record each state's serializer identity.
+inline constexpr uint32_t kCheckpointFormatVersion = 4;
 
 // The bytes of a `_metadata` file (the version 3 envelope around `metadata`), and back: DataLoss
 // naming `dir` for a checksum mismatch, an unparsable protobuf, an unknown format version or a

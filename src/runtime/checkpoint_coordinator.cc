@@ -236,7 +236,8 @@ absl::Status CheckpointCoordinator::TriggerLocked(std::unique_lock<std::mutex>&,
   md.set_job_name(job_name_);
   for (const OperatorInfo& op : operators_) {
     checkpoint::OperatorState* os = md.add_operators();
-    os->set_operator_id(absl::StrCat("node-", op.node_id));
+    os->set_operator_id(op.operator_id);
+    os->set_uid(op.uid);
     os->set_operator_name(op.name);
     os->set_parallelism(op.parallelism);
     os->set_max_parallelism(max_parallelism_);
@@ -248,10 +249,9 @@ absl::Status CheckpointCoordinator::TriggerLocked(std::unique_lock<std::mutex>&,
       st->mutable_key_groups()->set_end(r.end);
     }
   }
-  for (checkpoint::OperatorState& os : *md.mutable_operators()) {
-    const int node = std::stoi(os.operator_id().substr(5));
-    for (checkpoint::SubtaskState& st : *os.mutable_subtasks()) {
-      p->subtasks[{node, st.subtask_index()}] = &st;
+  for (size_t i = 0; i < operators_.size(); ++i) {
+    for (checkpoint::SubtaskState& st : *md.mutable_operators(static_cast<int>(i))->mutable_subtasks()) {
+      p->subtasks[{operators_[i].node_id, st.subtask_index()}] = &st;
     }
   }
   acks_.clear();

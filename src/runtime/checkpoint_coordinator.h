@@ -50,6 +50,8 @@ struct OperatorInfo {
   int node_id = 0;
   std::string name;
   int parallelism = 1;
+  std::string operator_id;  // runtime/operator_ids.h
+  std::string uid;          // the user's Uid(), "" when none
 };
 
 class CheckpointCoordinator {

@@ -25,6 +25,7 @@
 #include "checkpoint/checkpoint_storage.h"
 #include "checkpoint/directory_lock.h"
 #include "runtime/checkpoint_coordinator.h"
+#include "runtime/operator_ids.h"
 #include "state/keyed_change_log.h"
 
 #include <sluice/core/status.h>
@@ -53,6 +54,31 @@ absl::Status CheckSinkPaths(const StreamGraph& graph) {
     }
   }
   return absl::OkStatus();
+}
+
+// True when a saved operator holds keyed or operator state (not only a watermark).
+bool HoldsState(const checkpoint::OperatorState& os) {
+  for (const checkpoint::SubtaskState& st : os.subtasks()) {
+    if (!st.keyed_state().path().empty() || !st.operator_state().path().empty() ||
+        st.keyed_changes_size() > 0 || st.rocksdb_files_size() > 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// "operator 'Window' (uid "sums", id 0f3c...)" and what its id was derived from.
+std::string DescribeSavedOperator(const checkpoint::OperatorState& os, uint32_t format_version) {
+  if (!os.uid().empty()) {
+    return absl::StrCat("operator '", os.operator_name(), "' (uid \"", os.uid(), "\")");
+  }
+  if (format_version < 4) {
+    return absl::StrCat("operator '", os.operator_name(), "' (", os.operator_id(),
+                        ": a savepoint of an older Sluice, matched by graph position and name)");
+  }
+  return absl::StrCat("operator '", os.operator_name(), "' (id ", os.operator_id(),
+                      ", derived from its place in the graph: it had no Uid(); an operator was "
+                      "added or removed before it, or it was removed)");
 }
 
 int HardwareThreads() {
@@ -104,6 +130,7 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
         "the job has no sink: records would go nowhere; add one with SinkTo()");
   }
   SLUICE_RETURN_IF_ERROR(CheckSinkPaths(graph));
+  SLUICE_ASSIGN_OR_RETURN(std::vector<std::string> operator_ids, AssignOperatorIds(graph));
 
   // Execution mode.
   bool all_bounded = true;
@@ -305,7 +332,7 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
                 << "): output that exactly-once sinks committed after checkpoint "
                 << restored.metadata.checkpoint_id() << " will be produced again\n";
     }
-    SLUICE_RETURN_IF_ERROR(Restore(graph, parallelism, options.max_parallelism, restored));
+    SLUICE_RETURN_IF_ERROR(Restore(graph, parallelism, operator_ids, options, restored));
     first_checkpoint_id = restored.metadata.checkpoint_id() + 1;
   }
   std::unique_ptr<CheckpointStorage> storage;
@@ -317,7 +344,8 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   }
   std::vector<OperatorInfo> infos;
   for (const StreamNode& n : graph.nodes) {
-    infos.push_back({n.id, n.name, parallelism[static_cast<size_t>(n.id)]});
+    infos.push_back({n.id, n.name, parallelism[static_cast<size_t>(n.id)],
+                     operator_ids[static_cast<size_t>(n.id)], n.uid.value_or("")});
   }
   std::vector<Task*> tasks;
   for (auto& t : tasks_) tasks.push_back(t.get());
@@ -385,31 +413,54 @@ absl::StatusOr<std::string> Job::StageNativeFiles(const RestoredCheckpoint& rest
 }
 
 absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
-                          int max_parallelism, const RestoredCheckpoint& restored) {
+                          const std::vector<std::string>& operator_ids,
+                          const RuntimeOptions& options, const RestoredCheckpoint& restored) {
   const checkpoint::CheckpointMetadata& md = restored.metadata;
+  const int max_parallelism = options.max_parallelism;
   const std::string what =
       absl::StrCat(md.savepoint() ? "savepoint " : "checkpoint ", restored.dir);
-  std::map<std::string, const checkpoint::OperatorState*> by_id;
-  for (const checkpoint::OperatorState& os : md.operators()) by_id[os.operator_id()] = &os;
-  for (const auto& [id, os] : by_id) {
+  std::map<std::string, int> node_of_id;
+  for (size_t i = 0; i < operator_ids.size(); ++i) node_of_id[operator_ids[i]] = static_cast<int>(i);
+  // The operator each saved state belongs to: the one with its id. Before format 4 ids were
+  // "node-<graph position>": such a state goes to the node at that position if it has the name.
+  std::map<int, const checkpoint::OperatorState*> by_node;
+  for (const checkpoint::OperatorState& os : md.operators()) {
     int node = -1;
-    if (!absl::StartsWith(id, "node-") || !absl::SimpleAtoi(id.substr(5), &node)) node = -1;
-    if (node < 0 || static_cast<size_t>(node) >= graph.nodes.size() ||
-        graph.nodes[static_cast<size_t>(node)].name != os->operator_name()) {
-      bool has_state = false;
-      for (const auto& st : os->subtasks()) {
-        has_state =
-            has_state || !st.keyed_state().path().empty() || !st.operator_state().path().empty();
+    if (auto it = node_of_id.find(os.operator_id()); it != node_of_id.end()) {
+      node = it->second;
+    } else if (md.format_version() < 4 && absl::StartsWith(os.operator_id(), "node-") &&
+               absl::SimpleAtoi(os.operator_id().substr(5), &node)) {
+      if (node < 0 || static_cast<size_t>(node) >= graph.nodes.size() ||
+          graph.nodes[static_cast<size_t>(node)].name != os.operator_name()) {
+        node = -1;
       }
-      if (has_state) {
-        return absl::FailedPreconditionError(
-            absl::StrCat(what, " holds state of operator '", os->operator_name(), "' (", id,
-                         ") that this job does not have at that position; the job graph changed"));
-      }
+    } else {
+      node = -1;
     }
-    if (os->max_parallelism() != max_parallelism) {
+    if (node < 0) {
+      if (!HoldsState(os)) continue;  // a stateless operator's watermark alone is not state
+      const std::string whose = DescribeSavedOperator(os, md.format_version());
+      if (!options.allow_non_restored_state) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            what, " holds state of ", whose,
+            " that matches no operator of this job. Set that Uid() on the operator that "
+            "should take it (or UidHash(\"", os.operator_id(),
+            "\") if the old job had no uid), or set RuntimeOptions::allow_non_restored_state "
+            "to drop the state (docs/checkpointing.md \"Changing a job\")"));
+      }
+      std::cerr << "sluice: job '" << name_ << "': WARNING: dropping the state of " << whose
+                << " from " << what
+                << ": it matches no operator of this job (allow_non_restored_state)\n";
+      continue;
+    }
+    if (!by_node.emplace(node, &os).second) {
+      return absl::DataLossError(absl::StrCat(what, " holds two states of operator '",
+                                              graph.nodes[static_cast<size_t>(node)].name,
+                                              "' (", os.operator_id(), ")"));
+    }
+    if (os.max_parallelism() != max_parallelism) {
       return absl::FailedPreconditionError(
-          absl::StrCat(what, " was taken with max_parallelism ", os->max_parallelism(),
+          absl::StrCat(what, " was taken with max_parallelism ", os.max_parallelism(),
                        ", the job has ", max_parallelism, "; key groups cannot be redistributed"));
     }
   }
@@ -448,8 +499,8 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
   for (auto& task : tasks_) {
     for (size_t i = 0; i < task->operators().size(); ++i) {
       const auto [node, subtask] = task->operator_ids()[i];
-      auto it = by_id.find(absl::StrCat("node-", node));
-      if (it == by_id.end()) continue;
+      auto it = by_node.find(node);
+      if (it == by_node.end()) continue;
       const checkpoint::OperatorState& os = *it->second;
       OperatorStateRestore in;
       in.checkpoint_id = md.checkpoint_id();

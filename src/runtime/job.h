@@ -93,8 +93,11 @@ class Job {
   absl::StatusOr<std::string> StageNativeFiles(const RestoredCheckpoint& restored,
                                                const checkpoint::SubtaskState& st,
                                                const std::string& what);
+  // Gives each operator the state saved under its id (`operator_ids`, by node); state of no
+  // operator is refused unless options.allow_non_restored_state.
   absl::Status Restore(const StreamGraph& graph, const std::vector<int>& parallelism,
-                       int max_parallelism, const RestoredCheckpoint& restored);
+                       const std::vector<std::string>& operator_ids, const RuntimeOptions& options,
+                       const RestoredCheckpoint& restored);
   void WakeAll();
   void JoinPool();
 

@@ -14,6 +14,7 @@ namespace {
 constexpr std::string_view kMagic = "SLKC";
 
 struct Header {
+  uint32_t version = 0;
   bool changes = false;
   std::string_view state_list;  // as in the canonical header
   std::vector<KeyedChangeLogMode> modes;
@@ -39,15 +40,20 @@ absl::StatusOr<Header> ReadHeader(const KeyedChangeLogFile& f, const KeyGroupRan
   }
   if (!in.ReadRaw(&kind, 1) || kind > 1) return Corrupt(f, "bad file kind");
   Header h;
+  h.version = version;
   h.changes = kind == 1;
   const std::string_view list_start = in.rest();
+  std::string_view key_format;
+  if (version >= 2 && !in.ReadLengthPrefixed(&key_format)) return Corrupt(f, "bad key format");
   uint64_t n = 0;
   if (!in.ReadVarint(&n) || n > in.remaining()) return Corrupt(f, "bad state count");
   for (uint64_t i = 0; i < n; ++i) {
     std::string_view name;
     uint8_t state_kind = 0;
     uint64_t ttl = 0;
-    if (!in.ReadLengthPrefixed(&name) || !in.ReadRaw(&state_kind, 1) || !in.ReadVarint(&ttl)) {
+    std::string_view format;
+    if (!in.ReadLengthPrefixed(&name) || !in.ReadRaw(&state_kind, 1) || !in.ReadVarint(&ttl) ||
+        (version >= 2 && !in.ReadLengthPrefixed(&format))) {
       return Corrupt(f, "bad state list");
     }
   }
@@ -79,7 +85,7 @@ absl::StatusOr<CanonicalKeyedState> ResolveKeyedChangeLog(
                        i == 0 ? "starts with a file of changes, not a full file"
                               : absl::StrCat("has a full file after ", chain[i - 1].where)));
     }
-    if (i > 0 && h.state_list != headers[0].state_list) {
+    if (i > 0 && (h.state_list != headers[0].state_list || h.version != headers[0].version)) {
       return absl::DataLossError(absl::StrCat(chain[i].where, ": names other states than ",
                                               chain[0].where, ", the start of its change log"));
     }
@@ -88,7 +94,8 @@ absl::StatusOr<CanonicalKeyedState> ResolveKeyedChangeLog(
   const size_t num_states = headers[0].modes.size();
   CanonicalKeyedState out;
   out.bytes.append("SLKS");
-  const uint32_t version = kKeyedSnapshotVersion;
+  // The canonical format of the same version has the same state list.
+  const uint32_t version = headers[0].version;
   out.bytes.append(reinterpret_cast<const char*>(&version), sizeof version);
   out.bytes.append(headers[0].state_list);
 

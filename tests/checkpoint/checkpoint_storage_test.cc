@@ -72,7 +72,7 @@ CheckpointMetadata MakeMetadata(const FileRef& keyed, const FileRef& op,
   metadata.set_timestamp_ms(1700000000000);
   metadata.set_job_name("clicks-per-user");
   checkpoint::OperatorState* state = metadata.add_operators();
-  state->set_operator_id("window-1");
+  state->set_operator_id("0123456789abcdef0123456789abcdef");
   state->set_operator_name("Window(Tumbling 1 min)");
   state->set_parallelism(1);
   state->set_max_parallelism(128);
@@ -242,16 +242,16 @@ TEST_F(CheckpointStorageTest, CommittedCheckpointRestoresExactly) {
   EXPECT_EQ(restored->root, root_);
   EXPECT_EQ(restored->dir, ChkDir(1));
   const CheckpointMetadata& m = restored->metadata;
-  EXPECT_EQ(m.format_version(), 3u);  // the _metadata envelope with its checksum
+  EXPECT_EQ(m.format_version(), 4u);  // the _metadata envelope with its checksum
   EXPECT_EQ(m.checkpoint_id(), 1);
   EXPECT_FALSE(m.savepoint());
   EXPECT_EQ(m.job_name(), "clicks-per-user");
   ASSERT_EQ(m.operators_size(), 1);
-  EXPECT_EQ(m.operators(0).operator_id(), "window-1");
+  EXPECT_EQ(m.operators(0).operator_id(), "0123456789abcdef0123456789abcdef");
   EXPECT_EQ(m.operators(0).max_parallelism(), 128);
   ASSERT_EQ(m.operators(0).subtasks_size(), 1);
   EXPECT_EQ(m.operators(0).subtasks(0).key_groups().end(), 127);
-  written.set_format_version(3);
+  written.set_format_version(4);
   written.set_checkpoint_id(1);
   EXPECT_EQ(m.SerializeAsString(), written.SerializeAsString());
 
@@ -396,10 +396,10 @@ TEST_F(CorruptionTest, NewerFormatVersion) {
         absl::StatusOr<CheckpointMetadata> metadata =
             DecodeMetadataFile(ReadLocalFile(ChkDir(2) + "/_metadata"), ChkDir(2));
         ASSERT_TRUE(metadata.ok()) << metadata.status();
-        metadata->set_format_version(4);
+        metadata->set_format_version(5);
         WriteLocalFile(ChkDir(2) + "/_metadata", EncodeMetadataFile(*metadata));
       },
-      {"_metadata has format version 4, this Sluice reads versions 1..3"});
+      {"_metadata has format version 5, this Sluice reads versions 1..4"});
 }
 
 TEST_F(CorruptionTest, CheckpointIdDisagreesWithDirectory) {
@@ -463,6 +463,8 @@ TEST_F(CorruptionTest, MetadataFieldsAreValidatedBeforeUse) {
       {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_operator_id(""); },
        "an operator without id"},
       {[](CheckpointMetadata& m) { *m.add_operators() = m.operators(0); }, "twice"},
+      {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_operator_id("node-0"); },
+       "operator id node-0 is not 32 hex digits"},
       {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_parallelism(2); },
        "parallelism 2 with 1 subtask states"},
       {[](CheckpointMetadata& m) { m.mutable_operators(0)->set_max_parallelism(0); },
@@ -683,7 +685,7 @@ TEST_F(CheckpointStorageTest, SharedKeyedFilesLiveAsLongAsACheckpointListsThem) 
     }
     absl::StatusOr<RestoredCheckpoint> restored = storage->LoadLatestValid();
     ASSERT_TRUE(restored.ok()) << restored.status();
-    EXPECT_EQ(restored->metadata.format_version(), 3u);
+    EXPECT_EQ(restored->metadata.format_version(), 4u);
   }
   // A corrupt change file fails validation naming it.
   WriteLocalFile(root_ + "/shared/keyed/t-2.slkc", "corrupt");
@@ -876,7 +878,7 @@ TEST_F(CheckpointStorageTest, ConcurrentWritersIntoOneCheckpoint) {
 
   CheckpointMetadata metadata;
   checkpoint::OperatorState* op = metadata.add_operators();
-  op->set_operator_id("map-1");
+  op->set_operator_id("fedcba9876543210fedcba9876543210");
   op->set_parallelism(kThreads);
   op->set_max_parallelism(128);
   for (int t = 0; t < kThreads; ++t) {

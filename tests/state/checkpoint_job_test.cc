@@ -485,7 +485,7 @@ TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAny
       }
     }
     ASSERT_EQ(subtasks.size(), 2u) << "checkpoint " << *it;
-    EXPECT_EQ(c->metadata.format_version(), 3u);
+    EXPECT_EQ(c->metadata.format_version(), 4u);
     chains.push_back(std::move(subtasks));
   }
   // Each checkpoint's chain is the one before plus one file of changes, or a new full file.
@@ -570,7 +570,7 @@ TEST_P(CheckpointJobTest, IncrementalHashMapCheckpointsWriteChangesAndRestoreAny
   absl::StatusOr<internal::RestoredCheckpoint> whole =
       internal::CheckpointStorage::LoadFromPath(dir_ + "/checkpoints");
   ASSERT_TRUE(whole.ok()) << whole.status();
-  EXPECT_EQ(whole->metadata.format_version(), 3u);
+  EXPECT_EQ(whole->metadata.format_version(), 4u);
   for (const auto& op : whole->metadata.operators()) {
     for (const auto& st : op.subtasks()) {
       EXPECT_EQ(st.keyed_changes_size(), 0);

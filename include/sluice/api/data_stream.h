@@ -223,6 +223,20 @@ class DataStream {
     if (internal::StreamNode* n = ProducerNode("Name")) n->name = std::move(name);
     return *this;
   }
+  // A stable id for the operator's state in savepoints (Flink's uid()): set it on every stateful
+  // operator of a job that will be upgraded, and keep it across versions; the state then finds
+  // its operator however the job around it changes. Without it the id derives from the
+  // operator's place in the graph (docs/checkpointing.md "Changing a job"). Unique per job.
+  DataStream<T> Uid(std::string uid) const {
+    if (internal::StreamNode* n = ProducerNode("Uid")) SetUid(*n, std::move(uid));
+    return *this;
+  }
+  // The operator's id itself, 32 hex digits as a refused restore names it (Flink's setUidHash):
+  // for state saved by a job without uids that this operator should take over.
+  DataStream<T> UidHash(std::string hex) const {
+    if (internal::StreamNode* n = ProducerNode("UidHash")) n->uid_hash = std::move(hex);
+    return *this;
+  }
 
   // The side output `tag` of the operator that produced this stream.
   template <typename S>
@@ -358,6 +372,15 @@ class DataStream {
   struct ProcessOutput<internal::Deduce, F> : internal::DeducedOutputOf<F, 2> {};
   template <typename Out, typename F>
   static constexpr bool kProcessOutputKnown = requires { typename ProcessOutput<Out, F>::type; };
+
+  void SetUid(internal::StreamNode& n, std::string uid) const {
+    if (uid.empty()) {
+      env_->RecordError(absl::InvalidArgumentError(
+          absl::StrCat("operator '", n.name, "': Uid(\"\"): a uid must not be empty")));
+    } else {
+      n.uid = std::move(uid);
+    }
+  }
 
   internal::StreamNode* ProducerNode(const char* what) const {
     if (!IsCurrent(absl::StrCat(what, "()"))) return nullptr;
@@ -684,6 +707,23 @@ class DataStreamSink {
   }
   DataStreamSink Name(std::string name) const {
     if (IsCurrent("Name()")) env_->graph().nodes[static_cast<size_t>(node_)].name = std::move(name);
+    return *this;
+  }
+  DataStreamSink UidHash(std::string hex) const {
+    if (IsCurrent("UidHash()")) env_->graph().nodes[static_cast<size_t>(node_)].uid_hash = std::move(hex);
+    return *this;
+  }
+  // As DataStream::Uid: the sink's state (two-phase commit transactions, file positions) is kept
+  // under it in savepoints.
+  DataStreamSink Uid(std::string uid) const {
+    if (!IsCurrent("Uid()")) return *this;
+    auto& n = env_->graph().nodes[static_cast<size_t>(node_)];
+    if (uid.empty()) {
+      env_->RecordError(absl::InvalidArgumentError(
+          absl::StrCat("sink '", n.name, "': Uid(\"\"): a uid must not be empty")));
+    } else {
+      n.uid = std::move(uid);
+    }
     return *this;
   }
 

@@ -143,6 +143,11 @@ struct RuntimeOptions {
   // Resume from a checkpoint (chk-<id> directory), a savepoint directory, or a checkpoint storage
   // root (its latest valid checkpoint). Empty = start fresh.
   std::string restore_from;
+  // State in restore_from that matches no operator of this job (its uid or derived id is gone:
+  // an operator was removed, or one without a Uid() moved in the graph) fails the job at start,
+  // naming the operator. True: that state is dropped (a warning on stderr names each operator),
+  // as Flink's --allowNonRestoredState.
+  bool allow_non_restored_state = false;
   // Restarts after a failure. Default: none (the failure ends the job).
   RestartStrategy restart_strategy;
 

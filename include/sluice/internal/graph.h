@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <optional>
 #include <string>
 #include <typeinfo>
 #include <utility>
@@ -127,6 +128,11 @@ using OperatorFactory =
 struct StreamNode {
   int id = 0;
   std::string name;
+  // Set with Uid(): the operator's state is keyed by it in savepoints (runtime/operator_ids.h).
+  std::optional<std::string> uid;
+  // Set with UidHash(): the operator id itself (32 hex digits), to adopt state saved under an id
+  // derived from a graph position (Flink's setUidHash).
+  std::optional<std::string> uid_hash;
   int parallelism = 0;             // 0 = the environment's default
   int max_source_parallelism = 0;  // > 0 caps the parallelism (non-parallel sources, sinks)
   // >= 0: this node always has the parallelism of node `follows` (the watermark operator of a

@@ -48,6 +48,7 @@
 #include <sluice/internal/rocksdb_store.h>
 #include <sluice/internal/timer_queue.h>
 #include <sluice/state/serializer.h>
+#include <sluice/state/serializer_identity.h>
 #include <sluice/state/state.h>
 #include <sluice/time/clock.h>
 
@@ -171,6 +172,9 @@ class StateTableBase {
   int64_t ttl_ms() const { return ttl_ms_; }
   const std::type_info& namespace_type() const { return *ns_type_; }
   void set_namespace_type(const std::type_info& t) { ns_type_ = &t; }
+  // The identity of the format of its values (state/serializer_identity.h), kept in snapshots.
+  const std::string& serializer() const { return serializer_; }
+  void set_serializer(std::string identity) { serializer_ = std::move(identity); }
 
   // HashMap: calls emit(composite key suffix after the key, value bytes) for every live entry of
   // key `id`. RocksDB tables do not implement it (the backend scans the column family).
@@ -196,7 +200,18 @@ class StateTableBase {
   const std::type_info* ns_type_ = &typeid(VoidNamespace);
   int64_t ttl_ms_;
   int cf_ = -1;
+  std::string serializer_;
 };
+
+// The format of a state's values: its identity, and whether it reads an older identity.
+struct StateFormat {
+  std::string identity;
+  bool (*reads)(std::string_view written) = nullptr;
+};
+template <typename T>
+StateFormat FormatOf() {
+  return {SerializerIdentity<T>(), &SerializerReads<T>};
+}
 
 // --- HashMap tables ---------------------------------------------------------------------------------
 
@@ -1002,8 +1017,11 @@ class KeyedStateStore : public KeyContext {
   RocksDbStore* rocksdb() const { return db_.get(); }
 
   // Operator-internal state `name` (must start with '_') joins this backend's snapshots.
-  void RegisterInternalState(std::string name, InternalKeyedState* state) {
+  // `format` describes its values (checked against a restored snapshot's; empty: unchecked).
+  void RegisterInternalState(std::string name, InternalKeyedState* state,
+                             StateFormat format = {}) {
     internal_.emplace_back(std::move(name), state);
+    internal_formats_.push_back(std::move(format));
   }
   // The records of internal state `name` restored so far (all of this subtask's key groups);
   // taken once.
@@ -1032,14 +1050,14 @@ class KeyedStateStore : public KeyContext {
     static_assert(Serializable<T>,
                   "ValueState<T> needs a sluice::Serializer<T> (state/serializer.h)");
     return ValueState<T>(Register<ValueStateImpl<T>, HeapValueState<N, T>, RocksValueState<N, T>>(
-        d, StateKind::kValue, typeid(T), TtlLayout::kValue, ns));
+        d, StateKind::kValue, typeid(T), TtlLayout::kValue, FormatOf<T>(), ns));
   }
   template <typename N, typename T>
   ListState<T> GetListState(const ListStateDescriptor<T>& d, const NamespaceSlot<N>* ns) {
     static_assert(Serializable<T>,
                   "ListState<T> needs a sluice::Serializer<T> (state/serializer.h)");
     return ListState<T>(Register<ListStateImpl<T>, HeapListState<N, T>, RocksListState<N, T>>(
-        d, StateKind::kList, typeid(T), TtlLayout::kList, ns));
+        d, StateKind::kList, typeid(T), TtlLayout::kList, FormatOf<T>(), ns));
   }
   template <typename N, typename UK, typename UV>
   MapState<UK, UV> GetMapState(const MapStateDescriptor<UK, UV>& d, const NamespaceSlot<N>* ns) {
@@ -1054,7 +1072,8 @@ class KeyedStateStore : public KeyContext {
     }
     return MapState<UK, UV>(
         Register<MapStateImpl<UK, UV>, HeapMapState<N, UK, UV>, RocksMapState<N, UK, UV>>(
-            d, StateKind::kMap, typeid(std::pair<UK, UV>), TtlLayout::kValue, ns));
+            d, StateKind::kMap, typeid(std::pair<UK, UV>), TtlLayout::kValue,
+            FormatOf<std::map<UK, UV>>(), ns));
   }
   template <typename N, typename T, typename F>
   ReducingState<T> GetReducingState(const ReducingStateDescriptor<T, F>& d,
@@ -1062,7 +1081,7 @@ class KeyedStateStore : public KeyContext {
     static_assert(Serializable<T>, "ReducingState<T> needs a sluice::Serializer<T>");
     return ReducingState<T>(
         Register<MergingStateImpl<T, T>, HeapReducingState<N, T, F>, RocksReducingState<N, T, F>>(
-            d, StateKind::kReducing, typeid(T), TtlLayout::kValue, ns, d.reduce));
+            d, StateKind::kReducing, typeid(T), TtlLayout::kValue, FormatOf<T>(), ns, d.reduce));
   }
   template <typename N, typename Agg>
   AggregatingState<typename Agg::InputType, typename Agg::OutputType> GetAggregatingState(
@@ -1073,13 +1092,14 @@ class KeyedStateStore : public KeyContext {
         Register<MergingStateImpl<typename Agg::InputType, typename Agg::OutputType>,
                  HeapAggregatingState<N, Agg>, RocksAggregatingState<N, Agg>>(
             d, StateKind::kAggregating, typeid(typename Agg::AccumulatorType), TtlLayout::kValue,
-            ns, d.aggregate));
+            FormatOf<typename Agg::AccumulatorType>(), ns, d.aggregate));
   }
 
  protected:
   template <typename Impl, typename Heap, typename Rocks, typename N, typename... Extra>
   Impl* Register(const StateDescriptorBase& d, StateKind kind, const std::type_info& type,
-                 TtlLayout layout, const NamespaceSlot<N>* ns, const Extra&... extra) {
+                 TtlLayout layout, const StateFormat& format, const NamespaceSlot<N>* ns,
+                 const Extra&... extra) {
     const int64_t ttl_ms = d.ttl ? absl::ToInt64Milliseconds(d.ttl->ttl) : 0;
     if (d.name.empty()) {
       ThrowStateError(absl::InvalidArgumentError(
@@ -1114,6 +1134,16 @@ class KeyedStateStore : public KeyContext {
             StateKindName(it->second.kind), it->second.ttl_ms > 0 ? " with TTL" : "",
             " but is registered as a ", StateKindName(kind), ttl_ms > 0 ? " with TTL" : "")));
       }
+      const std::string& saved = it->second.serializer;
+      if (!saved.empty() && saved != format.identity && !format.reads(saved)) {
+        ThrowStateError(absl::FailedPreconditionError(absl::StrCat(
+            "operator '", operator_name_, "': state '", d.name, "' was saved in the format ",
+            ReadableSerializerIdentity(saved), " but is registered as ",
+            ReadableSerializerIdentity(format.identity),
+            ", whose serializer does not read that format; keep the state's type, or give the "
+            "type a sluice::Serializer that declares it reads the old format (ReadsFormat; "
+            "docs/checkpointing.md \"Changing a job\")")));
+      }
     }
     const bool on_read = d.ttl && d.ttl->update_type == StateTtlConfig::UpdateType::kOnReadAndWrite;
     Impl* impl = nullptr;
@@ -1121,6 +1151,7 @@ class KeyedStateStore : public KeyContext {
       auto t = std::make_unique<Heap>(extra..., d.name, kind, type, ttl_ms, this, ns);
       t->set_update_on_read(on_read);
       t->set_namespace_type(typeid(N));
+      t->set_serializer(format.identity);
       impl = t.get();
       tables_.push_back(std::move(t));
       ReplayPending(*tables_.back());
@@ -1132,6 +1163,7 @@ class KeyedStateStore : public KeyContext {
       auto t = std::make_unique<Rocks>(extra..., d.name, kind, type, ttl_ms, this, ns, db_.get());
       t->set_update_on_read(on_read);
       t->set_namespace_type(typeid(N));
+      t->set_serializer(format.identity);
       t->set_column_family(*cf);
       impl = t.get();
       tables_.push_back(std::move(t));
@@ -1144,11 +1176,35 @@ class KeyedStateStore : public KeyContext {
   struct RestoredState {
     StateKind kind;
     int64_t ttl_ms;
+    std::string serializer;  // "" when unknown (a snapshot before version 2, internal states)
   };
+  // The key type's format as snapshots record it ("" for a key type without a serializer).
+  std::string key_serializer_;
+
+  // FailedPrecondition when internal state `name` (window contents, buffers) was saved in a
+  // format its operator's serializers do not read.
+  absl::Status CheckInternalFormat(const std::string& name, const RestoredState& rs,
+                                   const std::string& where) const {
+    for (size_t i = 0; i < internal_.size(); ++i) {
+      const StateFormat& f = internal_formats_[i];
+      if (internal_[i].first != name || rs.serializer.empty() || f.identity.empty() ||
+          rs.serializer == f.identity || (f.reads != nullptr && f.reads(rs.serializer))) {
+        continue;
+      }
+      return absl::FailedPreconditionError(absl::StrCat(
+          where, ": operator '", operator_name_, "': its state '", name,
+          "' was saved in the format ", ReadableSerializerIdentity(rs.serializer),
+          " but the operator now keeps ", ReadableSerializerIdentity(f.identity),
+          ", whose serializer does not read that format; keep the operator's types "
+          "(docs/checkpointing.md \"Changing a job\")"));
+    }
+    return absl::OkStatus();
+  }
   absl::flat_hash_map<std::string, RestoredState> restored_;
   // Restored records not (yet) in a table: HashMap states registered later, internal states.
   absl::flat_hash_map<std::string, std::vector<RestoredRecord>> pending_;
   std::vector<std::pair<std::string, InternalKeyedState*>> internal_;
+  std::vector<StateFormat> internal_formats_;  // by index of internal_
   absl::flat_hash_map<std::string, int> cf_by_name_;  // RocksDB
   std::function<absl::StatusOr<std::unique_ptr<RocksDbStore>>()> opener_;
   bool key_serializable_ = false;
@@ -1161,18 +1217,22 @@ class KeyedStateStore : public KeyContext {
 };
 
 // Canonical snapshot format of one subtask's keyed state (version 1):
-//   header: "SLKS" [u32 version][varint #states] per state: [name][u8 kind][varint ttl_ms]
+//   header: "SLKS" [u32 version][key format][varint #states] per state: [name][u8 kind]
+//     [varint ttl_ms][format] where formats are length-prefixed serializer identities
+//     (state/serializer_identity.h; "" unknown); version 1 has neither format
 //   then per key group of the subtask's range, in order (offsets recorded by the caller):
 //     records until the next key group: [varint state index + 1][composite key][value], where
 //     composite key = serialized key, namespace, map key (length-prefixed as a whole) and value is
 //     the encoded value (length-prefixed); a 0 byte ends the key group.
-inline constexpr uint32_t kKeyedSnapshotVersion = 1;
+inline constexpr uint32_t kKeyedSnapshotVersion = 2;
 
 // Change-log format of one subtask's keyed state (HashMap backend, incremental checkpoints): a
 // chain of files, one full file then files of the changes since the file before. Resolved into the
 // canonical format on restore (src/state/keyed_change_log.h).
 //   header: "SLKC" [u32 version][u8 0 = full, 1 = changes] then the canonical header's state list
-//     ([varint #states] per state: [name][u8 kind][varint ttl_ms]), then one mode byte per state:
+//     (from version 2 [key format], then [varint #states] per state: [name][u8 kind]
+//     [varint ttl_ms] and from version 2 [format]; the canonical version is the same), then one
+//     mode byte per state:
 //     0 = written whole (its records in this file replace all earlier ones), 1 = changed records
 //     and removed composite keys, 2 = per key (a heap table: a key's records replace all its
 //     earlier records in every per-key state). Every file of a chain has the same state list.
@@ -1184,7 +1244,7 @@ inline constexpr uint32_t kKeyedSnapshotVersion = 1;
 //     keys, applied in order: [varint 1][length-prefixed key][length-prefixed records] or
 //     [varint 2][length-prefixed key] (removed), then 0; records = ([varint state index]
 //     [length-prefixed suffix][length-prefixed value])*, composite key = key + suffix.
-inline constexpr uint32_t kKeyedChangeLogVersion = 1;
+inline constexpr uint32_t kKeyedChangeLogVersion = 2;
 enum class KeyedChangeLogMode : uint8_t { kWhole = 0, kChanges = 1, kPerKey = 2 };
 
 // Where a backend's change log stands: `token` names the backend instance, `generation` counts
@@ -1519,6 +1579,7 @@ class KeyedStateBackend final : public KeyedStateStore {
         dicts_(static_cast<size_t>(range.end - range.start + 1)) {
     key_serializable_ = CanonicalKey();
     if (kind == StateBackendKind::kHashMap) key_serializable_ = Serializable<K>;
+    if constexpr (Serializable<K>) key_serializer_ = SerializerIdentity<K>();
   }
   static constexpr bool CanonicalKey() {
     if constexpr (Serializable<K>) {
@@ -1587,21 +1648,25 @@ class KeyedStateBackend final : public KeyedStateStore {
     // States: registered tables (their index is stable: tables are only ever added), internal
     // states, then restored-but-unregistered ones (kept, never dropped).
     std::vector<std::pair<std::string, RestoredState>> states;
-    for (const auto& t : tables_) states.push_back({t->name(), {t->kind(), t->ttl_ms()}});
+    for (const auto& t : tables_) {
+      states.push_back({t->name(), {t->kind(), t->ttl_ms(), t->serializer()}});
+    }
     const size_t first_internal = states.size();
-    for (const auto& [name, st] : internal_) {
-      st->PrepareSnapshot(states.size());
-      states.push_back({name, {StateKind::kInternal, 0}});
+    for (size_t i = 0; i < internal_.size(); ++i) {
+      internal_[i].second->PrepareSnapshot(states.size());
+      states.push_back({internal_[i].first, {StateKind::kInternal, 0, internal_formats_[i].identity}});
     }
     const size_t first_unregistered = states.size();
     for (const auto& [name, rs] : restored_) {
       if (!HasTable(name) && !IsInternal(name)) states.push_back({name, rs});
     }
+    PutLengthPrefixed(key_serializer_, &header);
     PutVarint(states.size(), &header);
     for (const auto& [name, rs] : states) {
       PutLengthPrefixed(name, &header);
       header.push_back(static_cast<char>(rs.kind));
       PutVarint(static_cast<uint64_t>(rs.ttl_ms), &header);
+      PutLengthPrefixed(rs.serializer, &header);
       c->states.push_back(rs);
     }
     const int64_t now = c->now;
@@ -1807,6 +1872,20 @@ class KeyedStateBackend final : public KeyedStateStore {
     return absl::OkStatus();
   }
 
+  // FailedPrecondition when keys were saved in a format Serializer<K> does not read.
+  absl::Status CheckKeyFormat(std::string_view saved, const std::string& where) const {
+    if (saved.empty() || saved == key_serializer_) return absl::OkStatus();
+    bool reads = false;
+    if constexpr (Serializable<K>) reads = SerializerReads<K>(saved);
+    if (reads) return absl::OkStatus();
+    return absl::FailedPreconditionError(absl::StrCat(
+        where, ": operator '", operator_name_, "': its keys were saved in the format ",
+        ReadableSerializerIdentity(saved), " but the job's key type is ",
+        key_serializer_.empty() ? "a type without a sluice::Serializer"
+                                : ReadableSerializerIdentity(key_serializer_),
+        "; keep the KeyBy key type (docs/checkpointing.md \"Changing a job\")"));
+  }
+
   // Restores the key groups of `file` (a snapshot covering `file_range`, with per-key-group
   // `offsets`) that belong to this backend's range. Call before processing starts; may be called
   // once per snapshot file when rescaling. `where` names the file in errors.
@@ -1827,6 +1906,11 @@ class KeyedStateBackend final : public KeyedStateStore {
                                               version, ", this Sluice reads versions 1..",
                                               kKeyedSnapshotVersion));
     }
+    if (version >= 2) {
+      std::string_view saved_key;
+      if (!in.ReadLengthPrefixed(&saved_key)) return corrupt("bad key format");
+      SLUICE_RETURN_IF_ERROR(CheckKeyFormat(saved_key, where));
+    }
     uint64_t n = 0;
     if (!in.ReadVarint(&n) || n > in.remaining()) return corrupt("bad state count");
     std::vector<std::pair<std::string, RestoredState>> states;
@@ -1834,17 +1918,21 @@ class KeyedStateBackend final : public KeyedStateStore {
       std::string_view name_bytes;
       uint8_t kind = 0;
       uint64_t ttl = 0;
+      std::string_view serializer;
       if (!in.ReadLengthPrefixed(&name_bytes) || !in.ReadRaw(&kind, 1) || !in.ReadVarint(&ttl) ||
-          kind < 1 || kind > 6) {
+          kind < 1 || kind > 6 || (version >= 2 && !in.ReadLengthPrefixed(&serializer))) {
         return corrupt("bad state list");
       }
       const std::string name(name_bytes);
-      RestoredState rs{static_cast<StateKind>(kind), static_cast<int64_t>(ttl)};
+      RestoredState rs{static_cast<StateKind>(kind), static_cast<int64_t>(ttl),
+                       std::string(serializer)};
       if (auto it = restored_.find(name);
-          it != restored_.end() && (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms)) {
+          it != restored_.end() && (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms ||
+                                    it->second.serializer != rs.serializer)) {
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": state '", name, "' differs from another restored snapshot"));
       }
+      if (rs.kind == StateKind::kInternal) SLUICE_RETURN_IF_ERROR(CheckInternalFormat(name, rs, where));
       restored_[name] = rs;
       states.emplace_back(name, rs);
     }

@@ -38,6 +38,7 @@
 #include <sluice/internal/job_failure.h>
 #include <sluice/state/operator_state.h>
 #include <sluice/state/serializer.h>
+#include <sluice/state/serializer_identity.h>
 #include <sluice/state/state.h>
 
 namespace sluice::internal {
@@ -59,7 +60,10 @@ inline const char* OperatorStateModeName(OperatorStateMode mode) {
   return "operator state";
 }
 
-inline constexpr uint8_t kOperatorStateVersion = 1;
+// Format of a subtask's operator state: [u8 version][varint #states] per state: [name][u8 mode]
+// ([format] from version 2: the length-prefixed serializer identity of its elements, "" unknown)
+// [varint #elements][length-prefixed element]...
+inline constexpr uint8_t kOperatorStateVersion = 2;
 
 // One registered state: it writes its elements into snapshots and loads restored ones.
 class OperatorStateEntry {
@@ -70,6 +74,10 @@ class OperatorStateEntry {
   const std::string& name() const { return name_; }
   OperatorStateMode mode() const { return mode_; }
   const std::type_info& type() const { return *type_; }
+  // The format of the elements (state/serializer_identity.h), "" when not checkpointable, and
+  // whether they read elements saved in format `saved`.
+  virtual std::string Format() const = 0;
+  virtual bool ReadsFormat(std::string_view saved) const = 0;
 
   // Appends [varint #elements][length-prefixed element]... Throws JobFailure when the type cannot
   // be checkpointed.
@@ -89,6 +97,21 @@ class OperatorListStateImpl final : public OperatorStateEntry, public ListStateI
  public:
   OperatorListStateImpl(std::string name, OperatorStateMode mode)
       : OperatorStateEntry(std::move(name), mode, typeid(T)) {}
+
+  std::string Format() const override {
+    if constexpr (Serializable<T>) {
+      return SerializerIdentity<T>();
+    } else {
+      return "";
+    }
+  }
+  bool ReadsFormat(std::string_view saved) const override {
+    if constexpr (Serializable<T>) {
+      return SerializerReads<T>(saved);
+    } else {
+      return false;
+    }
+  }
 
   std::vector<T> Get() override { return values_; }
   void Add(T value) override { values_.push_back(std::move(value)); }
@@ -133,6 +156,20 @@ class BroadcastStateEntryBase : public OperatorStateEntry {
     map.name = std::move(name);
     map.operator_name = op;
     map.writable = writable;
+  }
+  std::string Format() const override {
+    if constexpr (Serializable<K> && Serializable<V>) {
+      return SerializerIdentity<std::pair<K, V>>();
+    } else {
+      return "";
+    }
+  }
+  bool ReadsFormat(std::string_view saved) const override {
+    if constexpr (Serializable<K> && Serializable<V>) {
+      return SerializerReads<std::pair<K, V>>(saved);
+    } else {
+      return false;
+    }
   }
   BroadcastMap<K, V> map;
 };
@@ -219,11 +256,13 @@ class OperatorStateStore {
     for (const auto& e : entries_) {
       PutLengthPrefixed(e->name(), &out);
       out.push_back(static_cast<char>(e->mode()));
+      PutLengthPrefixed(e->Format(), &out);
       e->Write(op, &out);
     }
     for (const auto& [name, p] : pending_) {
       PutLengthPrefixed(name, &out);
       out.push_back(static_cast<char>(p.mode));
+      PutLengthPrefixed(p.format, &out);
       PutVarint(p.elements.size(), &out);
       for (const std::string& el : p.elements) PutLengthPrefixed(el, &out);
     }
@@ -239,6 +278,7 @@ class OperatorStateStore {
     const size_t old_p = old.size();
     struct Parsed {
       OperatorStateMode mode;
+      std::string format;
       std::vector<std::vector<std::string>> per_old;  // by old subtask
       std::vector<bool> present;
     };
@@ -269,15 +309,18 @@ class OperatorStateStore {
       for (uint64_t s = 0; s < n; ++s) {
         std::string_view name_bytes;
         uint8_t mode = 0;
+        std::string_view format;
         uint64_t count = 0;
         if (!in.ReadLengthPrefixed(&name_bytes) || !in.ReadRaw(&mode, 1) || mode < 1 || mode > 3 ||
-            !in.ReadVarint(&count) || count > in.remaining()) {
+            (version >= 2 && !in.ReadLengthPrefixed(&format)) || !in.ReadVarint(&count) ||
+            count > in.remaining()) {
           return corrupt("bad state header");
         }
         const std::string name(name_bytes);
         Parsed* p = find(name);
         if (p == nullptr) {
           states.emplace_back(name, Parsed{static_cast<OperatorStateMode>(mode),
+                                           std::string(format),
                                            std::vector<std::vector<std::string>>(old_p),
                                            std::vector<bool>(old_p, false)});
           p = &states.back().second;
@@ -286,6 +329,8 @@ class OperatorStateStore {
               "operator '", op, "': state '", name, "' is ", OperatorStateModeName(p->mode),
               " in one old subtask and ",
               OperatorStateModeName(static_cast<OperatorStateMode>(mode)), " in old subtask ", j));
+        } else if (p->format.empty()) {
+          p->format = std::string(format);  // old subtasks of an older version may not say
         }
         p->present[j] = true;
         for (uint64_t e = 0; e < count; ++e) {
@@ -297,7 +342,7 @@ class OperatorStateStore {
       if (!in.empty()) return corrupt("trailing bytes");
     }
     for (auto& [name, p] : states) {
-      Pending mine{p.mode, {}};
+      Pending mine{p.mode, p.format, {}};
       switch (p.mode) {
         case OperatorStateMode::kSplit:
           if (static_cast<size_t>(parallelism) == old_p) {
@@ -333,6 +378,9 @@ class OperatorStateStore {
         if (e->mode() != mine.mode) {
           return absl::FailedPreconditionError(ModeMismatch(op, name, mine.mode, e->mode()));
         }
+        if (!FormatReadable(*e, mine.format)) {
+          return absl::FailedPreconditionError(FormatMismatch(op, *e, mine.format));
+        }
         if (!e->Load(mine.elements)) {
           return absl::DataLossError(absl::StrCat("operator '", op, "': restored ",
                                                   OperatorStateModeName(e->mode()), " '", name,
@@ -348,8 +396,22 @@ class OperatorStateStore {
  private:
   struct Pending {
     OperatorStateMode mode;
+    std::string format;  // "" when unknown (version 1)
     std::vector<std::string> elements;
   };
+
+  static bool FormatReadable(const OperatorStateEntry& e, const std::string& saved) {
+    return saved.empty() || saved == e.Format() || e.ReadsFormat(saved);
+  }
+  static std::string FormatMismatch(const std::string& op, const OperatorStateEntry& e,
+                                    const std::string& saved) {
+    return absl::StrCat("operator '", op, "': ", OperatorStateModeName(e.mode()), " '", e.name(),
+                        "' was saved in the format ", ReadableSerializerIdentity(saved),
+                        " but is registered as ", ReadableSerializerIdentity(e.Format()),
+                        ", whose serializer does not read that format; keep the state's type, or "
+                        "give the type a sluice::Serializer that declares it reads the old format "
+                        "(ReadsFormat; docs/checkpointing.md \"Changing a job\")");
+  }
 
   static std::string ModeMismatch(const std::string& op, const std::string& name,
                                   OperatorStateMode restored, OperatorStateMode requested) {
@@ -374,6 +436,10 @@ class OperatorStateStore {
       if (it->second.mode != entry.mode()) {
         throw JobFailure(absl::FailedPreconditionError(
             ModeMismatch(op, entry.name(), it->second.mode, entry.mode())));
+      }
+      if (!FormatReadable(entry, it->second.format)) {
+        throw JobFailure(
+            absl::FailedPreconditionError(FormatMismatch(op, entry, it->second.format)));
       }
       if (!entry.Load(it->second.elements)) {
         throw JobFailure(absl::DataLossError(

@@ -596,8 +596,9 @@ class KeyedReduceOperator final : public UserFunctionOperator<T, T, F> {
         key_selector_(std::move(ks)),
         backend_(MakeKeyedStateBackend<K>(setup)) {
     if constexpr (FullySerializable<K> && FullySerializable<T>) {
-      internal_ = RegisterInternalState(*backend_, kValues, this->ctx_.max_parallelism,
-                                        [this](InternalStateBuckets& b) { AddValues(b); });
+      internal_ = RegisterInternalState(
+          *backend_, kValues, this->ctx_.max_parallelism,
+          [this](InternalStateBuckets& b) { AddValues(b); }, FormatOf<T>());
     }
   }
 

@@ -61,7 +61,8 @@ class SessionWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
     if constexpr (kCheckpointable) {
       const int maxp = this->ctx_.max_parallelism;
       internal_.push_back(RegisterInternalState(
-          *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
+          *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); },
+          ContentsCodec<Acc>::Format()));
       internal_.push_back(RegisterInternalState(
           *state_, kEventTimers, maxp, [this](InternalStateBuckets& b) { AddSessionTimers(b); }));
       // Kept for WindowOperator's layout: the event-time trigger registers no processing timers.

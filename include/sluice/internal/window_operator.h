@@ -202,11 +202,14 @@ struct ContentsCodec {
   static constexpr bool kSerializable = FullySerializable<State>;
   static void Write(const State& s, std::string* out) { Serializer<State>::Write(s, out); }
   static bool Read(ByteReader& in, State* s) { return Serializer<State>::Read(in, s); }
+  static StateFormat Format() { return FormatOf<State>(); }
 };
 template <typename In, typename Inner, typename E>
 struct ContentsCodec<EvictingContents<In, Inner, E>> {
   using State = std::vector<TimestampedValue<In>>;
   static constexpr bool kSerializable = FullySerializable<In>;
+  // The encoding of a vector of (element, 8-byte timestamp) pairs.
+  static StateFormat Format() { return FormatOf<std::vector<std::pair<In, int64_t>>>(); }
   static void Write(const State& s, std::string* out) {
     PutVarint(s.size(), out);
     for (const auto& e : s) {
@@ -504,12 +507,14 @@ class WindowOperator final : public UserFunctionOperator<In, Out, WinFn> {
               [this](int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
                 WriteRocksEntries(kg, emit);
               });
-          state_->RegisterInternalState(kEntries, rocks_snapshot_.get());
+          state_->RegisterInternalState(kEntries, rocks_snapshot_.get(),
+                                        ContentsCodec<Acc>::Format());
         }
       }
       if (!rocks_) {
         internal_.push_back(RegisterInternalState(
-            *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); }));
+            *state_, kEntries, maxp, [this](InternalStateBuckets& b) { AddEntries(b); },
+            ContentsCodec<Acc>::Format()));
       }
       internal_.push_back(
           RegisterInternalState(*state_, kEventTimers, maxp,

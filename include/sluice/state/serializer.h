@@ -20,6 +20,20 @@
 //     }
 //   };
 //
+// A serializer names its format so that a restore can tell whether it reads what a savepoint
+// holds (state/serializer_identity.h): kName (default: the type's mangled name) and kVersion
+// (default 1); bump kVersion when the encoding changes, and declare the old formats the new Read
+// still decodes with `static bool ReadsFormat(std::string_view name, uint32_t version)`:
+//
+//   template <> struct sluice::Serializer<Money> {
+//     static constexpr std::string_view kName = "Money";
+//     static constexpr uint32_t kVersion = 2;  // v2 added the currency
+//     static bool ReadsFormat(std::string_view name, uint32_t version) {
+//       return name == "Money" && version <= 2;  // Read tells v1 records by ... (its own rule)
+//     }
+//     ...
+//   };
+//
 // kCanonical marks encodings where equal values have equal bytes; RocksDB compares keys (and
 // MapState user keys) as bytes, so it requires canonical key encodings (floating point and
 // structs with padding are not; protobuf messages are not).
@@ -38,6 +52,7 @@
 #include <string_view>
 #include <tuple>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
@@ -132,6 +147,23 @@ concept ProtobufLike = requires(const T& m, T& mm, std::string* s, const void* p
 template <typename T>
 concept PlainBytes = std::is_trivially_copyable_v<T> && !ProtobufLike<T>;
 
+// The format of a type stored as its object bytes: "bool", "int64", "uint8", "float64" for
+// arithmetic types; "enum:<mangled name>:<size>" and "raw:<mangled name>:<size>" otherwise (the
+// name, as the C++ ABI mangles it, has only letters, digits and '_').
+template <typename T>
+std::string PlainFormatName() {
+  if constexpr (std::is_same_v<T, bool>) {
+    return "bool";
+  } else if constexpr (std::is_integral_v<T>) {
+    return (std::is_signed_v<T> ? "int" : "uint") + std::to_string(8 * sizeof(T));
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return "float" + std::to_string(8 * sizeof(T));
+  } else {
+    return std::string(std::is_enum_v<T> ? "enum:" : "raw:") + typeid(T).name() + ":" +
+           std::to_string(sizeof(T));
+  }
+}
+
 template <typename C, typename E>
 bool ReadSequence(ByteReader& in, C* out) {
   uint64_t n = 0;
@@ -156,6 +188,8 @@ template <typename T>
   requires internal::PlainBytes<T>
 struct Serializer<T> {
   static constexpr bool kCanonical = std::has_unique_object_representations_v<T>;
+  static std::string FormatName() { return internal::PlainFormatName<T>(); }
+  using FormatArgs = std::tuple<>;
   static void Write(const T& v, std::string* out) {
     out->append(reinterpret_cast<const char*>(&v), sizeof(T));
   }
@@ -165,6 +199,8 @@ struct Serializer<T> {
 template <>
 struct Serializer<std::string> {
   static constexpr bool kCanonical = true;
+  static std::string FormatName() { return "string"; }
+  using FormatArgs = std::tuple<>;
   static void Write(const std::string& v, std::string* out) { PutLengthPrefixed(v, out); }
   static bool Read(ByteReader& in, std::string* v) {
     std::string_view bytes;
@@ -178,6 +214,8 @@ template <typename E>
   requires(!internal::PlainBytes<std::vector<E>> && Serializable<E>)
 struct Serializer<std::vector<E>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
+  static std::string FormatName() { return "vector"; }
+  using FormatArgs = std::tuple<E>;
   static void Write(const std::vector<E>& v, std::string* out) {
     PutVarint(v.size(), out);
     for (const E& e : v) Serializer<E>::Write(e, out);
@@ -191,6 +229,8 @@ template <typename E>
   requires Serializable<E>
 struct Serializer<std::set<E>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
+  static std::string FormatName() { return "set"; }
+  using FormatArgs = std::tuple<E>;
   static void Write(const std::set<E>& v, std::string* out) {
     PutVarint(v.size(), out);
     for (const E& e : v) Serializer<E>::Write(e, out);
@@ -204,6 +244,8 @@ template <typename E, size_t N>
   requires(!internal::PlainBytes<std::array<E, N>> && Serializable<E>)
 struct Serializer<std::array<E, N>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
+  static std::string FormatName() { return "array[" + std::to_string(N) + "]"; }
+  using FormatArgs = std::tuple<E>;
   static void Write(const std::array<E, N>& v, std::string* out) {
     for (const E& e : v) Serializer<E>::Write(e, out);
   }
@@ -219,6 +261,8 @@ template <typename E>
   requires(!internal::PlainBytes<std::optional<E>> && Serializable<E>)
 struct Serializer<std::optional<E>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<E>();
+  static std::string FormatName() { return "optional"; }
+  using FormatArgs = std::tuple<E>;
   static void Write(const std::optional<E>& v, std::string* out) {
     out->push_back(v.has_value() ? 1 : 0);
     if (v.has_value()) Serializer<E>::Write(*v, out);
@@ -241,6 +285,8 @@ template <typename A, typename B>
   requires(!internal::PlainBytes<std::pair<A, B>> && Serializable<A> && Serializable<B>)
 struct Serializer<std::pair<A, B>> {
   static constexpr bool kCanonical = IsCanonicallySerialized<A>() && IsCanonicallySerialized<B>();
+  static std::string FormatName() { return "pair"; }
+  using FormatArgs = std::tuple<A, B>;
   static void Write(const std::pair<A, B>& v, std::string* out) {
     Serializer<A>::Write(v.first, out);
     Serializer<B>::Write(v.second, out);
@@ -254,6 +300,8 @@ template <typename... Ts>
   requires(!internal::PlainBytes<std::tuple<Ts...>> && (Serializable<Ts> && ...))
 struct Serializer<std::tuple<Ts...>> {
   static constexpr bool kCanonical = (IsCanonicallySerialized<Ts>() && ...);
+  static std::string FormatName() { return "tuple"; }
+  using FormatArgs = std::tuple<Ts...>;
   static void Write(const std::tuple<Ts...>& v, std::string* out) {
     std::apply([out](const Ts&... e) { (Serializer<Ts>::Write(e, out), ...); }, v);
   }
@@ -267,6 +315,9 @@ template <typename M>
 struct MapSerializer {
   using K = typename M::key_type;
   using V = typename M::mapped_type;
+  // std::map and absl::flat_hash_map share the format.
+  static std::string FormatName() { return "map"; }
+  using FormatArgs = std::tuple<K, V>;
   static void Write(const M& m, std::string* out) {
     PutVarint(m.size(), out);
     for (const auto& [k, v] : m) {
@@ -304,6 +355,15 @@ struct Serializer<absl::flat_hash_map<K, V, H, E, A>>
 template <typename T>
   requires internal::ProtobufLike<T>
 struct Serializer<T> {
+  // Protobuf messages evolve compatibly by their own rules: the message name is the format.
+  static std::string FormatName() {
+    if constexpr (requires { T().GetTypeName(); }) {
+      return "protobuf:" + std::string(T().GetTypeName());
+    } else {
+      return std::string("protobuf:") + typeid(T).name();
+    }
+  }
+  using FormatArgs = std::tuple<>;
   static void Write(const T& m, std::string* out) {
     std::string bytes;
     m.SerializeToString(&bytes);
