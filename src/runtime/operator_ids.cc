@@ -6,23 +6,16 @@
 #include <map>
 
 #include "absl/status/status.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+
+#include <sluice/core/key.h>
 
 namespace sluice::internal {
 namespace {
 
 uint64_t Rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-uint64_t Mix(uint64_t k) {
-  k ^= k >> 33;
-  k *= 0xff51afd7ed558ccdULL;
-  k ^= k >> 33;
-  k *= 0xc4ceb9fe1a85ec53ULL;
-  k ^= k >> 33;
-  return k;
-}
 
 uint64_t Load64(const unsigned char* p) {
   uint64_t v = 0;
@@ -93,8 +86,8 @@ std::string Murmur3_128(absl::string_view data) {
   h2 ^= len;
   h1 += h2;
   h2 += h1;
-  h1 = Mix(h1);
-  h2 = Mix(h2);
+  h1 = StableHashState::Mix(h1);  // MurmurHash3's fmix64
+  h2 = StableHashState::Mix(h2);
   h1 += h2;
   h2 += h1;
   std::string out(16, '\0');
@@ -130,7 +123,9 @@ absl::StatusOr<std::vector<std::string>> AssignOperatorIds(const StreamGraph& gr
     }
   }
   std::vector<std::vector<int>> inputs(n), outputs(n);
+  std::vector<std::vector<const StreamEdge*>> in_edges(n);
   for (const StreamEdge& e : graph.edges) {
+    in_edges[static_cast<size_t>(e.to)].push_back(&e);
     inputs[static_cast<size_t>(e.to)].push_back(e.from);
     outputs[static_cast<size_t>(e.from)].push_back(e.to);
   }
@@ -166,9 +161,17 @@ absl::StatusOr<std::vector<std::string>> AssignOperatorIds(const StreamGraph& gr
     } else if (followed != nullptr && followed->uid.has_value()) {
       own = Murmur3_128(absl::StrCat(*followed->uid, "\n", node.name));
     } else {
-      char le[4];
-      for (int i = 0; i < 4; ++i) le[i] = static_cast<char>((position >> (8 * i)) & 0xff);
-      own = Murmur3_128(absl::string_view(le, sizeof le));
+      // The position (4 bytes, little endian), whether the input is keyed, and the kind.
+      std::string local(4, '\0');
+      for (int i = 0; i < 4; ++i)
+        local[static_cast<size_t>(i)] = static_cast<char>((position >> (8 * i)) & 0xff);
+      bool keyed = false;
+      for (const StreamEdge* e : in_edges[static_cast<size_t>(id)]) {
+        keyed = keyed || e->partitioning == Partitioning::kHash;
+      }
+      local.push_back(keyed ? '\1' : '\0');
+      local.append(node.kind);
+      own = Murmur3_128(local);
       for (int in : inputs[static_cast<size_t>(id)]) MixInput(own, bytes[static_cast<size_t>(in)]);
     }
     ++position;

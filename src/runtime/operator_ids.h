@@ -4,10 +4,12 @@
 // An operator with a Uid("...") has the id murmur3-128(uid): it keeps its state however the job
 // around it changes. Without one, the id is derived from the operator's place in the graph: the
 // order in which a breadth-first walk from the sources (in the order they were added) reaches it,
-// combined with the ids of its inputs. So inserting or removing an operator upstream changes the
-// ids of everything after it (its state then matches nothing and the restore is refused, rather
-// than given to the wrong operator), while names, functions, parallelism and chaining do not enter
-// the id (Flink's hasher also mixes in the chaining; Sluice leaves it out so rescaling keeps ids).
+// whether its input is keyed and its kind (StreamNode::kind: "Map", "Window", ...), combined with
+// the ids of its inputs. So inserting or removing an operator upstream changes the ids of
+// everything after it (its state then matches nothing and the restore is refused, rather than
+// given to the wrong operator), while names, functions, parallelism and chaining do not enter the
+// id. (Flink's hasher mixes in the chaining instead of the kind; without the kind, an operator
+// inserted at a stateful operator's old place would take over that operator's id and state.)
 //
 // A node that follows another (the watermark operator of a source, the local phase of a two-phase
 // window aggregation) takes its id from the followed node's uid when it has one.

@@ -64,10 +64,9 @@ TEST(LiveCountersTest, CountersAreReadWhileTheJobRuns) {
   options.auto_watermark_interval = absl::Milliseconds(1);
   StreamEnvironment env(options);
   CollectSink<std::string> sink;
-  env.FromSource(GatedSource<Ev>(feed), WatermarkStrategy<Ev>::ForMonotonousTimestamps()
-                                            .WithTimestampAssigner([](const Ev& e) {
-                                              return e.time;
-                                            }))
+  env.FromSource(GatedSource<Ev>(feed),
+                 WatermarkStrategy<Ev>::ForMonotonousTimestamps().WithTimestampAssigner(
+                     [](const Ev& e) { return e.time; }))
       .Process(CountSeen{})
       .Name("count")
       .KeyBy([](const Ev& e) { return e.key; })
@@ -128,10 +127,9 @@ TEST(CountersTest, CellsOfANameAreSummedWithWhatWasAdded) {
   counters.Add("Map", "seen", 1000);
   counters.Add("Sink", "flushes", 2);
   counters.Register("Window", "numLateRecordsDropped", 3, 0);
-  EXPECT_EQ(counters.Snapshot(), (std::map<std::string, int64_t>{
-                                     {"Map.seen", 1112},
-                                     {"Sink.flushes", 2},
-                                     {"Window.numLateRecordsDropped", 0}}));
+  EXPECT_EQ(counters.Snapshot(),
+            (std::map<std::string, int64_t>{
+                {"Map.seen", 1112}, {"Sink.flushes", 2}, {"Window.numLateRecordsDropped", 0}}));
 }
 
 // A reader never sees a counter go back or a torn value while its one writer counts.

@@ -99,8 +99,7 @@ TEST(OperatorIdsTest, TheWatermarkOperatorOfASourceWithUidDerivesItsIdFromIt) {
         .SinkTo(sink);
   });
   StreamEnvironment env;
-  env.FromSource(GeneratorSource([](int64_t i) { return i; }, {.count = 9}), strategy)
-      .SinkTo(sink);
+  env.FromSource(GeneratorSource([](int64_t i) { return i; }, {.count = 9}), strategy).SinkTo(sink);
   const std::string& watermark_node_name = env.graph().nodes[1].name;
   ASSERT_EQ(one.size(), 3u);
   EXPECT_EQ(one[0], Hex(Murmur3_128("events")));
@@ -112,7 +111,10 @@ TEST(OperatorIdsTest, UnionInputsAndUidHash) {
   auto ids = Ids([&](StreamEnvironment& env) {
     DataStream<int64_t> a = env.FromSequence(1, 3);
     DataStream<int64_t> b = env.FromSequence(4, 6);
-    a.Union(b).Map([](int64_t x) { return x; }).UidHash("00112233445566778899AABBCCDDEEFF").SinkTo(sink);
+    a.Union(b)
+        .Map([](int64_t x) { return x; })
+        .UidHash("00112233445566778899AABBCCDDEEFF")
+        .SinkTo(sink);
   });
   ASSERT_EQ(ids.size(), 4u);
   EXPECT_NE(ids[0], ids[1]);  // two sources at two positions

@@ -868,7 +868,9 @@ TEST(KeyedStateHashMapTest, ChangeLogFilesHoldOnlyWhatChanged) {
   ASSERT_EQ(changes->format, KeyedSnapshot::Format::kChangeLogChanges);
   // Header and 16 empty key groups (2 zero bytes each), then key 3 (tag, key, records: table
   // index, empty suffix, value) and key 9 (tag, key).
-  const size_t header = 4 + 4 + 1 + 1 + 2 + 1 + 1 + 1;
+  // (magic, version, file kind, key format "int64", one state: name "v", kind, TTL, format
+  // "int64", mode)
+  const size_t header = 4 + 4 + 1 + 6 + 1 + 2 + 1 + 1 + 6 + 1;
   EXPECT_EQ(changes->bytes.size(), header + 16 * 2 + (1 + 9 + 1 + 1 + 1 + 9) + (1 + 9));
 
   std::vector<KeyedChangeLogFile> files = {{full->bytes, full->key_group_offsets, "file A"},

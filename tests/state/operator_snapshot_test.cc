@@ -423,15 +423,17 @@ class OperatorSnapshotTest : public ::testing::TestWithParam<StateBackendKind> {
     std::string_view magic;
     uint32_t version = 0;
     uint64_t n = 0;
+    std::string_view key_format;
     EXPECT_TRUE(header.ReadBytes(4, &magic) && header.ReadRaw(&version, sizeof version) &&
-                header.ReadVarint(&n));
+                version == internal::kKeyedSnapshotVersion &&
+                header.ReadLengthPrefixed(&key_format) && header.ReadVarint(&n));
     std::vector<std::string> names;
     for (uint64_t i = 0; i < n; ++i) {
-      std::string_view name;
+      std::string_view name, format;
       uint8_t kind = 0;
       uint64_t ttl = 0;
       EXPECT_TRUE(header.ReadLengthPrefixed(&name) && header.ReadRaw(&kind, 1) &&
-                  header.ReadVarint(&ttl));
+                  header.ReadVarint(&ttl) && header.ReadLengthPrefixed(&format));
       names.emplace_back(name);
     }
     for (size_t g = 0; g < s.key_group_offsets.size(); ++g) {

@@ -332,14 +332,27 @@ TEST(OperatorStateStoreTest, UnregisteredRestoredStateIsKeptInTheNextSnapshot) {
   EXPECT_EQ(RestoreAll({again}, 1), (std::vector<std::vector<int64_t>>{{4, 5}}));
 }
 
+// Version 1 (an older Sluice) has no serializer identities: its states restore unchecked.
+TEST(OperatorStateStoreTest, AVersion1StateWithoutFormatsStillRestores) {
+  std::string v1;
+  v1.push_back(1);              // version
+  PutVarint(1, &v1);            // one state
+  PutLengthPrefixed("s", &v1);  // its name
+  v1.push_back(static_cast<char>(internal::OperatorStateMode::kSplit));
+  PutVarint(2, &v1);  // two elements
+  PutLengthPrefixed(SerializeToString(int64_t{6}), &v1);
+  PutLengthPrefixed(SerializeToString(int64_t{9}), &v1);
+  EXPECT_EQ(RestoreAll({v1}, 1), (std::vector<std::vector<int64_t>>{{6, 9}}));
+}
+
 TEST(OperatorStateStoreTest, ANewerFormatVersionIsDataLossNamingTheOperator) {
   std::string newer = OldSubtask({1});
-  newer[0] = 2;
+  newer[0] = internal::kOperatorStateVersion + 1;
   internal::OperatorStateStore store;
   absl::Status st = store.Restore({newer}, 0, 1, "Map");
   EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(st.message(), HasSubstr("operator 'Map'"));
-  EXPECT_THAT(st.message(), HasSubstr("format version 2"));
+  EXPECT_THAT(st.message(), HasSubstr("format version 3"));
 }
 
 TEST(OperatorStateStoreTest, ACorruptStateIsDataLoss) {

@@ -32,7 +32,7 @@ using ::testing::UnorderedElementsAreArray;
 using Rec = std::pair<std::string, int64_t>;      // key, value
 using Counted = std::pair<std::string, int64_t>;  // key, running count
 
-constexpr int kFirst = 50;    // records before the savepoint
+constexpr int kFirst = 50;     // records before the savepoint
 constexpr int kRecords = 100;  // in all
 constexpr int kKeys = 5;
 
@@ -46,9 +46,7 @@ std::vector<Rec> Records() {
 template <typename C>
 class CountPerKey {
  public:
-  void Open(const RuntimeContext& ctx) {
-    count_ = ctx.GetState(ValueStateDescriptor<C>("count"));
-  }
+  void Open(const RuntimeContext& ctx) { count_ = ctx.GetState(ValueStateDescriptor<C>("count")); }
   Counted operator()(const Rec& r) const {
     const C n = count_.Value().value_or(C{}) + 1;
     count_.Update(n);
@@ -62,7 +60,8 @@ class CountPerKey {
 // The counts a run that resumes at record kFirst emits: continued, or from scratch.
 std::vector<Counted> Continued() {
   std::vector<Counted> v;
-  for (int i = kFirst; i < kRecords; ++i) v.emplace_back("k" + std::to_string(i % kKeys), i / kKeys + 1);
+  for (int i = kFirst; i < kRecords; ++i)
+    v.emplace_back("k" + std::to_string(i % kKeys), i / kKeys + 1);
   return v;
 }
 std::vector<Counted> FromScratch() {

@@ -308,6 +308,7 @@ class DataStream {
     internal::StreamGraph& g = env_->graph();
     internal::StreamNode node;
     node.id = static_cast<int>(g.nodes.size());
+    node.kind = name.substr(0, name.find_first_of(":("));
     node.name = std::move(name);
     node.output_type = output_type;
     node.make_operator = std::move(factory);
@@ -770,6 +771,7 @@ DataStream<typename S::value_type> StreamEnvironment::FromSource(S source, std::
   internal::StreamNode node;
   node.id = static_cast<int>(graph_->nodes.size());
   node.name = name.empty() ? absl::StrCat("Source: ", shared->Describe()) : std::move(name);
+  node.kind = "Source";
   node.is_source = true;
   node.bounded = shared->IsBounded();
   node.max_source_parallelism = shared->MaxParallelism();

@@ -133,6 +133,9 @@ struct StreamNode {
   // Set with UidHash(): the operator id itself (32 hex digits), to adopt state saved under an id
   // derived from a graph position (Flink's setUidHash).
   std::optional<std::string> uid_hash;
+  // What the operator is, from its default name ("Map", "Window", "Keyed Process", "Source",
+  // "Sink"): part of its derived id, unchanged by Name().
+  std::string kind;
   int parallelism = 0;             // 0 = the environment's default
   int max_source_parallelism = 0;  // > 0 caps the parallelism (non-parallel sources, sinks)
   // >= 0: this node always has the parallelism of node `follows` (the watermark operator of a
