@@ -13,6 +13,7 @@
 #include <sluice/api/data_stream.h>
 #include <sluice/api/functions.h>
 #include <sluice/api/interval_join.h>
+#include <sluice/api/job_graph.h>
 #include <sluice/api/job_handle.h>
 #include <sluice/api/join.h>
 #include <sluice/api/stream_environment.h>
@@ -29,6 +30,7 @@
 #include <sluice/core/counters.h>
 #include <sluice/core/format.h>
 #include <sluice/core/key.h>
+#include <sluice/core/log.h>
 #include <sluice/core/output_tag.h>
 #include <sluice/core/runtime_context.h>
 #include <sluice/core/runtime_options.h>

@@ -222,6 +222,7 @@ void JobHandle::Cancel() {
 std::map<std::string, int64_t> JobHandle::Counters() const {
   return job_ ? job_->Counters() : std::map<std::string, int64_t>{};
 }
+JobGraph JobHandle::Graph() const { return job_ ? job_->Graph() : JobGraph{}; }
 bool JobHandle::IsDone() const { return job_ ? job_->IsDone() : true; }
 const std::string& JobHandle::name() const {
   static const std::string* const kNone = new std::string();

@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
+#include <sluice/core/log.h>
+
 #include <sluice/core/key.h>
 
 #include "runtime/job.h"
@@ -410,6 +412,9 @@ void CheckpointCoordinator::Finish(std::unique_lock<std::mutex>&, absl::Status s
     for (Task* t : tasks_) t->NotifyCheckpointAborted(p->id);
     if (!p->savepoint && !stop_ && !p->declined) {
       ++consecutive_failures_;
+      Log(LogSeverity::kWarning, job_name_,
+          absl::StrCat(what, " failed: ", status.message(), " (", consecutive_failures_,
+                       " in a row, tolerable: ", options_.tolerable_failures, ")"));
       if (consecutive_failures_ > options_.tolerable_failures) {
         job_->Fail(absl::Status(
             status.code(),

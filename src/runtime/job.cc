@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iostream>
 #include <map>
 #include <string_view>
 #include <system_error>
@@ -21,6 +20,7 @@
 #include "absl/time/clock.h"
 
 #include <sluice/core/key.h>
+#include <sluice/core/log.h>
 
 #include "checkpoint/checkpoint_storage.h"
 #include "checkpoint/directory_lock.h"
@@ -79,6 +79,39 @@ std::string DescribeSavedOperator(const checkpoint::OperatorState& os, uint32_t 
   return absl::StrCat("operator '", os.operator_name(), "' (id ", os.operator_id(),
                       ", derived from its place in the graph: it had no Uid(); an operator was "
                       "added or removed before it, or it was removed)");
+}
+
+// The job as vertices (chains) and edges between them (JobHandle::Graph()).
+JobGraph DescribePlan(const StreamGraph& graph, const std::map<int, std::vector<int>>& chains,
+                      const std::vector<int>& parallelism,
+                      const std::vector<Partitioning>& resolved, const std::vector<bool>& chained,
+                      const std::vector<int>& chain_head,
+                      const std::vector<std::string>& operator_ids) {
+  JobGraph plan;
+  std::map<int, int> vertex_of_head;
+  for (const auto& [head, members] : chains) {
+    JobGraph::Vertex v;
+    v.id = operator_ids[static_cast<size_t>(head)];
+    v.parallelism = parallelism[static_cast<size_t>(head)];
+    std::vector<std::string> names;
+    for (int m : members) {
+      const StreamNode& n = graph.nodes[static_cast<size_t>(m)];
+      v.operators.push_back({m, n.name, n.kind, operator_ids[static_cast<size_t>(m)],
+                             n.uid.value_or("")});
+      names.push_back(n.name);
+    }
+    v.name = absl::StrJoin(names, " -> ");
+    vertex_of_head[head] = static_cast<int>(plan.vertices.size());
+    plan.vertices.push_back(std::move(v));
+  }
+  for (size_t i = 0; i < graph.edges.size(); ++i) {
+    if (chained[i]) continue;
+    const StreamEdge& e = graph.edges[i];
+    plan.edges.push_back({vertex_of_head.at(chain_head[static_cast<size_t>(e.from)]),
+                          vertex_of_head.at(chain_head[static_cast<size_t>(e.to)]),
+                          PartitioningName(resolved[i]), e.tag});
+  }
+  return plan;
 }
 
 int HardwareThreads() {
@@ -220,6 +253,7 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
   pool_.emplace(static_cast<size_t>(workers));
   std::map<int, std::vector<int>> chains;  // head → members in topological order
   for (size_t i = 0; i < num_nodes; ++i) chains[chain_head[i]].push_back(static_cast<int>(i));
+  plan_ = DescribePlan(graph, chains, parallelism, resolved, chained, chain_head, operator_ids);
   std::vector<std::vector<Task*>> task_of(num_nodes);  // node → task per subtask
   for (auto& [head, members] : chains) {
     int p = parallelism[static_cast<size_t>(head)];
@@ -323,14 +357,15 @@ absl::Status Job::Compile(StreamGraph graph, const RuntimeOptions& options) {
                                             : OlderCheckpoints::kRefuse));
     if (!restored.skipped.empty()) {
       // The host allowed it; it must still be loud: sinks will produce committed output again.
-      std::cerr << "sluice: job '" << name_ << "': WARNING: resuming from the older checkpoint "
-                << restored.dir << " because newer complete checkpoints are damaged ("
-                << absl::StrJoin(restored.skipped, "; ",
-                                 [](std::string* out, const absl::Status& s) {
-                                   absl::StrAppend(out, s.message());
-                                 })
-                << "): output that exactly-once sinks committed after checkpoint "
-                << restored.metadata.checkpoint_id() << " will be produced again\n";
+      Log(LogSeverity::kWarning, name_,
+          absl::StrCat("resuming from the older checkpoint ", restored.dir,
+                       " because newer complete checkpoints are damaged (",
+                       absl::StrJoin(restored.skipped, "; ",
+                                     [](std::string* out, const absl::Status& s) {
+                                       absl::StrAppend(out, s.message());
+                                     }),
+                       "): output that exactly-once sinks committed after checkpoint ",
+                       restored.metadata.checkpoint_id(), " will be produced again"));
     }
     SLUICE_RETURN_IF_ERROR(Restore(graph, parallelism, operator_ids, options, restored));
     first_checkpoint_id = restored.metadata.checkpoint_id() + 1;
@@ -448,9 +483,9 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
             "\") if the old job had no uid), or set RuntimeOptions::allow_non_restored_state "
             "to drop the state (docs/checkpointing.md \"Changing a job\")"));
       }
-      std::cerr << "sluice: job '" << name_ << "': WARNING: dropping the state of " << whose
-                << " from " << what
-                << ": it matches no operator of this job (allow_non_restored_state)\n";
+      Log(LogSeverity::kWarning, name_,
+          absl::StrCat("dropping the state of ", whose, " from ", what,
+                       ": it matches no operator of this job (allow_non_restored_state)"));
       continue;
     }
     if (!by_node.emplace(node, &os).second) {

@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 
+#include <sluice/api/job_graph.h>
 #include <sluice/core/counters.h>
 #include <sluice/core/runtime_options.h>
 #include <sluice/internal/graph.h>
@@ -83,6 +84,7 @@ class Job {
   // The largest number of batches any channel held at once (tests of backpressure).
   size_t MaxChannelOccupancy() const;
   const Counters& counters() const { return counters_; }
+  const JobGraph& plan() const { return plan_; }
   Counters& counters() { return counters_; }
 
  private:
@@ -106,6 +108,7 @@ class Job {
   // to it. ~Job() joins it before anything is destroyed, so no handler runs on a dead task.
   std::optional<boost::asio::thread_pool> pool_;
   Counters counters_;  // outlives the operators that add to it
+  JobGraph plan_;
   std::vector<std::unique_ptr<Channel>> channels_;
   std::vector<std::unique_ptr<Task>> tasks_;
   std::shared_ptr<Clock> clock_;

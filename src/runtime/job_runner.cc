@@ -7,6 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 
+#include <sluice/core/log.h>
+
 #include "checkpoint/checkpoint_storage.h"
 
 namespace sluice::internal {
@@ -98,11 +100,17 @@ void JobRunner::Supervise() {
     }
     absl::StatusOr<absl::Duration> delay = NextDelay(status);
     if (!delay.ok()) {
+      if (options_.restart_strategy.kind != RestartStrategy::Kind::kNone) {
+        Log(LogSeverity::kError, name_, absl::StrCat("failed: ", delay.status().message()));
+      }
       done_ = true;
       status_ = delay.status();
       cv_.notify_all();
       return;
     }
+    Log(LogSeverity::kWarning, name_,
+        absl::StrCat("failed: ", status.message(), "; restarting in ",
+                     absl::FormatDuration(*delay), " (restart ", attempts_, ")"));
     cv_.wait_for(lock, absl::ToChronoNanoseconds(*delay), [this] { return cancelled_; });
     if (cancelled_) {
       done_ = true;
@@ -120,6 +128,7 @@ void JobRunner::Supervise() {
       done_ = true;
       status_ = absl::Status(next.status().code(),
                              absl::StrCat("restart failed: ", next.status().message()));
+      Log(LogSeverity::kError, name_, status_.message());
       cv_.notify_all();
       return;
     }
@@ -205,6 +214,8 @@ bool JobRunner::IsDone() const {
 std::map<std::string, int64_t> JobRunner::Counters() const {
   return Current()->counters().Snapshot();
 }
+
+JobGraph JobRunner::Graph() const { return Current()->plan(); }
 
 absl::StatusOr<std::string> JobRunner::TriggerSavepoint(const std::string& dir) {
   return Current()->TriggerSavepoint(dir);

@@ -37,6 +37,7 @@ class JobRunner {
   bool IsDone() const;
   const std::string& name() const { return name_; }
   std::map<std::string, int64_t> Counters() const;
+  JobGraph Graph() const;
   absl::StatusOr<std::string> TriggerSavepoint(const std::string& dir);
   int64_t CompletedCheckpoints() const;
   // Attempts started so far (1 + restarts).

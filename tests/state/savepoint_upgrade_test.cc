@@ -184,8 +184,16 @@ TEST_P(SavepointUpgradeTest, AllowNonRestoredStateDropsStateThatMatchesNoOperato
                                       "matches no operator of this job"));
   RuntimeOptions o = Options();
   o.allow_non_restored_state = true;
+  std::vector<std::string> warnings;  // the drop is logged (through the log sink)
+  SetLogSink([&](const LogRecord& r) { warnings.emplace_back(r.message); });
   st = Resume(sp, Version2("renamed"), &out, o);
+  SetLogSink(nullptr);
   ASSERT_TRUE(st.ok()) << st;
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_THAT(warnings[0], HasSubstr("dropping the state of operator 'Map' (uid \"counter\") from "
+                                     "savepoint "));
+  EXPECT_THAT(warnings[0],
+              HasSubstr(": it matches no operator of this job (allow_non_restored_state)"));
   EXPECT_THAT(out, UnorderedElementsAreArray(FromScratch()));  // the source resumed at kFirst
 }
 
@@ -351,6 +359,66 @@ TEST_P(SavepointUpgradeTest, OperatorStateRestoredAsAnotherTypeIsRefused) {
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
   EXPECT_THAT(st.message(), HasSubstr("'seen' was saved in the format int64 but is registered as "
                                       "string, whose serializer does not read that format"));
+}
+
+// --- Window contents ------------------------------------------------------------------------------
+
+// Sums per key in 1 s event-time windows (shared slices); V is the sum's type.
+template <typename V>
+auto WindowJob() {
+  return [](StreamEnvironment&, DataStream<Rec> in, CollectSink<Counted>& sink) {
+    in.Map(
+          [](const Rec& r) { return std::pair<std::string, V>(r.first, static_cast<V>(r.second)); })
+        .AssignTimestampsAndWatermarks(
+            WatermarkStrategy<std::pair<std::string, V>>::ForMonotonousTimestamps()
+                .WithTimestampAssigner(
+                    [](const std::pair<std::string, V>&) { return Timestamp{0}; }))
+        .KeyBy([](const std::pair<std::string, V>& p) { return p.first; })
+        .Window(TumblingEventTimeWindows::Of(absl::Seconds(1)))
+        .Reduce([](const std::pair<std::string, V>& a, const std::pair<std::string, V>& b) {
+          return std::pair<std::string, V>(a.first, a.second + b.second);
+        })
+        .Uid("sums")
+        .Map([](const std::pair<std::string, V>& p) {
+          return Counted{p.first, static_cast<int64_t>(p.second)};
+        })
+        .SinkTo(sink);
+  };
+}
+
+// The open window's sums were saved as (string, int64) pairs: a job summing doubles is refused.
+TEST_P(SavepointUpgradeTest, WindowContentsOfAnotherTypeAreRefused) {
+  feed_ = std::make_shared<Feed<Rec>>(Records());
+  std::string sp;
+  {
+    StreamEnvironment env(Options());
+    CollectSink<Counted> sink;
+    WindowJob<int64_t>()(env, env.FromSource(GatedSource<Rec>(feed_)), sink);
+    absl::StatusOr<JobHandle> job = env.ExecuteAsync("v1");
+    ASSERT_TRUE(job.ok()) << job.status();
+    feed_->open = kFirst;
+    absl::SleepFor(absl::Milliseconds(50));
+    absl::StatusOr<std::string> path = job->StopWithSavepoint(dir_ + "/savepoint");
+    ASSERT_TRUE(path.ok()) << path.status();
+    job->Wait().IgnoreError();
+    EXPECT_EQ(sink.size(), 0u);  // the window at 0 is still open
+    sp = *path;
+  }
+  std::vector<Counted> out;
+  absl::Status st = Resume(sp, WindowJob<int64_t>(), &out);
+  ASSERT_TRUE(st.ok()) << st;
+  std::vector<Counted> sums;  // every record is at time 0: one window per key, all records in it
+  for (int k = 0; k < kKeys; ++k) {
+    int64_t sum = 0;
+    for (int i = k; i < kRecords; i += kKeys) sum += i;
+    sums.emplace_back("k" + std::to_string(k), sum);
+  }
+  EXPECT_THAT(out, UnorderedElementsAreArray(sums));
+  st = Resume(sp, WindowJob<double>(), &out);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_THAT(st.message(), HasSubstr("operator 'Window': its state '"));
+  EXPECT_THAT(st.message(), HasSubstr("was saved in the format pair<string,int64> but the operator "
+                                      "now keeps pair<string,float64>"));
 }
 
 // --- Savepoints of an older Sluice ----------------------------------------------------------------

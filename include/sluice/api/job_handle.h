@@ -20,6 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
+#include <sluice/api/job_graph.h>
+
 namespace sluice {
 namespace internal {
 class JobRunner;
@@ -46,6 +48,9 @@ class JobHandle {
   // "Window.numLateRecordsDropped": live while the job runs (since its latest (re)start), final
   // once Wait() returned. Empty for a moved-from handle.
   std::map<std::string, int64_t> Counters() const;
+  // The job's vertices (chains of operators with their parallelism) and the edges between them
+  // (api/job_graph.h). Empty for a moved-from handle.
+  JobGraph Graph() const;
 
   // Takes a savepoint (a self-contained, canonical snapshot of the whole job) into `dir` and
   // returns its path once it is complete; the job keeps running. Resume a job from it with

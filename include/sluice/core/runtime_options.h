@@ -71,8 +71,9 @@ struct CheckpointOptions {
   // whose newest complete checkpoint is damaged. Off (default): the job fails with DataLoss
   // naming the damaged checkpoint and the older ones — exactly-once holds only against the newest
   // completed checkpoint, and exactly-once sinks may have committed output after an older one.
-  // On: the job resumes from the newest older checkpoint that validates and writes a warning to
-  // stderr saying that output committed after it will be produced again. (Flink never falls back.)
+  // On: the job resumes from the newest older checkpoint that validates and logs a warning
+  // (core/log.h) saying that output committed after it will be produced again. (Flink never falls
+  // back.)
   bool fall_back_to_older_checkpoint = false;
 };
 
@@ -145,7 +146,7 @@ struct RuntimeOptions {
   std::string restore_from;
   // State in restore_from that matches no operator of this job (its uid or derived id is gone:
   // an operator was removed, or one without a Uid() moved in the graph) fails the job at start,
-  // naming the operator. True: that state is dropped (a warning on stderr names each operator),
+  // naming the operator. True: that state is dropped (a logged warning names each operator),
   // as Flink's --allowNonRestoredState.
   bool allow_non_restored_state = false;
   // Restarts after a failure. Default: none (the failure ends the job).

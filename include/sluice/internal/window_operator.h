@@ -1527,12 +1527,14 @@ class SlicingWindowOperator final : public UserFunctionOperator<In, Out, WinFn> 
               [this](int kg, absl::FunctionRef<void(std::string_view, std::string_view)> emit) {
                 WriteRocksSlices(kg, emit);
               });
-          state_->RegisterInternalState(kSlices, rocks_snapshot_.get());
+          state_->RegisterInternalState(kSlices, rocks_snapshot_.get(),
+                                        ContentsCodec<Acc>::Format());
         }
       }
       if (!rocks_) {
         internal_.push_back(RegisterInternalState(
-            *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); }));
+            *state_, kSlices, maxp, [this](InternalStateBuckets& b) { AddSlices(b); },
+            ContentsCodec<Acc>::Format()));
       }
       // The key lists are not written: a restore derives them from the slices and the watermark
       // the windows were fired through (one record per key group).
