@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -99,18 +100,25 @@ void JobRunner::Supervise() {
       return;
     }
     absl::StatusOr<absl::Duration> delay = NextDelay(status);
+    // Logged before the end is published (Wait() returns after the message), without the lock
+    // (a sink may be slow).
     if (!delay.ok()) {
       if (options_.restart_strategy.kind != RestartStrategy::Kind::kNone) {
+        lock.unlock();
         Log(LogSeverity::kError, name_, absl::StrCat("failed: ", delay.status().message()));
+        lock.lock();
       }
       done_ = true;
       status_ = delay.status();
       cv_.notify_all();
       return;
     }
-    Log(LogSeverity::kWarning, name_,
+    const std::string restarting =
         absl::StrCat("failed: ", status.message(), "; restarting in ",
-                     absl::FormatDuration(*delay), " (restart ", attempts_, ")"));
+                     absl::FormatDuration(*delay), " (restart ", attempts_, ")");
+    lock.unlock();
+    Log(LogSeverity::kWarning, name_, restarting);
+    lock.lock();
     cv_.wait_for(lock, absl::ToChronoNanoseconds(*delay), [this] { return cancelled_; });
     if (cancelled_) {
       done_ = true;
@@ -123,15 +131,17 @@ void JobRunner::Supervise() {
     const absl::Status resume = SetRestoreFromLatest(options);
     absl::StatusOr<std::shared_ptr<Job>> next =
         resume.ok() ? Job::Build(graph_, options, name_) : resume;
-    lock.lock();
     if (!next.ok()) {
+      const absl::Status failed(next.status().code(),
+                                absl::StrCat("restart failed: ", next.status().message()));
+      Log(LogSeverity::kError, name_, failed.message());
+      lock.lock();
       done_ = true;
-      status_ = absl::Status(next.status().code(),
-                             absl::StrCat("restart failed: ", next.status().message()));
-      Log(LogSeverity::kError, name_, status_.message());
+      status_ = failed;
       cv_.notify_all();
       return;
     }
+    lock.lock();
     job_ = std::move(*next);
     ++attempts_;
     job_->Start();

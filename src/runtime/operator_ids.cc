@@ -129,6 +129,10 @@ absl::StatusOr<std::vector<std::string>> AssignOperatorIds(const StreamGraph& gr
     inputs[static_cast<size_t>(e.to)].push_back(e.from);
     outputs[static_cast<size_t>(e.from)].push_back(e.to);
   }
+  std::vector<int> followers(n, 0);  // nodes following each node
+  for (const StreamNode& node : graph.nodes) {
+    if (node.follows >= 0) ++followers[static_cast<size_t>(node.follows)];
+  }
   std::vector<std::string> bytes(n);  // 16 bytes per node once assigned
   std::vector<bool> queued(n, false);
   std::deque<int> queue;
@@ -158,7 +162,8 @@ absl::StatusOr<std::vector<std::string>> AssignOperatorIds(const StreamGraph& gr
       own = absl::HexStringToBytes(absl::AsciiStrToLower(*node.uid_hash));
     } else if (node.uid.has_value()) {
       own = Murmur3_128(*node.uid);
-    } else if (followed != nullptr && followed->uid.has_value()) {
+    } else if (followed != nullptr && followed->uid.has_value() &&
+               followers[static_cast<size_t>(node.follows)] == 1) {
       own = Murmur3_128(absl::StrCat(*followed->uid, "\n", node.name));
     } else {
       // The position (4 bytes, little endian), whether the input is keyed, and the kind.

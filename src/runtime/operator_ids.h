@@ -12,7 +12,8 @@
 // inserted at a stateful operator's old place would take over that operator's id and state.)
 //
 // A node that follows another (the watermark operator of a source, the local phase of a two-phase
-// window aggregation) takes its id from the followed node's uid when it has one.
+// window aggregation) takes its id from the followed node's uid when it has one and is its only
+// follower (two local phases on one input derive theirs from their positions).
 #pragma once
 
 #include <string>

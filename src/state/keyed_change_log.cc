@@ -12,6 +12,8 @@ namespace sluice::internal {
 namespace {
 
 constexpr std::string_view kMagic = "SLKC";
+// A change log of version v resolves into the canonical format of version v (same state list).
+static_assert(kKeyedChangeLogVersion == kKeyedSnapshotVersion);
 
 struct Header {
   uint32_t version = 0;

@@ -5,6 +5,7 @@
 
 #include <sluice/sluice.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -104,6 +105,31 @@ TEST(OperatorIdsTest, TheWatermarkOperatorOfASourceWithUidDerivesItsIdFromIt) {
   ASSERT_EQ(one.size(), 3u);
   EXPECT_EQ(one[0], Hex(Murmur3_128("events")));
   EXPECT_EQ(one[1], Hex(Murmur3_128("events\n" + watermark_node_name)));
+}
+
+// Two two-phase windows on one input with a uid: each local phase follows that input; they derive
+// their ids from their positions (not both from the uid, which would clash).
+TEST(OperatorIdsTest, TwoLocalPhasesOnOneInputWithUidGetDistinctIds) {
+  CollectSink<int64_t> sink;
+  auto ids = Ids([&](StreamEnvironment& env) {
+    DataStream<int64_t> in =
+        env.FromSequence(1, 9)
+            .AssignTimestampsAndWatermarks(
+                WatermarkStrategy<int64_t>::ForMonotonousTimestamps().WithTimestampAssigner(
+                    [](const int64_t& x) { return x; }))
+            .Uid("parse");
+    for (int i = 0; i < 2; ++i) {
+      in.KeyBy([](int64_t x) { return x % 3; })
+          .Window(TumblingEventTimeWindows::Of(absl::Milliseconds(5)))
+          .TwoPhase()
+          .Reduce([](int64_t a, int64_t b) { return a + b; })
+          .SinkTo(sink);
+    }
+  });
+  std::vector<std::string> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  EXPECT_EQ(ids.size(), 8u);  // source, watermarks, 2 x (local, global, sink)
 }
 
 TEST(OperatorIdsTest, UnionInputsAndUidHash) {

@@ -32,8 +32,10 @@ using LogSink = std::function<void(const LogRecord&)>;
 
 // Sends every message of at least the minimum severity to `sink` (nullptr: back to the default,
 // "sluice: [<SEVERITY>] job '<job>': <message>" on stderr). Calls of the sink are serialized (it
-// needs no lock of its own) and may come from any thread; it must not call SetLogSink. Process-wide,
-// as a logging library's configuration is.
+// needs no lock of its own) and come from the library's threads, sometimes while a job's
+// checkpoint coordinator holds its lock: the sink hands the record to the host's logger and
+// returns; it must not call back into Sluice (SetLogSink, a JobHandle, an environment).
+// Process-wide, as a logging library's configuration is.
 void SetLogSink(LogSink sink);
 // Messages below `severity` are dropped. Default kInfo (everything).
 void SetMinLogSeverity(LogSeverity severity);

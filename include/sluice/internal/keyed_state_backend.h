@@ -1926,9 +1926,13 @@ class KeyedStateBackend final : public KeyedStateStore {
       const std::string name(name_bytes);
       RestoredState rs{static_cast<StateKind>(kind), static_cast<int64_t>(ttl),
                        std::string(serializer)};
-      if (auto it = restored_.find(name);
-          it != restored_.end() && (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms ||
-                                    it->second.serializer != rs.serializer)) {
+      // A format of "" is unknown (a state restored from an older snapshot and never registered
+      // since): it agrees with any, and a known one wins.
+      auto it = restored_.find(name);
+      if (it != restored_.end() && rs.serializer.empty()) rs.serializer = it->second.serializer;
+      if (it != restored_.end() &&
+          (it->second.kind != rs.kind || it->second.ttl_ms != rs.ttl_ms ||
+           (!it->second.serializer.empty() && it->second.serializer != rs.serializer))) {
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": state '", name, "' differs from another restored snapshot"));
       }

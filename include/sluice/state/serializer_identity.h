@@ -11,11 +11,13 @@
 // SerializerReads<T>(old) is true when Serializer<T> reads bytes written under identity `old`:
 // built-in formats when the structure is the same and every part reads its old part (so
 // vector<Money> at version 3 reads vector<Money@2> when Money's serializer says it reads version 2);
-// a user serializer when its ReadsFormat(name, version) says so, or else when name and version are
-// equal.
+// a user serializer when its ReadsFormat(name, version) says so (a built-in leaf format such as
+// "int64" or "raw:N4demo5PointE:16" is asked with version 0: a serializer that takes over a type
+// stored as its bytes can declare it reads that layout), or else when name and version are equal.
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -103,14 +105,21 @@ bool ReadsIdentityPrefix(IdentityCursor& c) {
   } else {
     const std::string_view leaf = c.Leaf();
     const size_t at = leaf.rfind('@');
-    if (at == std::string_view::npos) return false;
-    const std::string_view name = leaf.substr(0, at);
-    uint32_t version = 0;
-    for (char d : leaf.substr(at + 1)) {
-      if (d < '0' || d > '9' || version > 100'000'000) return false;
-      version = version * 10 + static_cast<uint32_t>(d - '0');
+    std::string_view name = leaf;
+    uint32_t version = 0;  // a built-in leaf format ("int64", "raw:...") has none
+    if (at != std::string_view::npos) {
+      name = leaf.substr(0, at);
+      uint64_t v = 0;
+      for (char d : leaf.substr(at + 1)) {
+        if (d < '0' || d > '9') return false;
+        v = v * 10 + static_cast<uint64_t>(d - '0');
+        if (v > std::numeric_limits<uint32_t>::max()) return false;
+      }
+      if (at + 1 == leaf.size()) return false;
+      version = static_cast<uint32_t>(v);
+    } else if (!c.rest.empty() && c.rest.front() == '<') {
+      return false;  // a built-in format with arguments: only the same structure reads it
     }
-    if (at + 1 == leaf.size()) return false;
     if constexpr (requires { Serializer<T>::ReadsFormat(name, version); }) {
       return Serializer<T>::ReadsFormat(name, version);
     } else {
