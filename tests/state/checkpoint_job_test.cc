@@ -877,7 +877,7 @@ TEST_P(CheckpointJobTest, ADamagedNewestCheckpointIsRefusedUnlessTheHostAllowsAF
     EXPECT_TRUE(status.ok()) << status;
     EXPECT_THAT(err,
                 HasSubstr(absl::StrCat(
-                    "sluice: job 'fell back': WARNING: resuming from the older checkpoint ", root,
+                    "sluice: [WARNING] job 'fell back': resuming from the older checkpoint ", root,
                     "/chk-", ids[1], " because newer complete checkpoints are damaged")));
     EXPECT_THAT(err, HasSubstr(absl::StrCat("output that exactly-once sinks committed after "
                                             "checkpoint ",
