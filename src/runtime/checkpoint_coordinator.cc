@@ -252,7 +252,8 @@ absl::Status CheckpointCoordinator::TriggerLocked(std::unique_lock<std::mutex>&,
     }
   }
   for (size_t i = 0; i < operators_.size(); ++i) {
-    for (checkpoint::SubtaskState& st : *md.mutable_operators(static_cast<int>(i))->mutable_subtasks()) {
+    for (checkpoint::SubtaskState& st :
+         *md.mutable_operators(static_cast<int>(i))->mutable_subtasks()) {
       p->subtasks[{operators_[i].node_id, st.subtask_index()}] = &st;
     }
   }

@@ -96,8 +96,8 @@ JobGraph DescribePlan(const StreamGraph& graph, const std::map<int, std::vector<
     std::vector<std::string> names;
     for (int m : members) {
       const StreamNode& n = graph.nodes[static_cast<size_t>(m)];
-      v.operators.push_back({m, n.name, n.kind, operator_ids[static_cast<size_t>(m)],
-                             n.uid.value_or("")});
+      v.operators.push_back(
+          {m, n.name, n.kind, operator_ids[static_cast<size_t>(m)], n.uid.value_or("")});
       names.push_back(n.name);
     }
     v.name = absl::StrJoin(names, " -> ");
@@ -455,7 +455,8 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
   const std::string what =
       absl::StrCat(md.savepoint() ? "savepoint " : "checkpoint ", restored.dir);
   std::map<std::string, int> node_of_id;
-  for (size_t i = 0; i < operator_ids.size(); ++i) node_of_id[operator_ids[i]] = static_cast<int>(i);
+  for (size_t i = 0; i < operator_ids.size(); ++i)
+    node_of_id[operator_ids[i]] = static_cast<int>(i);
   // The operator each saved state belongs to: the one with its id. Before format 4 ids were
   // "node-<graph position>": such a state goes to the node at that position if it has the name.
   std::map<int, const checkpoint::OperatorState*> by_node;
@@ -479,7 +480,8 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
         return absl::FailedPreconditionError(absl::StrCat(
             what, " holds state of ", whose,
             " that matches no operator of this job. Set that Uid() on the operator that "
-            "should take it (or UidHash(\"", os.operator_id(),
+            "should take it (or UidHash(\"",
+            os.operator_id(),
             "\") if the old job had no uid), or set RuntimeOptions::allow_non_restored_state "
             "to drop the state (docs/checkpointing.md \"Changing a job\")"));
       }
@@ -490,8 +492,8 @@ absl::Status Job::Restore(const StreamGraph& graph, const std::vector<int>& para
     }
     if (!by_node.emplace(node, &os).second) {
       return absl::DataLossError(absl::StrCat(what, " holds two states of operator '",
-                                              graph.nodes[static_cast<size_t>(node)].name,
-                                              "' (", os.operator_id(), ")"));
+                                              graph.nodes[static_cast<size_t>(node)].name, "' (",
+                                              os.operator_id(), ")"));
     }
     if (os.max_parallelism() != max_parallelism) {
       return absl::FailedPreconditionError(

@@ -114,8 +114,8 @@ void JobRunner::Supervise() {
       return;
     }
     const std::string restarting =
-        absl::StrCat("failed: ", status.message(), "; restarting in ",
-                     absl::FormatDuration(*delay), " (restart ", attempts_, ")");
+        absl::StrCat("failed: ", status.message(), "; restarting in ", absl::FormatDuration(*delay),
+                     " (restart ", attempts_, ")");
     lock.unlock();
     Log(LogSeverity::kWarning, name_, restarting);
     lock.lock();

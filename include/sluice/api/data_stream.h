@@ -711,7 +711,8 @@ class DataStreamSink {
     return *this;
   }
   DataStreamSink UidHash(std::string hex) const {
-    if (IsCurrent("UidHash()")) env_->graph().nodes[static_cast<size_t>(node_)].uid_hash = std::move(hex);
+    if (IsCurrent("UidHash()"))
+      env_->graph().nodes[static_cast<size_t>(node_)].uid_hash = std::move(hex);
     return *this;
   }
   // As DataStream::Uid: the sink's state (two-phase commit transactions, file positions) is kept

@@ -126,9 +126,9 @@ namespace internal {
 class OperatorCounter {
  public:
   OperatorCounter(const RuntimeContext& ctx, absl::string_view name)
-      : cell_(ctx.counters != nullptr ? ctx.counters->Register(ctx.operator_name, name,
-                                                               ctx.node_id, ctx.subtask_index)
-                                      : &own_) {}
+      : cell_(ctx.counters != nullptr
+                  ? ctx.counters->Register(ctx.operator_name, name, ctx.node_id, ctx.subtask_index)
+                  : &own_) {}
   void Inc(int64_t n = 1) { cell_->Inc(n); }
   int64_t Count() const { return cell_->Count(); }
 

@@ -1018,8 +1018,7 @@ class KeyedStateStore : public KeyContext {
 
   // Operator-internal state `name` (must start with '_') joins this backend's snapshots.
   // `format` describes its values (checked against a restored snapshot's; empty: unchecked).
-  void RegisterInternalState(std::string name, InternalKeyedState* state,
-                             StateFormat format = {}) {
+  void RegisterInternalState(std::string name, InternalKeyedState* state, StateFormat format = {}) {
     internal_.emplace_back(std::move(name), state);
     internal_formats_.push_back(std::move(format));
   }
@@ -1191,12 +1190,12 @@ class KeyedStateStore : public KeyContext {
           rs.serializer == f.identity || (f.reads != nullptr && f.reads(rs.serializer))) {
         continue;
       }
-      return absl::FailedPreconditionError(absl::StrCat(
-          where, ": operator '", operator_name_, "': its state '", name,
-          "' was saved in the format ", ReadableSerializerIdentity(rs.serializer),
-          " but the operator now keeps ", ReadableSerializerIdentity(f.identity),
-          ", whose serializer does not read that format; keep the operator's types "
-          "(docs/checkpointing.md \"Changing a job\")"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(where, ": operator '", operator_name_, "': its state '", name,
+                       "' was saved in the format ", ReadableSerializerIdentity(rs.serializer),
+                       " but the operator now keeps ", ReadableSerializerIdentity(f.identity),
+                       ", whose serializer does not read that format; keep the operator's types "
+                       "(docs/checkpointing.md \"Changing a job\")"));
     }
     return absl::OkStatus();
   }
@@ -1204,7 +1203,7 @@ class KeyedStateStore : public KeyContext {
   // Restored records not (yet) in a table: HashMap states registered later, internal states.
   absl::flat_hash_map<std::string, std::vector<RestoredRecord>> pending_;
   std::vector<std::pair<std::string, InternalKeyedState*>> internal_;
-  std::vector<StateFormat> internal_formats_;  // by index of internal_
+  std::vector<StateFormat> internal_formats_;         // by index of internal_
   absl::flat_hash_map<std::string, int> cf_by_name_;  // RocksDB
   std::function<absl::StatusOr<std::unique_ptr<RocksDbStore>>()> opener_;
   bool key_serializable_ = false;
@@ -1654,7 +1653,8 @@ class KeyedStateBackend final : public KeyedStateStore {
     const size_t first_internal = states.size();
     for (size_t i = 0; i < internal_.size(); ++i) {
       internal_[i].second->PrepareSnapshot(states.size());
-      states.push_back({internal_[i].first, {StateKind::kInternal, 0, internal_formats_[i].identity}});
+      states.push_back(
+          {internal_[i].first, {StateKind::kInternal, 0, internal_formats_[i].identity}});
     }
     const size_t first_unregistered = states.size();
     for (const auto& [name, rs] : restored_) {
@@ -1878,12 +1878,12 @@ class KeyedStateBackend final : public KeyedStateStore {
     bool reads = false;
     if constexpr (Serializable<K>) reads = SerializerReads<K>(saved);
     if (reads) return absl::OkStatus();
-    return absl::FailedPreconditionError(absl::StrCat(
-        where, ": operator '", operator_name_, "': its keys were saved in the format ",
-        ReadableSerializerIdentity(saved), " but the job's key type is ",
-        key_serializer_.empty() ? "a type without a sluice::Serializer"
-                                : ReadableSerializerIdentity(key_serializer_),
-        "; keep the KeyBy key type (docs/checkpointing.md \"Changing a job\")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(where, ": operator '", operator_name_, "': its keys were saved in the format ",
+                     ReadableSerializerIdentity(saved), " but the job's key type is ",
+                     key_serializer_.empty() ? "a type without a sluice::Serializer"
+                                             : ReadableSerializerIdentity(key_serializer_),
+                     "; keep the KeyBy key type (docs/checkpointing.md \"Changing a job\")"));
   }
 
   // Restores the key groups of `file` (a snapshot covering `file_range`, with per-key-group
@@ -1936,7 +1936,8 @@ class KeyedStateBackend final : public KeyedStateStore {
         return absl::FailedPreconditionError(
             absl::StrCat(where, ": state '", name, "' differs from another restored snapshot"));
       }
-      if (rs.kind == StateKind::kInternal) SLUICE_RETURN_IF_ERROR(CheckInternalFormat(name, rs, where));
+      if (rs.kind == StateKind::kInternal)
+        SLUICE_RETURN_IF_ERROR(CheckInternalFormat(name, rs, where));
       restored_[name] = rs;
       states.emplace_back(name, rs);
     }

@@ -319,10 +319,10 @@ class OperatorStateStore {
         const std::string name(name_bytes);
         Parsed* p = find(name);
         if (p == nullptr) {
-          states.emplace_back(name, Parsed{static_cast<OperatorStateMode>(mode),
-                                           std::string(format),
-                                           std::vector<std::vector<std::string>>(old_p),
-                                           std::vector<bool>(old_p, false)});
+          states.emplace_back(name,
+                              Parsed{static_cast<OperatorStateMode>(mode), std::string(format),
+                                     std::vector<std::vector<std::string>>(old_p),
+                                     std::vector<bool>(old_p, false)});
           p = &states.back().second;
         } else if (p->mode != static_cast<OperatorStateMode>(mode)) {
           return absl::DataLossError(absl::StrCat(

@@ -375,9 +375,11 @@ void ForEachPrefetched(const Range& range, Heap&& heap, F&& f) {
 
 // Registers internal state `name` (starting with '_') of `store`, its values in `format`; the
 // caller keeps the result alive as long as the store.
-inline std::unique_ptr<InternalStateBuckets> RegisterInternalState(
-    KeyedStateStore& store, std::string name, int max_parallelism,
-    InternalStateBuckets::Fill fill, StateFormat format = {}) {
+inline std::unique_ptr<InternalStateBuckets> RegisterInternalState(KeyedStateStore& store,
+                                                                   std::string name,
+                                                                   int max_parallelism,
+                                                                   InternalStateBuckets::Fill fill,
+                                                                   StateFormat format = {}) {
   auto buckets =
       std::make_unique<InternalStateBuckets>(store.key_groups(), max_parallelism, std::move(fill));
   store.RegisterInternalState(std::move(name), buckets.get(), std::move(format));
