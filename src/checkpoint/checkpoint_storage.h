@@ -40,7 +40,6 @@ struct CheckpointStorageOptions {
   int retained = 1;
 };
 
-
 // What a restore from a storage root does when its newest complete checkpoint does not validate.
 // Exactly-once holds only against the newest completed checkpoint: exactly-once sinks may have
 // committed output after an older one, which a resume from it produces again. So the default
